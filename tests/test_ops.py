@@ -1,0 +1,113 @@
+"""Each NumPy backward against tf.GradientTape in float64, with random upstream gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import assert_close
+from tfhybrid._tf import tf
+from tfhybrid.ops.activations import sigmoid_backward, sigmoid_forward
+from tfhybrid.ops.conv import conv2d_backward, conv2d_forward
+from tfhybrid.ops.dense import dense_backward, dense_forward
+from tfhybrid.ops.losses import sigmoid_cross_entropy, softmax_cross_entropy
+from tfhybrid.ops.pooling import avg_pool_backward, avg_pool_forward
+
+RTOL = 1e-12  # float64, same maths, another summation order
+
+
+def tape_vjp(fn, inputs: dict, dout: np.ndarray) -> dict:
+    """Gradients of sum(fn(**inputs) * dout) w.r.t. every input: a vector-Jacobian product."""
+    variables = {k: tf.Variable(v) for k, v in inputs.items()}
+    with tf.GradientTape() as tape:
+        out = fn(**variables)
+        target = tf.reduce_sum(out * dout)
+    return {k: g.numpy() for k, g in tape.gradient(target, variables).items()}
+
+
+@pytest.mark.parametrize("shape,size,stride", [
+    ((2, 20, 20, 3), 2, 2), ((3, 7, 9, 2), 3, 2), ((1, 8, 8, 1), 3, 3), ((2, 6, 5, 4), 2, 1),
+])
+def test_avg_pool_backward_matches_tape(rng, shape, size, stride):
+    x = rng.standard_normal(shape)
+    out, cache = avg_pool_forward(x, size, stride)
+    expected = tf.nn.avg_pool2d(x, size, stride, "VALID").numpy()
+    assert_close("avg_pool out", out, expected, RTOL)
+    dout = rng.standard_normal(out.shape)
+    grads = tape_vjp(lambda x: tf.nn.avg_pool2d(x, size, stride, "VALID"), {"x": x}, dout)
+    assert_close("avg_pool dx", avg_pool_backward(dout, cache), grads["x"], RTOL)
+
+
+def test_sigmoid_backward_matches_tape(rng):
+    z = rng.standard_normal((4, 5, 6, 3)) * 4
+    s, cache = sigmoid_forward(z)
+    assert_close("sigmoid", s, tf.sigmoid(z).numpy(), RTOL)
+    dout = rng.standard_normal(z.shape)
+    grads = tape_vjp(lambda z: tf.sigmoid(z), {"z": z}, dout)
+    assert_close("sigmoid dz", sigmoid_backward(dout, cache), grads["z"], RTOL)
+
+
+def test_sigmoid_does_not_overflow():
+    s, _ = sigmoid_forward(np.array([-1e4, 0.0, 1e4], dtype=np.float32))
+    np.testing.assert_array_equal(s, np.array([0.0, 0.5, 1.0], dtype=np.float32))
+
+
+def test_dense_backward_matches_tape(rng):
+    x, w = rng.standard_normal((6, 11)), rng.standard_normal((11, 4))
+    b = rng.standard_normal((1, 4))
+    out, cache = dense_forward(x, w, b)
+    dout = rng.standard_normal(out.shape)
+    grads = tape_vjp(lambda x, w, b: x @ w + b, {"x": x, "w": w, "b": b}, dout)
+    mine = dense_backward(dout, cache)
+    for key in ("x", "w", "b"):
+        assert_close(f"dense d{key}", mine[f"d{key}"], grads[key], RTOL)
+
+
+@pytest.mark.parametrize("shape,kernel,stride,pad", [
+    ((2, 9, 9, 1), 3, 1, 0), ((3, 10, 11, 2), 3, 2, 1), ((2, 8, 8, 3), 5, 3, 2),
+    ((1, 12, 12, 2), 4, 2, 0),
+])
+@pytest.mark.parametrize("dw_mode", ["batched", "per-sample"])
+def test_conv_backward_matches_tape(rng, shape, kernel, stride, pad, dw_mode):
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((kernel, kernel, shape[3], 4))
+    b = rng.standard_normal(4)
+
+    def reference(x, w, b):
+        padded = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        return tf.nn.conv2d(padded, w, strides=stride, padding="VALID") + b
+
+    out, cache = conv2d_forward(x, w, b, stride, pad)
+    assert_close("conv out", out, reference(x, w, b).numpy(), RTOL)
+    dout = rng.standard_normal(out.shape)
+    grads = tape_vjp(reference, {"x": x, "w": w, "b": b}, dout)
+    mine = conv2d_backward(dout, cache, dw_mode=dw_mode)
+    for key in ("x", "w", "b"):
+        assert_close(f"conv d{key}", mine[f"d{key}"], grads[key], RTOL)
+
+
+def test_sigmoid_cross_entropy_matches_tf(rng):
+    z, y = rng.standard_normal((5, 10)) * 3, (rng.random((5, 10)) > 0.7).astype(float)
+    loss, dz = sigmoid_cross_entropy(z, y)
+    zv = tf.Variable(z)
+    with tf.GradientTape() as tape:
+        ref = tf.reduce_mean(tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(y, zv), 1))
+    assert loss == pytest.approx(float(ref), rel=RTOL)
+    assert_close("sigmoid CE dz", dz, tape.gradient(ref, zv).numpy(), RTOL)
+
+
+def test_softmax_cross_entropy_matches_tf(rng):
+    z = rng.standard_normal((5, 10)) * 3
+    y = np.eye(10)[rng.integers(0, 10, 5)]
+    loss, dz = softmax_cross_entropy(z, y)
+    zv = tf.Variable(z)
+    with tf.GradientTape() as tape:
+        ref = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, zv))
+    assert loss == pytest.approx(float(ref), rel=RTOL)
+    assert_close("softmax CE dz", dz, tape.gradient(ref, zv).numpy(), RTOL)
+
+
+def test_softmax_cross_entropy_is_stable_for_huge_logits():
+    loss, dz = softmax_cross_entropy(np.array([[1000.0, 0.0]]), np.array([[0.0, 1.0]]))
+    assert loss == pytest.approx(1000.0)
+    assert np.all(np.isfinite(dz))

@@ -1,0 +1,125 @@
+"""The source article's network with its hybrid TensorFlow / NumPy backpropagation.
+
+    x [N,28,28,1] -> conv 9x9x20 VALID + b1 -> sigmoid -> s1 [N,20,20,20]
+      -> avg pool 2x2/2 -> L1 [N,10,10,20] -> flatten (NHWC) [N,2000]
+      -> dense 2000->10 + b2 -> z2 [N,10] -> sigmoid -> s2
+
+TensorFlow runs the forward convolution, sigmoid and pool (one compiled call, as the
+article's session.run) and the convolution that yields dw1. NumPy does the rest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfhybrid.ops import tf_kernels
+from tfhybrid.ops.activations import sigmoid_backward
+from tfhybrid.ops.conv import DW_MODES, filter_gradient
+from tfhybrid.ops.dense import dense_backward, dense_forward
+from tfhybrid.ops.losses import sigmoid_cross_entropy, softmax_cross_entropy
+from tfhybrid.ops.pooling import avg_pool_backward
+
+PARAM_SHAPES = {"w1": (9, 9, 1, 20), "b1": (1, 20), "w2": (2000, 10), "b2": (1, 10)}
+INIT_SCALE = 0.1  # the article: standard normal x 0.1 for every parameter
+BIAS_GRAD_RULES = ("seed", "exact")
+CONV_POSITIONS = 20 * 20  # output positions of the 9x9 VALID convolution on 28x28
+EVAL_BATCH = 5_000  # large evaluation batches: fewer TensorFlow calls
+
+
+def init_params(seed: int, dtype: type = np.float32) -> dict[str, np.ndarray]:
+    """Standard normal x 0.1, drawn in the order w1, b1, w2, b2 from one seeded generator."""
+    rng = np.random.default_rng(seed)
+    return {name: (rng.standard_normal(shape) * INIT_SCALE).astype(dtype)
+            for name, shape in PARAM_SHAPES.items()}
+
+
+class SeedCNN:
+    """The article's CNN. ``params`` is a dict of NumPy arrays keyed w1, b1, w2, b2.
+
+    ``dw_mode``: "batched" (one TF call for the batch) or "per-sample" (each sample's
+    own convolution, as the article). ``bias_grad``: "seed" (the article's program,
+    db1 = mean of dz1 over batch and the 400 positions: exactly 1/400 of the true
+    gradient) or "exact" (the true gradient of the loss).
+    """
+
+    name = "seed-cnn"
+
+    def __init__(self, params: dict[str, np.ndarray] | None = None, *, seed: int = 0,
+                 dtype: type = np.float32, dw_mode: str = "batched", bias_grad: str = "seed"):
+        if dw_mode not in DW_MODES:
+            raise ValueError(f"dw_mode must be one of {DW_MODES}, got {dw_mode!r}")
+        if bias_grad not in BIAS_GRAD_RULES:
+            raise ValueError(f"bias_grad must be one of {BIAS_GRAD_RULES}, got {bias_grad!r}")
+        self.dtype = np.dtype(dtype)
+        self.dw_mode = dw_mode
+        self.bias_grad = bias_grad
+        self._params: dict[str, np.ndarray] = {}
+        self.params = init_params(seed, self.dtype) if params is None else params
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return self._params
+
+    @params.setter
+    def params(self, values: dict[str, np.ndarray]) -> None:
+        if set(values) != set(PARAM_SHAPES):
+            raise ValueError(f"params must have keys {sorted(PARAM_SHAPES)}, got {sorted(values)}")
+        for key, shape in PARAM_SHAPES.items():
+            if np.shape(values[key]) != shape:
+                raise ValueError(f"param {key} must have shape {shape}, "
+                                 f"got {np.shape(values[key])}")
+        self._params = {k: np.ascontiguousarray(values[k], dtype=self.dtype) for k in PARAM_SHAPES}
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, dict]:
+        """x [N,28,28,1] -> (logits z2 [N,10], cache for :meth:`backward`)."""
+        p = self._params
+        x = np.asarray(x, dtype=self.dtype)
+        s1, pooled = tf_kernels.conv_sigmoid_avgpool(x, p["w1"], p["b1"])
+        s1, pooled = s1.numpy(), pooled.numpy()
+        flat = pooled.reshape(len(x), -1)  # NHWC flatten: (row, column, channel) order
+        z2, dense_cache = dense_forward(flat, p["w2"], p["b2"])
+        return z2, {"x": x, "s1": s1, "pooled_shape": pooled.shape, "dense": dense_cache}
+
+    def backward(self, dz2: np.ndarray, cache: dict) -> tuple[dict, dict]:
+        """dz2 [N,10] = dL/dz2 -> (grads keyed like params, intermediate gradients).
+
+        Intermediates: dz2 [N,10], dL1 [N,10,10,20], ds1 [N,20,20,20], dz1 [N,20,20,20].
+        """
+        dense = dense_backward(dz2, cache["dense"])
+        d_pooled = dense["dx"].reshape(cache["pooled_shape"])
+        ds1 = avg_pool_backward(d_pooled, (cache["s1"].shape, 2, 2))
+        dz1 = sigmoid_backward(ds1, cache["s1"])
+        db1 = dz1.sum(axis=(0, 1, 2)).reshape(PARAM_SHAPES["b1"])
+        if self.bias_grad == "seed":
+            db1 /= CONV_POSITIONS  # the article averages over the 400 positions too
+        dw1 = filter_gradient(cache["x"], dz1, PARAM_SHAPES["w1"], dw_mode=self.dw_mode)
+        grads = {"w1": dw1, "b1": db1, "w2": dense["dw"], "b2": dense["db"]}
+        inter = {"dz2": dz2, "dL1": d_pooled, "ds1": ds1, "dz1": dz1}
+        return grads, inter
+
+    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> dict:
+        """One forward and backward pass on x [N,28,28,1], one-hot y [N,10].
+
+        Returns {"loss": the minimised sigmoid cross-entropy, "cost": the article's
+        printed softmax cross-entropy of z2, "logits", "grads", "intermediates"}.
+        """
+        y = np.asarray(y, dtype=self.dtype)
+        z2, cache = self.forward(x)
+        loss, dz2 = sigmoid_cross_entropy(z2, y)
+        cost, _ = softmax_cross_entropy(z2, y)
+        grads, inter = self.backward(dz2, cache)
+        return {"loss": loss, "cost": cost, "logits": z2, "grads": grads,
+                "intermediates": inter}
+
+    def gradients(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Manual gradients of the loss, keyed w1, b1, w2, b2."""
+        return self.loss_and_gradients(x, y)["grads"]
+
+    def logits(self, x: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
+        """z2 [N,10] for any N, computed in large batches."""
+        return np.concatenate([self.forward(x[i:i + batch_size])[0]
+                               for i in range(0, len(x), batch_size)])
+
+    def accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
+        """Fraction of images whose largest output is the true class (labels: int [N])."""
+        return float(np.mean(self.logits(x).argmax(axis=1) == labels))

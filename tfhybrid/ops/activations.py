@@ -1,0 +1,29 @@
+"""Element-wise activations, forward and hand-written backward, in NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-z), written as 0.5 (1 + tanh(z/2)) so no exp can overflow."""
+    half = np.asarray(z) * 0.5
+    out = np.tanh(half, out=np.empty_like(half))
+    out += 1
+    out *= 0.5
+    return out
+
+
+def sigmoid_forward(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Any shape -> (s, cache = s)."""
+    s = sigmoid(z)
+    return s, s
+
+
+def sigmoid_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    """dL/dz = dL/ds * s (1 - s); same shape as ``dout``."""
+    s = cache
+    grad = np.subtract(1, s, dtype=s.dtype)
+    grad *= s
+    grad *= dout
+    return grad
