@@ -35,6 +35,18 @@ def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(size)
 
 
+def sgd_step(model, optimizer, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """One training step on a batch: forward, hand-written backward, SGD update.
+
+    Returns (loss, cost) computed before the update. The training loop and
+    ``scripts/benchmark.py`` both call this, so the benchmark times the real step.
+    """
+    result = model.loss_and_gradients(x, y)
+    if math.isfinite(result["loss"]):
+        optimizer.update(model.params, result["grads"])
+    return result["loss"], result["cost"]
+
+
 def prepare_workdir(workdir: str | Path) -> Path:
     """Create the output folder and prove it is writable before any training."""
     path = Path(workdir)
@@ -80,14 +92,13 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print) -> d
                 # Sorted indices gather rows in memory order; a batch's gradient is a sum,
                 # so the order inside it does not matter.
                 idx = np.sort(order[step * config.batch_size:(step + 1) * config.batch_size])
-                result = model.loss_and_gradients(x_train[idx], y_train[idx])
-                if not math.isfinite(result["loss"]):
+                loss, cost = sgd_step(model, optimizer, x_train[idx], y_train[idx])
+                if not math.isfinite(loss):
                     raise DivergenceError(
                         f"training diverged at epoch {epoch}, step {step + 1}: the loss is "
-                        f"{result['loss']}; lower --lr (got {config.lr})")
-                optimizer.update(model.params, result["grads"])
-                cost_sum += result["cost"]
-                loss_sum += result["loss"]
+                        f"{loss}; lower --lr (got {config.lr})")
+                cost_sum += cost
+                loss_sum += loss
                 bar.update(step + 1, cost=cost_sum / (step + 1))
         row = {
             "epoch": epoch,
