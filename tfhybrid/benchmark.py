@@ -210,24 +210,43 @@ def summarise(times: list[float]) -> dict:
             "p90_ms": float(np.percentile(ms, 90)), "steps": len(ms)}
 
 
+def status_mb(field: str, pid: int | str = "self") -> float | None:
+    """A memory field of /proc/PID/status (VmHWM: peak RSS, VmRSS: current), in MB."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MB."""
+    """This process's peak resident set size so far, in MB.
+
+    VmHWM where Linux has it: ``ru_maxrss`` of a process started by another counts the
+    starter's memory too (the kernel carries it over at exec), which would charge the
+    benchmark's own footprint to every method it launches.
+    """
+    peak = status_mb("VmHWM")
+    if peak is not None:
+        return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS
 
 
 def current_rss_mb() -> float:
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return float("nan")
+    rss = status_mb("VmRSS")
+    return float("nan") if rss is None else rss
 
 
 def worker(method: str, batch: int, repeats: int, warmup: int) -> dict:
     """Run in a fresh process: one method at one batch size, its step time and memory."""
     from tfhybrid._tf import tf  # noqa: F401  (imported before the baseline is read)
+    from tfhybrid.runtime import tune_for_training
 
+    tune_for_training()
     baseline = current_rss_mb()
     step = make_step(method, batch)
     times = time_calls(step, repeats, warmup)
@@ -236,19 +255,26 @@ def worker(method: str, batch: int, repeats: int, warmup: int) -> dict:
 
 
 def run_subprocess(args: list[str], stdout, timeout: float | None = None) -> tuple[int, float]:
-    """Run ``args``; return (exit code, the child's own peak RSS in MB), via wait4."""
+    """Run ``args``; return (exit code, the child's own peak RSS in MB).
+
+    The peak is the child's VmHWM, read every 20 ms while it runs (it only grows); where
+    /proc is missing, ``ru_maxrss`` from wait4, which may include this process's memory.
+    """
     proc = subprocess.Popen(args, stdout=stdout, stderr=subprocess.STDOUT, cwd=REPO)
     deadline = None if timeout is None else time.monotonic() + timeout
+    watched = None
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
+        watched = status_mb("VmHWM", proc.pid) or watched
         if deadline is not None and time.monotonic() > deadline:
             proc.kill()
-        time.sleep(0.05)
+        time.sleep(0.02)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    peak = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
-    return proc.returncode, peak
+    if watched is not None:
+        return proc.returncode, watched
+    return proc.returncode, usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
 
 
 def run_worker(method: str, batch: int, repeats: int, warmup: int) -> dict:
@@ -302,13 +328,17 @@ def benchmark(batch: int = 100, repeats: int = 60, warmup: int = 10,
               methods: tuple[str, ...] = METHODS, scaling: tuple[int, ...] = (100, 1000, 10000),
               data_dir: str | None = None, log=print) -> dict:
     """The whole benchmark; returns the dict written by ``--json``."""
-    report = {"batch": batch, "machine": machine_info(), "lr": LR}
+    from tfhybrid.runtime import tune_for_training
+
+    report = {"batch": batch, "machine": machine_info(), "lr": LR,
+              "runtime_settings": tune_for_training()}  # as training applies them
     log(f"timing {', '.join(methods)} at batch {batch}: {repeats} steps each after "
         f"{warmup} warm-up steps, interleaved (load average {report['machine']['load_average']})")
     steps = {method: make_step(method, batch) for method in methods}
     rate_before = matmul_rate()
     times = interleaved_times(steps, repeats, warmup)
     rate_after = matmul_rate()
+    del steps
     rate = max(rate_before["best"], rate_after["best"])
     flops = step_flops(batch)
     floor_ms = flops["matmul"] / (rate * 1e9) * 1e3
@@ -317,28 +347,55 @@ def benchmark(batch: int = 100, repeats: int = 60, warmup: int = 10,
     report["floor_ms"] = floor_ms
     results = {method: summarise(t) for method, t in times.items()}
     reference = results.get("autodiff", {}).get("median_ms")
-    log("measuring peak memory of each method in a fresh process")
-    for method in methods:
-        memory = run_worker(method, batch, repeats=10, warmup=3)
-        results[method]["peak_rss_mb"] = memory.get("peak_rss_mb")
-        results[method]["rss_before_mb"] = memory.get("rss_before_mb")
     for row in results.values():
         row["x_autodiff"] = row["median_ms"] / reference if reference else None
         row["x_floor"] = row["median_ms"] / floor_ms
         row["seconds_per_epoch"] = row["median_ms"] * STEPS_PER_EPOCH / 1e3
     report["methods"] = results
-    report["scaling"] = []
-    for size in scaling:
-        for method in ("hybrid", "autodiff"):
-            count = 50 if size <= 100 else 20 if size <= 1000 else 5
-            log(f"scaling: {method} at batch {size} ({count} steps, fresh process)")
-            report["scaling"].append(run_worker(method, size, repeats=count, warmup=2))
+    report["scaling"] = scaling_table(scaling, log) if scaling else []
+    log(f"peak memory of each method at batch {batch}, each in a fresh process")
+    for method in methods:
+        memory = memory_of(method, batch, report["scaling"])
+        results[method]["peak_rss_mb"] = memory.get("peak_rss_mb")
+        results[method]["rss_before_mb"] = memory.get("rss_before_mb")
     if data_dir is not None:
         log("full run: scripts/train.py, 10 epochs, data loading included")
         report["full_run"] = full_run(data_dir, [])
     report["machine"]["load_average_after"] = (list(os.getloadavg())
                                                if hasattr(os, "getloadavg") else None)
     return report
+
+
+def scaling_steps(batch: int) -> int:
+    """Timed steps per method in the scaling table: 50 up to batch 100, fewer above."""
+    return 50 if batch <= 100 else 20 if batch <= 1000 else 5
+
+
+def scaling_table(sizes: tuple[int, ...], log=print) -> list[dict]:
+    """Hybrid and autodiff at each batch size: times interleaved in this process (so their
+    ratio holds under load), memory from a fresh process per method and size."""
+    rows = []
+    for size in sizes:
+        count = scaling_steps(size)
+        log(f"scaling: hybrid and autodiff at batch {size}, {count} steps each, interleaved")
+        steps = {method: make_step(method, size) for method in ("hybrid", "autodiff")}
+        times = interleaved_times(steps, count, warmup=2, chunk=max(1, min(10, count // 5)))
+        del steps
+        for method, samples in times.items():
+            log(f"scaling: peak memory of {method} at batch {size} (fresh process)")
+            memory = run_worker(method, size, repeats=3, warmup=1)
+            rows.append({"method": method, "batch": size, **summarise(samples),
+                         "peak_rss_mb": memory.get("peak_rss_mb"),
+                         "rss_before_mb": memory.get("rss_before_mb")})
+    return rows
+
+
+def memory_of(method: str, batch: int, scaling: list[dict]) -> dict:
+    """Peak RSS of ``method`` at ``batch``: from the scaling table if it has it."""
+    for row in scaling:
+        if row["method"] == method and row["batch"] == batch and row.get("peak_rss_mb"):
+            return row
+    return run_worker(method, batch, repeats=10, warmup=3)
 
 
 def format_report(report: dict) -> str:
@@ -366,8 +423,9 @@ def format_report(report: dict) -> str:
         lines += ["", "| batch | method | ms/step | ms/sample | peak RSS MB | RSS growth MB |",
                   "|---:|---|---:|---:|---:|---:|"]
         for row in report["scaling"]:
-            if "error" in row:
-                lines.append(f"| {row['batch']} | {row['method']} | error: {row['error']} |||")
+            if row.get("peak_rss_mb") is None:
+                lines.append(f"| {row['batch']} | {row['method']} | {row['median_ms']:.1f} | "
+                             f"{row['median_ms'] / row['batch']:.3f} | failed | |")
                 continue
             lines.append(
                 f"| {row['batch']} | {row['method']} | {row['median_ms']:.1f} | "

@@ -72,6 +72,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print) -> d
     data = load_mnist(config.resolved_data_dir(), config.train_limit)
     load_seconds = time.perf_counter() - started
     from tfhybrid.models import SeedCNN  # imports TensorFlow: only once the data is known good
+    from tfhybrid.runtime import tune_for_training
+
+    tune_for_training()  # one BLAS thread, freed memory kept: see tfhybrid/runtime.py
 
     x_train, labels_train = data.x_train, data.y_train
     y_train = one_hot(labels_train)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfhybrid._tf import tf
 from tfhybrid.ops import tf_kernels
 from tfhybrid.ops.activations import sigmoid_backward
-from tfhybrid.ops.conv import DW_MODES, filter_gradient
+from tfhybrid.ops.conv import DW_MODES
 from tfhybrid.ops.dense import dense_backward, dense_forward
 from tfhybrid.ops.losses import sigmoid_cross_entropy, softmax_cross_entropy
 from tfhybrid.ops.pooling import avg_pool_backward
@@ -22,6 +23,7 @@ from tfhybrid.ops.pooling import avg_pool_backward
 PARAM_SHAPES = {"w1": (9, 9, 1, 20), "b1": (1, 20), "w2": (2000, 10), "b2": (1, 10)}
 INIT_SCALE = 0.1  # the article: standard normal x 0.1 for every parameter
 BIAS_GRAD_RULES = ("seed", "exact")
+POOLED_SHAPE = (10, 10, 20)
 CONV_POSITIONS = 20 * 20  # output positions of the 9x9 VALID convolution on 28x28
 EVAL_BATCH = 5_000  # large evaluation batches: fewer TensorFlow calls
 
@@ -51,6 +53,7 @@ class SeedCNN:
         if bias_grad not in BIAS_GRAD_RULES:
             raise ValueError(f"bias_grad must be one of {BIAS_GRAD_RULES}, got {bias_grad!r}")
         self.dtype = np.dtype(dtype)
+        self._tf_dtype = tf.as_dtype(self.dtype)
         self.dw_mode = dw_mode
         self.bias_grad = bias_grad
         self._params: dict[str, np.ndarray] = {}
@@ -71,54 +74,87 @@ class SeedCNN:
         self._params = {k: np.ascontiguousarray(values[k], dtype=self.dtype) for k in PARAM_SHAPES}
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, dict]:
-        """x [N,28,28,1] -> (logits z2 [N,10], cache for :meth:`backward`)."""
+        """x [N,28,28,1] -> (logits z2 [N,10], cache for :meth:`backward`).
+
+        x is converted to a tensor once; the cache keeps that tensor for the dw1
+        convolution. s1 and L1 are read-only NumPy views of TensorFlow's outputs (no copy).
+        """
         p = self._params
-        x = np.asarray(x, dtype=self.dtype)
-        s1, pooled = tf_kernels.conv_sigmoid_avgpool(x, p["w1"], p["b1"])
-        s1, pooled = s1.numpy(), pooled.numpy()
-        flat = pooled.reshape(len(x), -1)  # NHWC flatten: (row, column, channel) order
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        tx = tf.convert_to_tensor(x)
+        s1, flat = tf_kernels.seed_forward(self._tf_dtype)(
+            tx, tf.convert_to_tensor(p["w1"]), tf.convert_to_tensor(p["b1"]))
+        s1, flat = np.asarray(s1), np.asarray(flat)  # NHWC flatten: (row, column, channel)
         z2, dense_cache = dense_forward(flat, p["w2"], p["b2"])
-        return z2, {"x": x, "s1": s1, "pooled_shape": pooled.shape, "dense": dense_cache}
+        return z2, {"x": x, "x_tensor": tx, "s1": s1,
+                    "pooled_shape": (len(x), *POOLED_SHAPE), "dense": dense_cache}
 
     def backward(self, dz2: np.ndarray, cache: dict) -> tuple[dict, dict]:
         """dz2 [N,10] = dL/dz2 -> (grads keyed like params, intermediate gradients).
 
         Intermediates: dz2 [N,10], dL1 [N,10,10,20], ds1 [N,20,20,20], dz1 [N,20,20,20].
         """
+        grads, inter, _ = self._backward(dz2, cache)
+        return grads, inter
+
+    def _backward(self, dz2: np.ndarray, cache: dict) -> tuple[dict, dict, np.ndarray | None]:
+        """:meth:`backward`, plus each sample's dw1 [N,9,9,1,20] in per-sample mode."""
         dense = dense_backward(dz2, cache["dense"])
         d_pooled = dense["dx"].reshape(cache["pooled_shape"])
         ds1 = avg_pool_backward(d_pooled, (cache["s1"].shape, 2, 2))
         dz1 = sigmoid_backward(ds1, cache["s1"])
-        db1 = dz1.sum(axis=(0, 1, 2)).reshape(PARAM_SHAPES["b1"])
+        # Sum over batch and positions as one matrix-vector product: NumPy's reduction over
+        # leading axes of [N*400, 20] runs 20-element inner loops and costs several times more.
+        dz1_rows = dz1.reshape(-1, PARAM_SHAPES["b1"][1])
+        db1 = (np.ones(len(dz1_rows), dtype=self.dtype) @ dz1_rows).reshape(PARAM_SHAPES["b1"])
         if self.bias_grad == "seed":
             db1 /= CONV_POSITIONS  # the article averages over the 400 positions too
-        dw1 = filter_gradient(cache["x"], dz1, PARAM_SHAPES["w1"], dw_mode=self.dw_mode)
+        dz1_tensor = tf.convert_to_tensor(dz1)
+        per_sample = None
+        if self.dw_mode == "per-sample":
+            per_sample = np.asarray(tf_kernels.seed_filter_grad_per_sample(self._tf_dtype)(
+                cache["x_tensor"], dz1_tensor))
+            dw1 = per_sample.sum(axis=0)
+        else:
+            dw1 = tf_kernels.seed_filter_grad(self._tf_dtype)(
+                cache["x_tensor"], dz1_tensor).numpy()
         grads = {"w1": dw1, "b1": db1, "w2": dense["dw"], "b2": dense["db"]}
         inter = {"dz2": dz2, "dL1": d_pooled, "ds1": ds1, "dz1": dz1}
-        return grads, inter
+        return grads, inter, per_sample
 
     def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> dict:
         """One forward and backward pass on x [N,28,28,1], one-hot y [N,10].
 
         Returns {"loss": the minimised sigmoid cross-entropy, "cost": the article's
-        printed softmax cross-entropy of z2, "logits", "grads", "intermediates"}.
+        printed softmax cross-entropy of z2, "logits", "grads", "intermediates"}; in
+        per-sample mode also "per_sample_grads": {"w1": each sample's own dw1
+        [N,9,9,1,20]}, whose sum over N is grads["w1"].
         """
         y = np.asarray(y, dtype=self.dtype)
         z2, cache = self.forward(x)
         loss, dz2 = sigmoid_cross_entropy(z2, y)
         cost, _ = softmax_cross_entropy(z2, y)
-        grads, inter = self.backward(dz2, cache)
-        return {"loss": loss, "cost": cost, "logits": z2, "grads": grads,
-                "intermediates": inter}
+        grads, inter, per_sample = self._backward(dz2, cache)
+        result = {"loss": loss, "cost": cost, "logits": z2, "grads": grads,
+                  "intermediates": inter}
+        if per_sample is not None:
+            result["per_sample_grads"] = {"w1": per_sample}
+        return result
 
     def gradients(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
         """Manual gradients of the loss, keyed w1, b1, w2, b2."""
         return self.loss_and_gradients(x, y)["grads"]
 
     def logits(self, x: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
-        """z2 [N,10] for any N, computed in large batches."""
-        return np.concatenate([self.forward(x[i:i + batch_size])[0]
-                               for i in range(0, len(x), batch_size)])
+        """z2 [N,10] for any N, computed in large batches (no backward cache kept)."""
+        p = self._params
+        features = tf_kernels.seed_features(self._tf_dtype)
+        w1, b1 = tf.convert_to_tensor(p["w1"]), tf.convert_to_tensor(p["b1"])
+        out = []
+        for i in range(0, len(x), batch_size):
+            chunk = tf.convert_to_tensor(np.ascontiguousarray(x[i:i + batch_size], self.dtype))
+            out.append(dense_forward(np.asarray(features(chunk, w1, b1)), p["w2"], p["b2"])[0])
+        return np.concatenate(out) if out else np.zeros((0, PARAM_SHAPES["b2"][1]), self.dtype)
 
     def accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
         """Fraction of images whose largest output is the true class (labels: int [N])."""

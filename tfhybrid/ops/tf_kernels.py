@@ -8,6 +8,8 @@ count ``pad`` (0 is TensorFlow's "VALID").
 
 from __future__ import annotations
 
+import functools
+
 from tfhybrid._tf import tf
 
 
@@ -87,3 +89,77 @@ def input_grad(dout, w, input_shape, stride: int, pad: int):
     return tf.raw_ops.Conv2DBackpropInput(
         input_sizes=input_shape, filter=w, out_backprop=dout,
         strides=[1, stride, stride, 1], padding=padding, explicit_paddings=explicit)
+
+
+# ---------------------------------------------------------------------------------------
+# The source article's network, as the training step calls it: concrete functions with a
+# fixed signature per dtype, so a call costs no argument inspection or retracing, and the
+# caller passes tensors it converted once. NHWC throughout.
+
+SEED_X = [None, 28, 28, 1]
+SEED_W1, SEED_B1, SEED_DZ1 = [9, 9, 1, 20], [1, 20], [None, 20, 20, 20]
+
+
+@functools.cache
+def seed_forward(dtype):
+    """x [N,28,28,1], w1 [9,9,1,20], b1 [1,20] -> (s1 [N,20,20,20], flat L1 [N,2000]).
+
+    conv 9x9 VALID + b1, sigmoid, 2x2 average pool, NHWC flatten: the TensorFlow part of
+    the forward pass in one compiled call.
+    """
+    spec = functools.partial(tf.TensorSpec, dtype=dtype)
+
+    @tf.function(input_signature=[spec(SEED_X), spec(SEED_W1), spec(SEED_B1)])
+    def forward(x, w1, b1):
+        return _seed_conv_sigmoid_pool(x, w1, b1)
+
+    return forward.get_concrete_function()
+
+
+@functools.cache
+def seed_features(dtype):
+    """As :func:`seed_forward`, for evaluation: only flat L1 [N,2000], so TensorFlow frees
+    s1 inside the call instead of handing back N x 8000 activations."""
+    spec = functools.partial(tf.TensorSpec, dtype=dtype)
+
+    @tf.function(input_signature=[spec(SEED_X), spec(SEED_W1), spec(SEED_B1)])
+    def features(x, w1, b1):
+        return _seed_conv_sigmoid_pool(x, w1, b1)[1]
+
+    return features.get_concrete_function()
+
+
+def _seed_conv_sigmoid_pool(x, w1, b1):
+    z1 = tf.nn.bias_add(tf.nn.conv2d(x, w1, strides=1, padding="VALID"), tf.reshape(b1, [-1]))
+    s1 = tf.sigmoid(z1)
+    pooled = tf.nn.avg_pool2d(s1, ksize=2, strides=2, padding="VALID")
+    return s1, tf.reshape(pooled, [tf.shape(x)[0], -1])
+
+
+@functools.cache
+def seed_filter_grad(dtype):
+    """x [N,28,28,1], dz1 [N,20,20,20] -> dw1 [9,9,1,20], summed over the batch."""
+    spec = functools.partial(tf.TensorSpec, dtype=dtype)
+
+    @tf.function(input_signature=[spec(SEED_X), spec(SEED_DZ1)])
+    def dw1(x, dz1):
+        return tf.raw_ops.Conv2DBackpropFilter(
+            input=x, filter_sizes=SEED_W1, out_backprop=dz1, strides=[1, 1, 1, 1],
+            padding="VALID")
+
+    return dw1.get_concrete_function()
+
+
+@functools.cache
+def seed_filter_grad_per_sample(dtype):
+    """x [N,28,28,1], dz1 [N,20,20,20] -> each sample's own dw1 [N,9,9,1,20].
+
+    See :func:`filter_grad_per_sample`; its sum over N is :func:`seed_filter_grad`.
+    """
+    spec = functools.partial(tf.TensorSpec, dtype=dtype)
+
+    @tf.function(input_signature=[spec(SEED_X), spec(SEED_DZ1)])
+    def dw1_per_sample(x, dz1):
+        return filter_grad_per_sample(x, dz1, SEED_W1, 1, 0)
+
+    return dw1_per_sample.get_concrete_function()
