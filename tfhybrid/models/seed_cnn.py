@@ -25,7 +25,7 @@ INIT_SCALE = 0.1  # the article: standard normal x 0.1 for every parameter
 BIAS_GRAD_RULES = ("seed", "exact")
 POOLED_SHAPE = (10, 10, 20)
 CONV_POSITIONS = 20 * 20  # output positions of the 9x9 VALID convolution on 28x28
-EVAL_BATCH = 5_000  # large evaluation batches: fewer TensorFlow calls
+EVAL_BATCH = 1_000  # as fast as 5,000 per image here, with ~250 MB less peak memory
 
 
 def init_params(seed: int, dtype: type = np.float32) -> dict[str, np.ndarray]:
