@@ -17,3 +17,11 @@ class SGD:
     def update(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         for key, grad in grads.items():
             params[key] -= np.asarray(self.lr * grad, dtype=params[key].dtype)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Plain SGD keeps no state between steps."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        if state:
+            raise ValueError(f"SGD keeps no state, got keys {sorted(state)}")
