@@ -34,6 +34,7 @@ def assert_one_line_error(result, *needles: str, code: int = 2) -> None:
     (["--dw-mode", "fancy"], ["--dw-mode", "fancy", "batched"]),
     (["--bias-grad", "half"], ["--bias-grad", "half", "exact"]),
     (["--train-limit", "-3"], ["--train-limit", "-3"]),
+    (["--dataset", "cifar10"], ["--dataset", "cifar10", "fashion_mnist"]),
     (["--no-such-option"], ["--no-such-option"]),
 ])
 def test_bad_option_gives_one_line_and_exit_2(args, needles, tmp_path):

@@ -106,3 +106,9 @@ def test_original_folder_validates(data_dir):
     parsed = read_mnist_folder(data_dir)
     assert {k: len(v[0]) for k, v in parsed.items()} == {"train": 60000, "test": 10000}
     assert set(MNIST_FILES) == {p.name for p in data_dir.glob("*.gz")}
+
+
+def test_folder_of_another_dataset_is_named(data_dir, tmp_path):
+    result = run_train_script("--dataset", "kmnist", "--data-dir", str(data_dir),
+                              "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "holds the mnist files, not kmnist", "--dataset mnist")

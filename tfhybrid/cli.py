@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from tfhybrid.config import BIAS_GRAD_RULES, DATA_DIR_ENV, DW_MODES, TrainConfig
+from tfhybrid.config import BIAS_GRAD_RULES, DATA_DIR_ENV, DATASETS, DW_MODES, TrainConfig
 from tfhybrid.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, TfhybridError
 
 
@@ -41,8 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bias-grad", metavar="|".join(BIAS_GRAD_RULES),
                         help="seed (default): the article's db1, 1/400 of the true gradient; "
                              "exact: the true gradient")
+    parser.add_argument("--dataset", metavar="|".join(DATASETS),
+                        help="default mnist; all three come as the same four IDX files")
     parser.add_argument("--data-dir",
-                        help="folder with the four original MNIST .gz files "
+                        help="folder with the dataset's four original .gz files "
                              f"(else ${DATA_DIR_ENV}, else tensorflow-datasets downloads them)")
     parser.add_argument("--out",
                         help="output folder for metrics.json, params.npz and checkpoint.npz "

@@ -12,6 +12,7 @@ import os
 
 from tfhybrid.errors import ConfigError
 
+DATASETS = ("mnist", "fashion_mnist", "kmnist")
 DW_MODES = ("batched", "per-sample")
 BIAS_GRAD_RULES = ("seed", "exact")
 MNIST_TRAIN_SIZE = 55_000  # tfds "train[5000:]"; "train[:5000]" is the validation set
@@ -32,6 +33,7 @@ class TrainConfig:
     seed: int = 0
     dw_mode: str = "batched"
     bias_grad: str = "seed"
+    dataset: str = "mnist"
     data_dir: str | None = None
     out: str | None = None
     train_limit: int | None = None
@@ -61,6 +63,7 @@ class TrainConfig:
         _check_int("--seed", self.seed, minimum=0)
         _check_choice("--dw-mode", self.dw_mode, DW_MODES)
         _check_choice("--bias-grad", self.bias_grad, BIAS_GRAD_RULES)
+        _check_choice("--dataset", self.dataset, DATASETS)
         return self
 
     def resolved_data_dir(self) -> str | None:

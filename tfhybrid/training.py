@@ -91,7 +91,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
     if state is not None:
         _check_resumable(state, config, out)
     started = time.perf_counter()
-    data = load_mnist(config.resolved_data_dir(), config.train_limit)
+    data = load_mnist(config.resolved_data_dir(), config.train_limit, dataset=config.dataset)
     load_seconds = time.perf_counter() - started
     from tfhybrid.models import SeedCNN  # imports TensorFlow: only once the data is known good
 
