@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: a new folder under runs/)")
     parser.add_argument("--train-limit", type=int, metavar="N",
                         help="use only the first N training images (quick runs)")
+    parser.add_argument("--plot", action="store_true",
+                        help="write curves.png (loss, accuracy per epoch) and filters.png "
+                             "(learned first-layer filters) into the run folder")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="log scalars, filters and gradient histograms to RUN/tensorboard")
     parser.add_argument("--resume", metavar="DIR",
                         help="continue the run saved in DIR from its last checkpoint")
     parser.add_argument("--force", action="store_true",

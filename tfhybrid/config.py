@@ -37,6 +37,8 @@ class TrainConfig:
     data_dir: str | None = None
     out: str | None = None
     train_limit: int | None = None
+    plot: bool = False
+    tensorboard: bool = False
 
     @property
     def train_size(self) -> int:

@@ -42,6 +42,8 @@ MODEL_NAME = "seed-cnn"
 # every number is still finite (a saturated sigmoid network never overflows).
 DIVERGENCE_FACTOR = 100.0
 RUN_FILES = (CHECKPOINT_NAME, "metrics.json")
+# Settings that do not change the computation, so a resumed run may give new values.
+RESUME_MAY_CHANGE = ("epochs", "data_dir", "out", "plot", "tensorboard")
 
 
 def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
@@ -109,6 +111,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
         log(f"resuming {out} at epoch {state.epoch}, step {state.step}")
     steps = len(x_train) // config.batch_size  # the last partial batch is dropped
 
+    board = None
+    if config.tensorboard:
+        from tfhybrid.tensorboard import TensorBoardLogger
+
+        board = TensorBoardLogger(out / "tensorboard")
     log(f"{'epoch':>5} {'article cost':>12} {'cost':>8} {'loss':>8} {'val acc':>8} {'seconds':>8}")
     for row in state.history:
         _log_epoch(log, row)
@@ -146,6 +153,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
             state.epoch, state.step, state.cost_sum, state.loss_sum = epoch + 1, 0, 0.0, 0.0
             _save(out, state, optimizer)
             _log_epoch(log, row)
+            if board is not None:
+                board.epoch(row, model.params, result["grads"])
 
     test_accuracy = model.accuracy(data.x_test, data.y_test)
     log(f"test accuracy {test_accuracy:.4f} (article: {ARTICLE_TEST_ACCURACY})")
@@ -162,6 +171,16 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
     atomic_write(out / "metrics.json",
                  lambda handle: handle.write((json.dumps(metrics, indent=2) + "\n").encode()))
     log(f"saved {out / 'metrics.json'} and {out / 'params.npz'}")
+    if board is not None:
+        board.close()
+        log(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
+    if config.plot:
+        from tfhybrid.plots import plot_filters, plot_history
+
+        title = f"{model.name} seed {config.seed}"
+        saved = [plot_history(state.history, out / "curves.png", title),
+                 plot_filters(model.params, out / "filters.png", title)]
+        log("plots: " + ", ".join(str(p) for p in saved if p is not None))
     return metrics
 
 
@@ -181,7 +200,7 @@ def _check_resumable(state: TrainingState, config: TrainConfig, out: Path) -> No
     """A resumed run must be the same run: only --epochs, --data-dir and --out may change."""
     saved = dict(state.config)
     current = config.to_dict()
-    for key in ("epochs", "data_dir", "out"):
+    for key in RESUME_MAY_CHANGE:
         saved.pop(key, None)
         current.pop(key, None)
     differing = [k for k in saved if saved[k] != current.get(k)]
@@ -189,7 +208,8 @@ def _check_resumable(state: TrainingState, config: TrainConfig, out: Path) -> No
         key = differing[0]
         raise CheckpointError(
             f"the run in {out} was trained with {key}={saved[key]!r}, not {current.get(key)!r}; "
-            "resume it with its own settings (only --epochs and --data-dir may change)")
+            "resume it with its own settings (only --epochs, --data-dir, --plot and "
+            "--tensorboard may change)")
     if state.epoch > config.epochs and (out / "metrics.json").exists():
         raise CheckpointError(
             f"the run in {out} already finished {len(state.history)} of {config.epochs} epochs; "
