@@ -80,7 +80,14 @@ def audit(model, x: np.ndarray, y: np.ndarray, *, expect: Iterable[str] = (),
                     "manual": rtol},
         notes=[FD_NOTE, f"finite differences: up to {fd_samples} coordinates per parameter, "
                         f"chosen with seed {seed}"],
-        expected=tuple(expect))
+        expected=tuple(expect),
+        gradients={MANUAL: {**_prefixed(manual["grads"]), **manual["intermediates"]},
+                   TAPE64: {**_prefixed(tape64.grads), **tape64.intermediates},
+                   TAPE32: {**_prefixed(tape32.grads), **tape32.intermediates}})
+
+
+def _prefixed(grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {f"d{k}": v for k, v in grads.items()}
 
 
 def describe(model) -> dict[str, str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from tfhybrid.audit.compare import Comparison
 from tfhybrid.audit.update import UpdateCheck
 from tfhybrid.audit.vote import Vote
@@ -90,6 +92,10 @@ class AuditReport:
     tolerances: dict[str, float]
     notes: list[str]
     expected: tuple[str, ...] = ()
+    # source ("manual", "tape32", "tape64") -> name ("dw1", ...) -> the whole gradient;
+    # kept for plots, left out of to_dict() (which holds figures, not tensors).
+    gradients: dict[str, dict[str, np.ndarray]] = dataclasses.field(
+        default_factory=dict, repr=False, compare=False)
 
     def tensor(self, name: str) -> TensorAudit:
         for item in self.tensors:

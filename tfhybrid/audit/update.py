@@ -35,9 +35,14 @@ class UpdateCheck:
 def update_check(model, x: np.ndarray, y: np.ndarray, tape_grads: dict[str, np.ndarray],
                  lr: float, rtol: float, settings: dict[str, str]) -> UpdateCheck:
     """Step ``model`` as training does (loss_and_gradients, then SGD.update on its params),
-    read the weights and put the old ones back; step a copy with ``tape_grads``; compare."""
-    before = {k: np.array(v, copy=True) for k, v in model.params.items()}
+    read the weights and put the old ones back; step a copy with ``tape_grads``; compare.
+
+    The step works on copies of the weights, so arrays shared with another model (or
+    the caller) are never changed.
+    """
+    before = model.params
     optimizer = SGD(lr)
+    model.params = {k: np.array(v, copy=True) for k, v in before.items()}
     try:
         optimizer.update(model.params, model.loss_and_gradients(x, y)["grads"])
         manual = {k: np.array(v, copy=True) for k, v in model.params.items()}
