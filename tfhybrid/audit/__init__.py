@@ -1,28 +1,17 @@
 """Gradient audit: a model's manual gradients against tf.GradientTape (float32 and
 float64) and float64 central finite differences, with a verdict per tensor.
 
-    from tfhybrid.audit import audit
+    from tfhybrid.audit import audit, format_table
     report = audit(model, x, y_onehot)      # an AuditReport; report.to_dict() for JSON
+    print(format_table(report))
 
-Importing this package is cheap; TensorFlow loads with :func:`audit`.
+Importing this package does not import TensorFlow; :func:`audit` does, when called.
 """
 
-from __future__ import annotations
+from tfhybrid.audit.core import audit
+from tfhybrid.audit.plots import plot_report
+from tfhybrid.audit.registry import MODELS
+from tfhybrid.audit.report import AuditReport, TensorAudit
+from tfhybrid.audit.table import format_table
 
-import importlib
-
-_LAZY = {
-    "audit": "tfhybrid.audit.core",
-    "AuditReport": "tfhybrid.audit.report",
-    "TensorAudit": "tfhybrid.audit.report",
-    "format_table": "tfhybrid.audit.table",
-    "plot_report": "tfhybrid.audit.plots",
-    "MODELS": "tfhybrid.audit.registry",
-}
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'tfhybrid.audit' has no attribute {name!r}")
+__all__ = ["MODELS", "AuditReport", "TensorAudit", "audit", "format_table", "plot_report"]

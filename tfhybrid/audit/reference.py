@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tfhybrid._tf import tf
+# TensorFlow is imported inside the functions: the command line checks its options
+# (and imports this package) before paying for TensorFlow.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,8 @@ class TapeResult:
 
 
 def _as_tensors(params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, dtype):
+    from tfhybrid._tf import tf
+
     tensors = {k: tf.constant(np.asarray(v, dtype=dtype)) for k, v in params.items()}
     return tensors, tf.constant(np.asarray(x, dtype=dtype)), tf.constant(np.asarray(y, dtype=dtype))
 
@@ -40,6 +43,8 @@ def tape_gradients(model, params: dict[str, np.ndarray], x: np.ndarray, y: np.nd
     Gradients with respect to the returned intermediates are taken from the same tape,
     so each is the total derivative of the loss through everything downstream of it.
     """
+    from tfhybrid._tf import tf
+
     tensors, tx, ty = _as_tensors(params, x, y, dtype)
     with tf.GradientTape() as tape:
         tape.watch(tensors)
@@ -58,6 +63,8 @@ def tape_gradients(model, params: dict[str, np.ndarray], x: np.ndarray, y: np.nd
 def loss_function(model, x: np.ndarray, y: np.ndarray,
                   dtype: type = np.float64) -> Callable[[dict[str, np.ndarray]], float]:
     """params (NumPy) -> the reference loss in ``dtype``; one compiled graph for all calls."""
+    from tfhybrid._tf import tf
+
     _, tx, ty = _as_tensors({}, x, y, dtype)
 
     @tf.function(reduce_retracing=True)
