@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -82,7 +81,7 @@ def mnist_batch(data_dir: str | None, size: int):
     return splits.x_test[:size], one_hot(splits.y_test[:size])
 
 
-def check_gradients(args: argparse.Namespace, out=sys.stdout):
+def check_gradients(args: argparse.Namespace, out=None):
     """Run the audit the options describe; print the table; write JSON and plot if asked."""
     from tfhybrid.audit.core import audit
     from tfhybrid.audit.table import format_table
