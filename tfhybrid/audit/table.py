@@ -68,8 +68,8 @@ def _outcome(report: AuditReport) -> str:
 
 LEGEND = """\
 columns compare the manual gradient m with the reference r = tf.GradientTape in float64:
-  rel err      max over elements of |m-r| / max(|m|+|r|, floor), floor = {floor:g} (max|m|+max|r|);
-               match when <= {rtol:g}
+  rel err      max over elements of |m-r| / max(|m|+|r|, floor),
+               floor = {floor:g} x (max|m|+max|r|); match when <= {rtol:g}
   cosine       <m,r> / (|m| |r|);  scale c: least squares m ~ c r;  worst index: largest rel err
   tape32       rel err of the float32 tape against r
   fd64 (n/nc)  rel err of r against float64 central differences on n sampled coordinates
