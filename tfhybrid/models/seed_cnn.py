@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfhybrid._tf import tf
 from tfhybrid.ops import tf_kernels
 from tfhybrid.ops.activations import sigmoid_backward
 from tfhybrid.ops.conv import DW_MODES, filter_gradient
@@ -96,6 +97,24 @@ class SeedCNN:
         grads = {"w1": dw1, "b1": db1, "w2": dense["dw"], "b2": dense["db"]}
         inter = {"dz2": dz2, "dL1": d_pooled, "ds1": ds1, "dz1": dz1}
         return grads, inter
+
+    def reference_forward(
+        self, params: dict[str, tf.Tensor], x: tf.Tensor, y: tf.Tensor
+    ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """The same loss in plain TensorFlow ops, for autodiff and finite differences.
+
+        params keyed w1, b1, w2, b2; x [N,28,28,1]; one-hot y [N,10]; all of one dtype.
+        Returns (scalar loss, {"z1", "s1", "L1", "z2"}): the tensors whose gradients
+        :meth:`backward` reports as intermediates "dz1", "ds1", "dL1", "dz2".
+        """
+        z1 = tf.nn.conv2d(x, params["w1"], strides=1, padding="VALID") + tf.reshape(
+            params["b1"], [-1])
+        s1 = tf.sigmoid(z1)
+        pooled = tf.nn.avg_pool2d(s1, ksize=2, strides=2, padding="VALID")
+        z2 = tf.reshape(pooled, [tf.shape(x)[0], -1]) @ params["w2"] + params["b2"]
+        per_output = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z2)
+        loss = tf.reduce_mean(tf.reduce_sum(per_output, axis=1))
+        return loss, {"z2": z2, "L1": pooled, "s1": s1, "z1": z1}
 
     def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> dict:
         """One forward and backward pass on x [N,28,28,1], one-hot y [N,10].
