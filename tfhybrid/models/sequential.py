@@ -74,7 +74,8 @@ class SequentialNet:
             if np.shape(values[key]) != tuple(shape):
                 raise ValueError(f"param {key} must have shape {tuple(shape)}, "
                                  f"got {np.shape(values[key])}")
-        self._params = {k: np.ascontiguousarray(values[k], dtype=self.dtype)
+        # Copies: two models built from one dict must not train the same arrays.
+        self._params = {k: np.array(values[k], dtype=self.dtype, order="C", copy=True)
                         for k in self.param_shapes}
 
     # --- hybrid forward and manual backward ----------------------------------------------
@@ -96,16 +97,21 @@ class SequentialNet:
         return h, caches
 
     def backward(self, dlogits: np.ndarray, caches: list) -> tuple[dict, dict]:
-        """dL/dlogits -> (grads keyed like params, {"d" + NAME: dL/dNAME} for every layer)."""
+        """dL/dlogits -> (grads keyed like params, {"d" + NAME: dL/dNAME}).
+
+        Intermediate gradients are reported for the output of every layer from the first
+        layer with parameters on; nothing below that layer needs a gradient.
+        """
         grads: dict[str, np.ndarray] = {}
         names = [name for name, _layer in self.layers]
+        first = next(i for i, (_n, layer) in enumerate(self.layers) if layer.param_names)
         inter = {"d" + names[-1]: dlogits}
         dout = dlogits
-        for index in range(len(self.layers) - 1, -1, -1):
+        for index in range(len(self.layers) - 1, first - 1, -1):
             _name, layer = self.layers[index]
-            dout, layer_grads = layer.backward(dout, caches[index], need_dx=index > 0)
+            dout, layer_grads = layer.backward(dout, caches[index], need_dx=index > first)
             grads.update(layer_grads)
-            if index > 0:
+            if index > first:
                 inter["d" + names[index - 1]] = dout
         return grads, inter
 

@@ -1,0 +1,35 @@
+"""The experiment scripts run end to end on a little data and reject bad options in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def run_script(name, *args, env_extra=None):
+    import os
+
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *args],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+
+def test_compare_optimizers_writes_png_and_json(data_dir, tmp_path):
+    done = run_script("compare_optimizers.py", "--iterations", "30", "--train-limit", "500",
+                      "--batch-size", "32", "--hidden", "20", "--data-dir", str(data_dir),
+                      "--optimizers", "sgd,adam,rmsprop", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "optimizers.json").read_text())
+    assert set(result["final_smoothed_loss"]) == {"sgd", "adam", "rmsprop"}
+    assert all(len(v) == 30 for v in result["losses"].values())
+    assert (tmp_path / "optimizers.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_optimizers_rejects_bad_options_in_one_line(tmp_path):
+    for args in (["--optimizers", "sgd,lbfgs"], ["--iterations", "0"], ["--batch-size", "x"]):
+        done = run_script("compare_optimizers.py", *args, "--out", str(tmp_path))
+        assert done.returncode == 2, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
