@@ -33,3 +33,25 @@ def test_compare_optimizers_rejects_bad_options_in_one_line(tmp_path):
         done = run_script("compare_optimizers.py", *args, "--out", str(tmp_path))
         assert done.returncode == 2, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_reproduce_sources_quick_run(data_dir, tmp_path):
+    out = tmp_path / "results.json"
+    done = run_script("reproduce_sources.py", "--models", "conv8,two-layer-net", "--steps", "5",
+                      "--data-dir", str(data_dir), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert [r["model"] for r in results] == ["conv8", "two-layer-net"]
+    assert results[0]["test_images"] == 1000 and results[0]["train_images"] == 1000
+    bad = run_script("reproduce_sources.py", "--models", "resnet", "--out", str(out))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_measure_pool_ties_quick_run(data_dir, tmp_path):
+    out = tmp_path / "ties.json"
+    done = run_script("measure_pool_ties.py", "--images", "128", "--train-steps", "2",
+                      "--data-dir", str(data_dir), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["conv8"]["init"]["w1"]["norm_ratio"] > 1.5  # the flat -0.5 background
+    assert "w1" in results["numpy-cnn"]["init"] and "b1" in results["numpy-cnn"]["init"]
