@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -35,6 +37,7 @@ def test_compare_optimizers_rejects_bad_options_in_one_line(tmp_path):
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.slow  # loads all of MNIST and evaluates on 10,000 images: about 12 s
 def test_reproduce_sources_quick_run(data_dir, tmp_path):
     out = tmp_path / "results.json"
     done = run_script("reproduce_sources.py", "--models", "conv8,two-layer-net", "--steps", "5",
@@ -47,6 +50,7 @@ def test_reproduce_sources_quick_run(data_dir, tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
+@pytest.mark.slow  # about 10 s
 def test_measure_pool_ties_quick_run(data_dir, tmp_path):
     out = tmp_path / "ties.json"
     done = run_script("measure_pool_ties.py", "--images", "128", "--train-steps", "2",
