@@ -11,8 +11,17 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from tfhybrid.config import BIAS_GRAD_RULES, DATA_DIR_ENV, DATASETS, DW_MODES, TrainConfig
+from tfhybrid.config import (
+    BIAS_GRAD_RULES,
+    DATA_DIR_ENV,
+    DATASETS,
+    DW_MODES,
+    POOL_TIE_RULES,
+    TrainConfig,
+)
 from tfhybrid.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, TfhybridError
+from tfhybrid.optimizers import OPTIMIZER_NAMES
+from tfhybrid.sources import MODEL_NAMES
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -27,11 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
     parser = OneLineParser(
         prog="train.py", argument_default=argparse.SUPPRESS,
-        description="Train the source article's CNN on MNIST with hand-written "
-                    "backpropagation (TensorFlow convolutions, NumPy gradients).")
+        description="Train a source tutorial's network on MNIST with hand-written "
+                    "backpropagation (TensorFlow convolutions, NumPy gradients). Unset "
+                    "options take the chosen model's source settings; the defaults shown "
+                    "are the article's (seed-cnn).")
+    parser.add_argument("--model", metavar="|".join(MODEL_NAMES),
+                        help=f"the network, default {defaults.model}")
     parser.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
+    parser.add_argument("--iterations", type=int, metavar="N",
+                        help="count N updates instead of epochs (two-layer-net's default)")
     parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
-    parser.add_argument("--lr", type=float, help=f"SGD learning rate, default {defaults.lr}")
+    parser.add_argument("--optimizer", metavar="|".join(OPTIMIZER_NAMES),
+                        help=f"default {defaults.optimizer}")
+    parser.add_argument("--lr", type=float, help=f"learning rate, default {defaults.lr}")
     parser.add_argument("--seed", type=int,
                         help=f"seeds the initial weights and the per-epoch shuffles, "
                              f"default {defaults.seed}")
@@ -41,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bias-grad", metavar="|".join(BIAS_GRAD_RULES),
                         help="seed (default): the article's db1, 1/400 of the true gradient; "
                              "exact: the true gradient")
+    parser.add_argument("--pool-ties", metavar="|".join(POOL_TIE_RULES),
+                        help="max-pool backward: first (the true gradient, default) or all "
+                             "(the sources' rule: every tied maximum); max-pool models only")
     parser.add_argument("--dataset", metavar="|".join(DATASETS),
                         help="default mnist; all three come as the same four IDX files")
     parser.add_argument("--data-dir",
@@ -51,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: a new folder under runs/)")
     parser.add_argument("--train-limit", type=int, metavar="N",
                         help="use only the first N training images (quick runs)")
+    parser.add_argument("--test-limit", type=int, metavar="N",
+                        help="evaluate on the first N test images only")
     parser.add_argument("--plot", action="store_true",
                         help="write curves.png (loss, accuracy per epoch) and filters.png "
                              "(learned first-layer filters) into the run folder")
@@ -81,7 +103,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, dict]:
         settings = {k: v for k, v in saved.get("config", {}).items() if k in known}
         config = TrainConfig(**{**settings, **given, "out": resume_dir})
         return config.validated(), {"workdir": resume_dir, "resume": True, "force": False}
-    config = TrainConfig(**given).validated()
+    config = TrainConfig.for_model(given.pop("model", "seed-cnn"), **given).validated()
     workdir = config.out or default_workdir(config)
     return config, {"workdir": workdir, "resume": False, "force": force}
 

@@ -59,6 +59,14 @@ MODEL_CLASSES = {
     "two-layer-net": "tfhybrid.models.networks:TwoLayerNet",
 }
 MODEL_NAMES = tuple(MODEL_CLASSES)
+# The model options each network understands (the rest are training settings).
+MODEL_OPTIONS = {
+    "seed-cnn": ("dw_mode", "bias_grad"),
+    "lenet5": ("dw_mode", "pool_ties"),
+    "numpy-cnn": ("dw_mode", "pool_ties"),
+    "conv8": ("dw_mode", "pool_ties"),
+    "two-layer-net": (),
+}
 
 
 def model_class(name: str) -> type:

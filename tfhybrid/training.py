@@ -1,9 +1,10 @@
-"""The training loop: ``train_and_evaluate(config, workdir)``.
+"""The training loop: ``train_and_evaluate(config, workdir)``, for every source's network.
 
-The source article's program: plain SGD over shuffled mini-batches, one line per
-epoch, the test accuracy at the end. The loss minimised is the sigmoid
+The default is the source article's program: plain SGD over shuffled mini-batches,
+one line per epoch, the test accuracy at the end. Its loss is the sigmoid
 cross-entropy; the "cost" the article printed is the softmax cross-entropy of the
-same logits, averaged over the epoch's batches, and is reported beside it.
+same logits, averaged over the epoch's batches, and is reported beside it. The
+other networks minimise the softmax cross-entropy with their source's optimizer.
 
 Every epoch ends with a checkpoint, and Ctrl-C saves the state at the current step,
 so a run can always be resumed; the data order of an epoch is a function of
@@ -25,19 +26,20 @@ from tfhybrid.checkpoint import (
     TrainingState,
     atomic_write,
     load_checkpoint,
+    read_checkpoint,
     save_checkpoint,
 )
 from tfhybrid.config import TrainConfig
 from tfhybrid.data import load_mnist, one_hot
 from tfhybrid.errors import CheckpointError, DivergenceError, Interrupted
 from tfhybrid.interrupt import StopRequest
-from tfhybrid.optimizers import SGD
+from tfhybrid.optimizers import build_optimizer
 from tfhybrid.progress import ProgressBar
+from tfhybrid.sources import TRAINING_DEFAULTS
 
 # The article's printed per-epoch Cost and final test accuracy, for comparison.
 ARTICLE_COST = (0.7286, 0.3221, 0.2614, 0.2179, 0.1860, 0.1640, 0.1461, 0.1331, 0.1222, 0.1137)
 ARTICLE_TEST_ACCURACY = 0.9695
-MODEL_NAME = "seed-cnn"
 # A loss this many times the run's first loss means training has blown up even while
 # every number is still finite (a saturated sigmoid network never overflows).
 DIVERGENCE_FACTOR = 100.0
@@ -80,49 +82,54 @@ def resume_command(workdir: Path) -> str:
 
 def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
                        resume: bool = False, force: bool = False) -> dict:
-    """Train the article's CNN as ``config`` says; write metrics.json and params.npz.
+    """Train ``config.model`` as ``config`` says; write metrics.json and params.npz.
 
     ``resume=True`` continues the run saved in ``workdir``; ``force=True`` lets a
     new run replace one already there. Returns the metrics written to metrics.json.
     """
     config = config.validated()
     out = prepare_workdir(workdir, resume=resume, force=force)
-    from tfhybrid.models.seed_cnn import PARAM_SHAPES
-
-    state = load_checkpoint(out, MODEL_NAME, PARAM_SHAPES) if resume else None
-    if state is not None:
-        _check_resumable(state, config, out)
+    if resume:  # settings first: a wrong folder should not cost a data load
+        meta, _ = read_checkpoint(out)
+        _check_resumable(meta, config, out)
     started = time.perf_counter()
     data = load_mnist(config.resolved_data_dir(), config.train_limit, dataset=config.dataset)
     load_seconds = time.perf_counter() - started
-    from tfhybrid.models import SeedCNN  # imports TensorFlow: only once the data is known good
+    x_test, y_test = data.x_test[:config.test_limit], data.y_test[:config.test_limit]
+    log(f"data: {len(data.x_train)} training, {len(data.x_val)} validation, "
+        f"{len(x_test)} test images (loaded in {load_seconds:.1f}s)")
+    from tfhybrid.models.registry import build_model  # imports TensorFlow
+
+    model = build_model(config.model, seed=config.seed, **config.model_options())
+    optimizer = build_optimizer(config.optimizer, config.lr)
+    if resume:
+        shapes = {k: v.shape for k, v in model.params.items()}
+        state = load_checkpoint(out, config.model, shapes)
+        model.params = state.params
+        try:
+            optimizer.load_state_dict(state.optimizer_state)
+        except ValueError as err:
+            raise CheckpointError(f"checkpoint in {out}: optimizer state does not fit "
+                                  f"{config.optimizer!r} ({err}); start a new run") from None
+        log(f"resuming {out} at epoch {state.epoch}, step {state.step}")
+    else:
+        state = TrainingState(model=config.model, config=config.to_dict(), params=model.params)
+    state.params = model.params  # the optimizer updates this very dict in place
 
     x_train, y_train = data.x_train, one_hot(data.y_train)
-    log(f"data: {len(x_train)} training, {len(data.x_val)} validation, "
-        f"{len(data.x_test)} test images (loaded in {load_seconds:.1f}s)")
-    model = SeedCNN(seed=config.seed, dw_mode=config.dw_mode, bias_grad=config.bias_grad)
-    optimizer = SGD(config.lr)
-    if state is None:
-        state = TrainingState(model=MODEL_NAME, config=config.to_dict(), params=model.params)
-    else:
-        model.params = state.params
-        optimizer.load_state_dict(state.optimizer_state)
-        state.params = model.params  # the optimizer updates this very dict in place
-        log(f"resuming {out} at epoch {state.epoch}, step {state.step}")
-    steps = len(x_train) // config.batch_size  # the last partial batch is dropped
-
-    board = None
-    if config.tensorboard:
-        from tfhybrid.tensorboard import TensorBoardLogger
-
-        board = TensorBoardLogger(out / "tensorboard")
-    log(f"{'epoch':>5} {'article cost':>12} {'cost':>8} {'loss':>8} {'val acc':>8} {'seconds':>8}")
+    per_epoch = len(x_train) // config.batch_size  # the last partial batch is dropped
+    total = config.total_steps(len(x_train))
+    board = _tensorboard(out) if config.tensorboard else None
+    columns = EpochColumns(article=config.model == "seed-cnn" and config.dataset == "mnist")
+    log(columns.header())
     for row in state.history:
-        _log_epoch(log, row)
+        log(columns.row(row))
     with StopRequest() as stop:
-        for epoch in range(state.epoch, config.epochs + 1):
+        for epoch in range(state.epoch, -(-total // per_epoch) + 1):
             t0 = time.perf_counter()
+            steps = min(per_epoch, total - (epoch - 1) * per_epoch)
             order = epoch_order(config.seed, epoch, len(x_train))
+            result = None
             with ProgressBar(steps, f"epoch {epoch}") as bar:
                 for step in range(state.step, steps):
                     if stop.requested:
@@ -141,9 +148,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
                     state.step = step + 1
                     state.cost_sum += result["cost"]
                     state.loss_sum += result["loss"]
-                    bar.update(state.step, cost=state.cost_sum / state.step)
+                    bar.update(state.step, loss=state.loss_sum / state.step)
             row = {
                 "epoch": epoch,
+                "steps": steps,
                 "cost": state.cost_sum / steps,
                 "loss": state.loss_sum / steps,
                 "val_accuracy": model.accuracy(data.x_val, data.y_val),
@@ -152,21 +160,27 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
             state.history.append(row)
             state.epoch, state.step, state.cost_sum, state.loss_sum = epoch + 1, 0, 0.0, 0.0
             _save(out, state, optimizer)
-            _log_epoch(log, row)
+            log(columns.row(row))
             if board is not None:
-                board.epoch(row, model.params, result["grads"])
+                board.epoch(row, model.params, result["grads"] if result else None)
 
-    test_accuracy = model.accuracy(data.x_test, data.y_test)
-    log(f"test accuracy {test_accuracy:.4f} (article: {ARTICLE_TEST_ACCURACY})")
+    test_accuracy = model.accuracy(x_test, y_test)
+    reported = TRAINING_DEFAULTS[config.model].reported
+    log(f"test accuracy {test_accuracy:.4f}"
+        + (f" (source: {reported})" if reported is not None else ""))
     metrics = {
         "config": config.to_dict(),
-        "model": model.name,
+        "model": config.model,
         "epochs": state.history,
         "test_accuracy": test_accuracy,
+        "test_images": len(x_test),
         "data_seconds": load_seconds,
         "total_seconds": time.perf_counter() - started,
-        "article": {"cost": list(ARTICLE_COST), "test_accuracy": ARTICLE_TEST_ACCURACY},
+        "source": {"settings": TRAINING_DEFAULTS[config.model].source,
+                   "test_accuracy": reported},
     }
+    if columns.article:
+        metrics["article"] = {"cost": list(ARTICLE_COST), "test_accuracy": ARTICLE_TEST_ACCURACY}
     atomic_write(out / "params.npz", lambda handle: np.savez(handle, **model.params))
     atomic_write(out / "metrics.json",
                  lambda handle: handle.write((json.dumps(metrics, indent=2) + "\n").encode()))
@@ -177,11 +191,37 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
     if config.plot:
         from tfhybrid.plots import plot_filters, plot_history
 
-        title = f"{model.name} seed {config.seed}"
+        title = f"{config.model} seed {config.seed}"
         saved = [plot_history(state.history, out / "curves.png", title),
                  plot_filters(model.params, out / "filters.png", title)]
         log("plots: " + ", ".join(str(p) for p in saved if p is not None))
     return metrics
+
+
+class EpochColumns:
+    """The per-epoch table; the article's printed cost beside ours for the article's model."""
+
+    def __init__(self, article: bool):
+        self.article = article
+
+    def header(self) -> str:
+        cost = f" {'article cost':>12} {'cost':>8}" if self.article else ""
+        return f"{'epoch':>5}{cost} {'loss':>8} {'val acc':>8} {'seconds':>8}"
+
+    def row(self, row: dict) -> str:
+        cost = ""
+        if self.article:
+            epoch = row["epoch"]
+            reference = f"{ARTICLE_COST[epoch - 1]:.4f}" if epoch <= len(ARTICLE_COST) else "-"
+            cost = f" {reference:>12} {row['cost']:>8.4f}"
+        return (f"{row['epoch']:>5}{cost} {row['loss']:>8.4f} {row['val_accuracy']:>8.4f} "
+                f"{row['seconds']:>8.1f}")
+
+
+def _tensorboard(out: Path):
+    from tfhybrid.tensorboard import TensorBoardLogger
+
+    return TensorBoardLogger(out / "tensorboard")
 
 
 def _save(out: Path, state: TrainingState, optimizer) -> None:
@@ -189,16 +229,9 @@ def _save(out: Path, state: TrainingState, optimizer) -> None:
     save_checkpoint(out, state)
 
 
-def _log_epoch(log, row: dict) -> None:
-    epoch = row["epoch"]
-    reference = f"{ARTICLE_COST[epoch - 1]:.4f}" if epoch <= len(ARTICLE_COST) else "-"
-    log(f"{epoch:>5} {reference:>12} {row['cost']:>8.4f} {row['loss']:>8.4f} "
-        f"{row['val_accuracy']:>8.4f} {row['seconds']:>8.1f}")
-
-
-def _check_resumable(state: TrainingState, config: TrainConfig, out: Path) -> None:
-    """A resumed run must be the same run: only --epochs, --data-dir and --out may change."""
-    saved = dict(state.config)
+def _check_resumable(meta: dict, config: TrainConfig, out: Path) -> None:
+    """A resumed run must be the same run: only the RESUME_MAY_CHANGE settings may change."""
+    saved = dict(meta.get("config", {}))
     current = config.to_dict()
     for key in RESUME_MAY_CHANGE:
         saved.pop(key, None)
@@ -210,9 +243,9 @@ def _check_resumable(state: TrainingState, config: TrainConfig, out: Path) -> No
             f"the run in {out} was trained with {key}={saved[key]!r}, not {current.get(key)!r}; "
             "resume it with its own settings (only --epochs, --data-dir, --plot and "
             "--tensorboard may change)")
-    if state.epoch > config.epochs and (out / "metrics.json").exists():
+    if meta.get("epoch", 1) > config.epoch_count() and (out / "metrics.json").exists():
         raise CheckpointError(
-            f"the run in {out} already finished {len(state.history)} of {config.epochs} epochs; "
+            f"the run in {out} already finished its {config.epoch_count()} epochs; "
             "pass a larger --epochs to train it further")
 
 
