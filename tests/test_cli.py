@@ -34,6 +34,13 @@ def assert_one_line_error(result, *needles: str, code: int = 2) -> None:
     (["--dw-mode", "fancy"], ["--dw-mode", "fancy", "batched"]),
     (["--bias-grad", "half"], ["--bias-grad", "half", "exact"]),
     (["--train-limit", "-3"], ["--train-limit", "-3"]),
+    (["--dataset", "cifar10"], ["--dataset", "cifar10", "fashion_mnist"]),
+    (["--model", "resnet"], ["--model", "resnet", "lenet5"]),
+    (["--optimizer", "lion"], ["--optimizer", "lion", "adam"]),
+    (["--iterations", "0"], ["--iterations", "0"]),
+    (["--pool-ties", "all"], ["--pool-ties", "seed-cnn"]),
+    (["--model", "two-layer-net", "--dw-mode", "batched"], ["--dw-mode", "two-layer-net"]),
+    (["--model", "lenet5", "--bias-grad", "exact"], ["--bias-grad", "lenet5", "--pool-ties"]),
     (["--no-such-option"], ["--no-such-option"]),
 ])
 def test_bad_option_gives_one_line_and_exit_2(args, needles, tmp_path):

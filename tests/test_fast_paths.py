@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import assert_close
+from tfhybrid.benchmark import sgd_step
 from tfhybrid.data import one_hot
 from tfhybrid.models.seed_cnn import CONV_POSITIONS, SeedCNN, init_params
 from tfhybrid.ops.activations import sigmoid_backward, sigmoid_forward
@@ -19,7 +20,6 @@ from tfhybrid.ops.dense import dense_backward, dense_forward
 from tfhybrid.ops.losses import sigmoid_cross_entropy
 from tfhybrid.ops.pooling import avg_pool_backward, avg_pool_forward
 from tfhybrid.optimizers import SGD
-from tfhybrid.training import sgd_step
 
 LR = 0.1
 STEPS = 6

@@ -101,11 +101,18 @@ def random_batch(batch: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
     return x, one_hot(rng.integers(0, 10, batch))
 
 
+def sgd_step(model, optimizer, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """What the training loop does per batch: ``loss_and_gradients``, then the optimizer's
+    update of the params in place. Returns (loss, cost) from before the update."""
+    result = model.loss_and_gradients(x, y)
+    optimizer.update(model.params, result["grads"])
+    return result["loss"], result["cost"]
+
+
 def hybrid_step(dw_mode: str, x: np.ndarray, y: np.ndarray):
-    """The training loop's own step (``training.sgd_step``) on the article's network."""
+    """The training loop's step (:func:`sgd_step`) on the article's network."""
     from tfhybrid.models import SeedCNN
     from tfhybrid.optimizers import SGD
-    from tfhybrid.training import sgd_step
 
     model, optimizer = SeedCNN(seed=SEED, dw_mode=dw_mode), SGD(LR)
     return lambda: sgd_step(model, optimizer, x, y)[0]

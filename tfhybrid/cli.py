@@ -11,8 +11,17 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from tfhybrid.config import BIAS_GRAD_RULES, DATA_DIR_ENV, DW_MODES, TrainConfig
-from tfhybrid.errors import EXIT_INTERRUPTED, EXIT_USAGE, TfhybridError
+from tfhybrid.config import (
+    BIAS_GRAD_RULES,
+    DATA_DIR_ENV,
+    DATASETS,
+    DW_MODES,
+    POOL_TIE_RULES,
+    TrainConfig,
+)
+from tfhybrid.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, TfhybridError
+from tfhybrid.optimizers import OPTIMIZER_NAMES
+from tfhybrid.sources import MODEL_NAMES
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -23,38 +32,80 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Options default to "not given" so a resumed run can tell what the user changed."""
     defaults = TrainConfig()
     parser = OneLineParser(
-        prog="train.py",
-        description="Train the source article's CNN on MNIST with hand-written "
-                    "backpropagation (TensorFlow convolutions, NumPy gradients).")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="SGD learning rate")
-    parser.add_argument("--seed", type=int, default=defaults.seed,
-                        help="seeds the initial weights and the per-epoch shuffles")
-    parser.add_argument("--dw-mode", default=defaults.dw_mode, metavar="|".join(DW_MODES),
-                        help="filter gradient: one TF call per batch, or each sample's "
-                             "own convolution as the article")
-    parser.add_argument("--bias-grad", default=defaults.bias_grad,
-                        metavar="|".join(BIAS_GRAD_RULES),
-                        help="seed: the article's db1 (1/400 of the true gradient); "
+        prog="train.py", argument_default=argparse.SUPPRESS,
+        description="Train a source tutorial's network on MNIST with hand-written "
+                    "backpropagation (TensorFlow convolutions, NumPy gradients). Unset "
+                    "options take the chosen model's source settings; the defaults shown "
+                    "are the article's (seed-cnn).")
+    parser.add_argument("--model", metavar="|".join(MODEL_NAMES),
+                        help=f"the network, default {defaults.model}")
+    parser.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
+    parser.add_argument("--iterations", type=int, metavar="N",
+                        help="count N updates instead of epochs (two-layer-net's default)")
+    parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    parser.add_argument("--optimizer", metavar="|".join(OPTIMIZER_NAMES),
+                        help=f"default {defaults.optimizer}")
+    parser.add_argument("--lr", type=float, help=f"learning rate, default {defaults.lr}")
+    parser.add_argument("--seed", type=int,
+                        help=f"seeds the initial weights and the per-epoch shuffles, "
+                             f"default {defaults.seed}")
+    parser.add_argument("--dw-mode", metavar="|".join(DW_MODES),
+                        help="filter gradient: one TF call per batch (default), or each "
+                             "sample's own convolution as the article")
+    parser.add_argument("--bias-grad", metavar="|".join(BIAS_GRAD_RULES),
+                        help="seed (default): the article's db1, 1/400 of the true gradient; "
                              "exact: the true gradient")
-    parser.add_argument("--data-dir", default=None,
-                        help="folder with the four original MNIST .gz files "
+    parser.add_argument("--pool-ties", metavar="|".join(POOL_TIE_RULES),
+                        help="max-pool backward: first (the true gradient, default) or all "
+                             "(the sources' rule: every tied maximum); max-pool models only")
+    parser.add_argument("--dataset", metavar="|".join(DATASETS),
+                        help="default mnist; all three come as the same four IDX files")
+    parser.add_argument("--data-dir",
+                        help="folder with the dataset's four original .gz files "
                              f"(else ${DATA_DIR_ENV}, else tensorflow-datasets downloads them)")
-    parser.add_argument("--out", default=None,
-                        help="output folder for metrics.json and params.npz "
+    parser.add_argument("--out",
+                        help="output folder for metrics.json, params.npz and checkpoint.npz "
                              "(default: a new folder under runs/)")
-    parser.add_argument("--train-limit", type=int, default=None, metavar="N",
+    parser.add_argument("--train-limit", type=int, metavar="N",
                         help="use only the first N training images (quick runs)")
+    parser.add_argument("--test-limit", type=int, metavar="N",
+                        help="evaluate on the first N test images only")
+    parser.add_argument("--plot", action="store_true",
+                        help="write curves.png (loss, accuracy per epoch) and filters.png "
+                             "(learned first-layer filters) into the run folder")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="log scalars, filters and gradient histograms to RUN/tensorboard")
+    parser.add_argument("--resume", metavar="DIR",
+                        help="continue the run saved in DIR from its last checkpoint")
+    parser.add_argument("--force", action="store_true",
+                        help="let a new run overwrite the run already in --out")
     return parser
 
 
-def parse_config(argv: Sequence[str] | None = None) -> TrainConfig:
-    """Parse and validate; raises ConfigError (or exits 2 for unparsable values)."""
-    args = build_parser().parse_args(argv)
-    return TrainConfig(**{k: v for k, v in vars(args).items()}).validated()
+def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, dict]:
+    """-> (validated config, run control {"workdir", "resume", "force"})."""
+    given = vars(build_parser().parse_args(argv))
+    resume_dir = given.pop("resume", None)
+    force = given.pop("force", False)
+    if resume_dir is not None:
+        if force:
+            raise ConfigError("--resume and --force contradict each other; pass one of them")
+        if given.get("out", resume_dir) != resume_dir:
+            raise ConfigError(f"--out {given['out']} differs from --resume {resume_dir}; "
+                              "a resumed run writes into its own folder")
+        from tfhybrid.checkpoint import read_checkpoint
+
+        saved, _ = read_checkpoint(resume_dir)
+        known = set(TrainConfig().to_dict())
+        settings = {k: v for k, v in saved.get("config", {}).items() if k in known}
+        config = TrainConfig(**{**settings, **given, "out": resume_dir})
+        return config.validated(), {"workdir": resume_dir, "resume": True, "force": False}
+    config = TrainConfig.for_model(given.pop("model", "seed-cnn"), **given).validated()
+    workdir = config.out or default_workdir(config)
+    return config, {"workdir": workdir, "resume": False, "force": force}
 
 
 def default_workdir(config: TrainConfig) -> str:
@@ -76,9 +127,10 @@ def run(main: Callable[[], object]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def job():
-        config = parse_config(argv)
+        config, control = parse_args(argv)
         from tfhybrid.training import train_and_evaluate  # imports TensorFlow
 
-        train_and_evaluate(config, config.out or default_workdir(config))
+        train_and_evaluate(config, control["workdir"], resume=control["resume"],
+                           force=control["force"])
 
     return run(job)

@@ -11,9 +11,15 @@ import math
 import os
 
 from tfhybrid.errors import ConfigError
+from tfhybrid.optimizers import OPTIMIZER_NAMES
+from tfhybrid.sources import MODEL_NAMES, MODEL_OPTIONS, TRAINING_DEFAULTS
 
+DATASETS = ("mnist", "fashion_mnist", "kmnist")
 DW_MODES = ("batched", "per-sample")
 BIAS_GRAD_RULES = ("seed", "exact")
+POOL_TIE_RULES = ("first", "all")
+# Defaults of the model options, for the models that have them.
+MODEL_OPTION_DEFAULTS = {"dw_mode": "batched", "bias_grad": "seed", "pool_ties": "first"}
 MNIST_TRAIN_SIZE = 55_000  # tfds "train[5000:]"; "train[:5000]" is the validation set
 DATA_DIR_ENV = "TFHYBRID_DATA_DIR"
 
@@ -23,18 +29,51 @@ class TrainConfig:
     """Everything that defines a training run; saved whole into ``metrics.json``.
 
     Defaults are the source article's program: batch 100, plain SGD with lr 0.1,
-    10 epochs over 55,000 images.
+    10 epochs over 55,000 images. :meth:`for_model` gives another network its own
+    source's settings. ``iterations``, when set, counts updates instead of epochs.
+    Model options (``dw_mode``, ``bias_grad``, ``pool_ties``) are None for a model
+    that does not have them.
     """
 
+    model: str = "seed-cnn"
     epochs: int = 10
+    iterations: int | None = None
     batch_size: int = 100
+    optimizer: str = "sgd"
     lr: float = 0.1
     seed: int = 0
-    dw_mode: str = "batched"
-    bias_grad: str = "seed"
+    dw_mode: str | None = "batched"
+    bias_grad: str | None = "seed"
+    pool_ties: str | None = None
+    dataset: str = "mnist"
     data_dir: str | None = None
     out: str | None = None
     train_limit: int | None = None
+    test_limit: int | None = None
+    plot: bool = False
+    tensorboard: bool = False
+
+    @classmethod
+    def for_model(cls, model: str = "seed-cnn", **overrides) -> TrainConfig:
+        """The config of ``model`` with its source's settings, then ``overrides``.
+
+        Giving ``epochs`` without ``iterations`` trains by epochs even for a network
+        whose source counts iterations.
+        """
+        if model not in TRAINING_DEFAULTS:
+            raise ConfigError(f"--model must be one of {', '.join(MODEL_NAMES)}; got {model!r}")
+        source = TRAINING_DEFAULTS[model]
+        settings = {
+            "epochs": source.epochs if source.epochs is not None else 1,
+            "iterations": source.iterations, "batch_size": source.batch_size,
+            "optimizer": source.optimizer, "lr": source.lr,
+            "train_limit": source.train_limit, "test_limit": source.test_limit,
+        }
+        settings.update({k: (v if k in MODEL_OPTIONS[model] else None)
+                         for k, v in MODEL_OPTION_DEFAULTS.items()})
+        if "epochs" in overrides and "iterations" not in overrides:
+            settings["iterations"] = None
+        return cls(model=model, **{**settings, **overrides})
 
     @property
     def train_size(self) -> int:
@@ -45,7 +84,12 @@ class TrainConfig:
 
     def validated(self) -> TrainConfig:
         """Return ``self`` if every field is usable, else raise :class:`ConfigError`."""
+        _check_choice("--model", self.model, MODEL_NAMES)
         _check_int("--epochs", self.epochs, minimum=1)
+        if self.iterations is not None:
+            _check_int("--iterations", self.iterations, minimum=1)
+        if self.test_limit is not None:
+            _check_int("--test-limit", self.test_limit, minimum=1)
         _check_int("--batch-size", self.batch_size, minimum=1)
         if self.train_limit is not None:
             _check_int("--train-limit", self.train_limit, minimum=1)
@@ -59,8 +103,17 @@ class TrainConfig:
         if not math.isfinite(self.lr) or self.lr <= 0:
             raise ConfigError(f"--lr must be a finite number > 0, got {self.lr!r}")
         _check_int("--seed", self.seed, minimum=0)
-        _check_choice("--dw-mode", self.dw_mode, DW_MODES)
-        _check_choice("--bias-grad", self.bias_grad, BIAS_GRAD_RULES)
+        _check_choice("--optimizer", self.optimizer, OPTIMIZER_NAMES)
+        for option, choices in (("dw_mode", DW_MODES), ("bias_grad", BIAS_GRAD_RULES),
+                                ("pool_ties", POOL_TIE_RULES)):
+            value, flag = getattr(self, option), "--" + option.replace("_", "-")
+            if option in MODEL_OPTIONS[self.model]:
+                _check_choice(flag, value, choices)
+            elif value is not None:
+                raise ConfigError(f"{flag} does not apply to model {self.model!r} "
+                                  f"(its options: {_flags(MODEL_OPTIONS[self.model])}); "
+                                  f"got {flag} {value}")
+        _check_choice("--dataset", self.dataset, DATASETS)
         return self
 
     def resolved_data_dir(self) -> str | None:
@@ -69,6 +122,24 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def model_options(self) -> dict:
+        """The options this config passes to its model's constructor."""
+        return {k: getattr(self, k) for k in MODEL_OPTIONS[self.model]}
+
+    def total_steps(self, train_size: int | None = None) -> int:
+        """Updates in the whole run: ``iterations``, or ``epochs`` passes of whole batches."""
+        per_epoch = (train_size or self.train_size) // self.batch_size
+        return self.iterations if self.iterations is not None else self.epochs * per_epoch
+
+    def epoch_count(self) -> int:
+        """Epochs the run spans (the last one may be partial when counting iterations)."""
+        per_epoch = self.train_size // self.batch_size
+        return -(-self.total_steps() // per_epoch)
+
+
+def _flags(options: tuple[str, ...]) -> str:
+    return ", ".join("--" + o.replace("_", "-") for o in options) or "none"
 
 
 def _check_int(flag: str, value: object, *, minimum: int) -> None:

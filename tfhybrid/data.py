@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import importlib.util
 import os
 import struct
 import zlib
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfhybrid.config import DATASETS  # the same four IDX files, other pictures
 from tfhybrid.errors import DataError
 
 NUM_CLASSES = 10
@@ -27,16 +29,12 @@ VALIDATION_SIZE = 5_000
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 
-# name -> (kind, expected count, SHA-256 that tensorflow-datasets registers for mnist 3.0.1)
+# name -> (kind, expected count). Fashion-MNIST and KMNIST use the same names and sizes.
 MNIST_FILES = {
-    "train-images-idx3-ubyte.gz": (
-        "images", 60_000, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-    "train-labels-idx1-ubyte.gz": (
-        "labels", 60_000, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-    "t10k-images-idx3-ubyte.gz": (
-        "images", 10_000, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-    "t10k-labels-idx1-ubyte.gz": (
-        "labels", 10_000, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    "train-images-idx3-ubyte.gz": ("images", 60_000),
+    "train-labels-idx1-ubyte.gz": ("labels", 60_000),
+    "t10k-images-idx3-ubyte.gz": ("images", 10_000),
+    "t10k-labels-idx1-ubyte.gz": ("labels", 10_000),
 }
 FIX_HINT = (
     "put the four original MNIST .gz files (train-images-idx3-ubyte.gz, "
@@ -57,7 +55,7 @@ class Splits:
 
 
 def read_idx(path: Path, kind: str) -> np.ndarray:
-    """Read one gzip-compressed IDX file, raising :class:`DataError` on any damage.
+    """Read one IDX file (gzip-compressed when named .gz), raising :class:`DataError` on damage.
 
     Returns uint8 [N, 28, 28] for ``kind="images"`` and uint8 [N] for ``"labels"``.
     """
@@ -66,18 +64,21 @@ def read_idx(path: Path, kind: str) -> np.ndarray:
         raise DataError(f"MNIST file missing: {where}; {FIX_HINT}")
     if path.stat().st_size == 0:
         raise DataError(f"MNIST file is empty: {where}; replace it with the original file")
-    with open(path, "rb") as handle:
-        if handle.read(2) != b"\x1f\x8b":
+    if path.suffix != ".gz":
+        raw = path.read_bytes()
+    else:
+        with open(path, "rb") as handle:
+            if handle.read(2) != b"\x1f\x8b":
+                raise DataError(
+                    f"MNIST file is not gzip-compressed although named .gz: {where}; "
+                    "replace it with the original file")
+        try:
+            with gzip.open(path, "rb") as handle:
+                raw = handle.read()
+        except (EOFError, OSError, zlib.error) as err:
             raise DataError(
-                f"MNIST file is not gzip-compressed although named .gz: {where}; "
-                "replace it with the original file")
-    try:
-        with gzip.open(path, "rb") as handle:
-            raw = handle.read()
-    except (EOFError, OSError, zlib.error) as err:
-        raise DataError(
-            f"MNIST file is truncated or corrupt ({err}): {where}; "
-            "replace it with the original file") from None
+                f"MNIST file is truncated or corrupt ({err}): {where}; "
+                "replace it with the original file") from None
     expect_magic, ndim = (IDX_IMAGES_MAGIC, 3) if kind == "images" else (IDX_LABELS_MAGIC, 1)
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
@@ -107,37 +108,144 @@ def read_idx(path: Path, kind: str) -> np.ndarray:
     return array
 
 
-def validate_mnist_folder(folder: str | os.PathLike) -> None:
-    """Check the four original files in ``folder``: presence, format, counts, checksums."""
+SPLIT_FILES = {  # split -> (images file, labels file)
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+def read_mnist_folder(folder: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Read and check the four files in ``folder``: split -> (images uint8 [N,28,28], labels).
+
+    Checks presence, gzip, IDX header, image size, byte counts, labels 0-9, that images
+    and labels agree in number, and the number MNIST has.
+    """
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist; {FIX_HINT}, "
                         "or point --data-dir / TFHYBRID_DATA_DIR at the folder that has them")
-    counts = {}
-    for name, (kind, expected_count, _sha) in MNIST_FILES.items():
-        array = read_idx(root / name, kind)
-        if len(array) != expected_count:
+    splits = {}
+    for split, (images_name, labels_name) in SPLIT_FILES.items():
+        images = read_idx(mnist_file(root, images_name), "images")
+        labels = read_idx(mnist_file(root, labels_name), "labels")
+        if len(images) != len(labels):
             raise DataError(
-                f"MNIST file holds {len(array)} {kind}, expected {expected_count}: "
-                f"{name} in {root}; replace it with the original file")
-        counts[name] = len(array)
-    for name, (_kind, _count, sha) in MNIST_FILES.items():
-        digest = hashlib.sha256((root / name).read_bytes()).hexdigest()
-        if digest != sha:
+                f"{images_name} holds {len(images)} images but {labels_name} holds "
+                f"{len(labels)} labels in {root}; replace them with the original files")
+        expected = MNIST_FILES[images_name][1]
+        if len(images) != expected:
             raise DataError(
-                f"{name} in {root} is valid MNIST data but not the original file that "
-                "tensorflow-datasets registers (its SHA-256 differs, e.g. it was recompressed); "
-                "replace it with the original download")
+                f"{images_name} and {labels_name} in {root} hold {len(images)} examples, "
+                f"MNIST's {split} split has {expected}; replace them with the original files")
+        splits[split] = (images, labels)
+    return splits
 
 
-def load_mnist(data_dir: str | None, train_limit: int | None = None) -> Splits:
+def mnist_file(root: Path, name: str) -> Path:
+    """The .gz file, or its uncompressed IDX twin (same name without .gz) when only that exists."""
+    plain = root / name.removesuffix(".gz")
+    return plain if not (root / name).exists() and plain.is_file() else root / name
+
+
+def registered_checksums(dataset: str) -> dict[str, str]:
+    """file name -> SHA-256 that tensorflow-datasets registers for ``dataset``'s downloads.
+
+    Read from tfds's own url_checksums table, located without importing tfds (which
+    would import TensorFlow).
+    """
+    spec = importlib.util.find_spec("tensorflow_datasets")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("tensorflow-datasets is not installed; run pip install -r requirements.txt")
+    table = Path(spec.submodule_search_locations[0]) / "url_checksums" / f"{dataset}.txt"
+    sums = {}
+    for line in table.read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 4:
+            sums[fields[3]] = fields[2]
+    return sums
+
+
+def file_digests(folder: str | os.PathLike) -> dict[str, str]:
+    """expected file name -> SHA-256 of the file that stands for it in ``folder``."""
+    root = Path(folder)
+    return {name: hashlib.sha256(mnist_file(root, name).read_bytes()).hexdigest()
+            for name in MNIST_FILES}
+
+
+def registered_mismatches(folder: str | os.PathLike, dataset: str = "mnist") -> list[str]:
+    """Names of the files that are not byte-identical to what tensorflow-datasets registers."""
+    root = Path(folder)
+    sums = registered_checksums(dataset)
+    return [mnist_file(root, name).name for name, digest in file_digests(root).items()
+            if sums.get(name) != digest]
+
+
+def identify_dataset(folder: str | os.PathLike) -> str | None:
+    """The dataset whose registered downloads ``folder`` holds byte for byte, if any."""
+    digests = file_digests(folder)
+    for dataset in DATASETS:
+        sums = registered_checksums(dataset)
+        if all(sums.get(name) == digest for name, digest in digests.items()):
+            return dataset
+    return None
+
+
+def load_mnist(data_dir: str | None, train_limit: int | None = None,
+               notice=None, dataset: str = "mnist") -> Splits:
     """Load train (tfds ``train[5000:]``), validation (``train[:5000]``) and test splits.
 
+    ``dataset`` is one of DATASETS (all three come as the same four IDX files).
     ``data_dir`` is the manual download folder (None: let tfds download).
-    ``train_limit`` keeps only the first N training images.
+    ``train_limit`` keeps only the first N training images. Files that are valid
+    MNIST but not byte-identical to the registered originals (recompressed, say)
+    cannot go through tfds, whose checksums would refuse them: they are read
+    directly, in file order, and ``notice`` (default: stderr) is told so.
     """
-    if data_dir is not None:
-        validate_mnist_folder(data_dir)
+    if dataset not in DATASETS:
+        raise DataError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
+    if data_dir is None:
+        return _load_with_tfds(None, train_limit, dataset)
+    parsed = read_mnist_folder(data_dir)
+    differing = registered_mismatches(data_dir, dataset)
+    if not differing:
+        return _load_with_tfds(data_dir, train_limit, dataset)
+    other = identify_dataset(data_dir)
+    if other is not None:
+        raise DataError(f"{data_dir} holds the {other} files, not {dataset}; "
+                        f"pass --dataset {other} or point --data-dir at the {dataset} files")
+    (notice or _stderr)(
+        f"notice: {', '.join(differing)} in {data_dir}: valid MNIST data but not the "
+        "original files tensorflow-datasets registers (SHA-256 differs); reading them "
+        "directly, in file order, instead of through tfds")
+    return _splits_from_arrays(parsed, train_limit)
+
+
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr)
+
+
+def _as_float_images(images: np.ndarray) -> np.ndarray:
+    """uint8 [N,28,28(,1)] -> contiguous float32 [N,28,28,1] in [0,1]."""
+    out = np.asarray(images, dtype=np.float32).reshape(len(images), *IMAGE_SHAPE, 1)
+    out *= np.float32(1 / 255)
+    return out
+
+
+def _splits_from_arrays(parsed: dict, train_limit: int | None) -> Splits:
+    train_images, train_labels = parsed["train"]
+    test_images, test_labels = parsed["test"]
+    end = None if train_limit is None else VALIDATION_SIZE + train_limit
+    return Splits(
+        _as_float_images(train_images[VALIDATION_SIZE:end]),
+        train_labels[VALIDATION_SIZE:end].astype(np.int64),
+        _as_float_images(train_images[:VALIDATION_SIZE]),
+        train_labels[:VALIDATION_SIZE].astype(np.int64),
+        _as_float_images(test_images), test_labels.astype(np.int64))
+
+
+def _load_with_tfds(data_dir: str | None, train_limit: int | None, dataset: str) -> Splits:
     # Deferred: TensorFlow takes seconds to import; _tf imports it without its log noise.
     from tfhybrid import _tf  # noqa: F401, I001
     import tensorflow_datasets as tfds
@@ -149,15 +257,16 @@ def load_mnist(data_dir: str | None, train_limit: int | None = None) -> Splits:
         config = tfds.download.DownloadConfig(manual_dir=os.fspath(data_dir))
         kwargs["download_and_prepare_kwargs"] = {"download_config": config}
     try:
-        loaded = tfds.load("mnist", split=splits, batch_size=-1, as_supervised=True, **kwargs)
+        loaded = tfds.load(dataset, split=splits, batch_size=-1, as_supervised=True, **kwargs)
     except Exception as err:  # tfds raises many types; the user needs the one-line reason
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hint = ("pass --data-dir (or set TFHYBRID_DATA_DIR) to a folder holding the four "
                 "original MNIST .gz files") if data_dir is None else FIX_HINT
-        raise DataError(f"tensorflow-datasets could not prepare MNIST ({reason}); {hint}") from None
+        raise DataError(f"tensorflow-datasets could not prepare {dataset} ({reason}); "
+                        f"{hint}") from None
     arrays = []
     for images, labels in tfds.as_numpy(loaded):
-        arrays.append(np.ascontiguousarray(images, dtype=np.float32) / np.float32(255.0))
+        arrays.append(_as_float_images(images))
         arrays.append(labels.astype(np.int64))
     return Splits(*arrays)
 

@@ -29,6 +29,12 @@ class CheckpointError(TfhybridError):
     """A checkpoint or output folder that cannot be used."""
 
 
+class Interrupted(TfhybridError):
+    """The user pressed Ctrl-C; the state was saved and the message says how to resume."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class DivergenceError(TfhybridError):
     """Training produced a non-finite loss or parameter."""
 

@@ -1,29 +1,51 @@
-"""The training loop: ``train_and_evaluate(config, workdir)``.
+"""The training loop: ``train_and_evaluate(config, workdir)``, for every source's network.
 
-The source article's program: plain SGD over shuffled mini-batches, one line per
-epoch, the test accuracy at the end. The loss minimised is the sigmoid
+The default is the source article's program: plain SGD over shuffled mini-batches,
+one line per epoch, the test accuracy at the end. Its loss is the sigmoid
 cross-entropy; the "cost" the article printed is the softmax cross-entropy of the
-same logits, averaged over the epoch's batches, and is reported beside it.
+same logits, averaged over the epoch's batches, and is reported beside it. The
+other networks minimise the softmax cross-entropy with their source's optimizer.
+
+Every epoch ends with a checkpoint, and Ctrl-C saves the state at the current step,
+so a run can always be resumed; the data order of an epoch is a function of
+(seed, epoch), so a resumed run is bit-for-bit the run that was interrupted.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shlex
 import time
 from pathlib import Path
 
 import numpy as np
 
+from tfhybrid.checkpoint import (
+    CHECKPOINT_NAME,
+    TrainingState,
+    atomic_write,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from tfhybrid.config import TrainConfig
 from tfhybrid.data import load_mnist, one_hot
-from tfhybrid.errors import CheckpointError, DivergenceError
-from tfhybrid.optimizers import SGD
+from tfhybrid.errors import CheckpointError, DivergenceError, Interrupted
+from tfhybrid.interrupt import StopRequest
+from tfhybrid.optimizers import build_optimizer
 from tfhybrid.progress import ProgressBar
+from tfhybrid.sources import TRAINING_DEFAULTS
 
 # The article's printed per-epoch Cost and final test accuracy, for comparison.
 ARTICLE_COST = (0.7286, 0.3221, 0.2614, 0.2179, 0.1860, 0.1640, 0.1461, 0.1331, 0.1222, 0.1137)
 ARTICLE_TEST_ACCURACY = 0.9695
+# A loss this many times the run's first loss means training has blown up even while
+# every number is still finite (a saturated sigmoid network never overflows).
+DIVERGENCE_FACTOR = 100.0
+RUN_FILES = (CHECKPOINT_NAME, "metrics.json")
+# Settings that do not change the computation, so a resumed run may give new values.
+RESUME_MAY_CHANGE = ("epochs", "data_dir", "out", "plot", "tensorboard")
 
 
 def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
@@ -35,21 +57,14 @@ def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(size)
 
 
-def sgd_step(model, optimizer, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """One training step on a batch: forward, hand-written backward, SGD update.
-
-    Returns (loss, cost) computed before the update. The training loop and
-    ``scripts/benchmark.py`` both call this, so the benchmark times the real step.
-    """
-    result = model.loss_and_gradients(x, y)
-    if math.isfinite(result["loss"]):
-        optimizer.update(model.params, result["grads"])
-    return result["loss"], result["cost"]
-
-
-def prepare_workdir(workdir: str | Path) -> Path:
-    """Create the output folder and prove it is writable before any training."""
+def prepare_workdir(workdir: str | Path, *, resume: bool = False, force: bool = False) -> Path:
+    """Check the output folder before any work: writable, and not someone else's run."""
     path = Path(workdir)
+    held = [name for name in RUN_FILES if (path / name).exists()]
+    if held and not (resume or force):
+        raise CheckpointError(
+            f"output folder {path} already holds a run ({', '.join(held)}); pass --resume {path} "
+            "to continue it, --force to overwrite it, or choose another --out")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -61,72 +76,201 @@ def prepare_workdir(workdir: str | Path) -> Path:
     return path
 
 
-def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print) -> dict:
-    """Train the article's CNN as ``config`` says; write metrics.json and params.npz.
+def resume_command(workdir: Path) -> str:
+    return f"python scripts/train.py --resume {shlex.quote(str(workdir))}"
 
-    Returns the metrics dict that is written to ``workdir/metrics.json``.
+
+def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
+                       resume: bool = False, force: bool = False) -> dict:
+    """Train ``config.model`` as ``config`` says; write metrics.json and params.npz.
+
+    ``resume=True`` continues the run saved in ``workdir``; ``force=True`` lets a
+    new run replace one already there. Returns the metrics written to metrics.json.
     """
     config = config.validated()
-    out = prepare_workdir(workdir)
+    out = prepare_workdir(workdir, resume=resume, force=force)
+    if resume:  # settings first: a wrong folder should not cost a data load
+        meta, _ = read_checkpoint(out)
+        _check_resumable(meta, config, out)
     started = time.perf_counter()
-    data = load_mnist(config.resolved_data_dir(), config.train_limit)
+    data = load_mnist(config.resolved_data_dir(), config.train_limit, dataset=config.dataset)
     load_seconds = time.perf_counter() - started
-    from tfhybrid.models import SeedCNN  # imports TensorFlow: only once the data is known good
+    x_test, y_test = data.x_test[:config.test_limit], data.y_test[:config.test_limit]
+    log(f"data: {len(data.x_train)} training, {len(data.x_val)} validation, "
+        f"{len(x_test)} test images (loaded in {load_seconds:.1f}s)")
+    from tfhybrid.models.registry import build_model  # imports TensorFlow
     from tfhybrid.runtime import tune_for_training
 
     tune_for_training()  # one BLAS thread, freed memory kept: see tfhybrid/runtime.py
 
-    x_train, labels_train = data.x_train, data.y_train
-    y_train = one_hot(labels_train)
-    log(f"data: {len(x_train)} training, {len(data.x_val)} validation, "
-        f"{len(data.x_test)} test images (loaded in {load_seconds:.1f}s)")
+    model = build_model(config.model, seed=config.seed, **config.model_options())
+    optimizer = build_optimizer(config.optimizer, config.lr)
+    if resume:
+        shapes = {k: v.shape for k, v in model.params.items()}
+        state = load_checkpoint(out, config.model, shapes)
+        model.params = state.params
+        try:
+            optimizer.load_state_dict(state.optimizer_state)
+        except ValueError as err:
+            raise CheckpointError(f"checkpoint in {out}: optimizer state does not fit "
+                                  f"{config.optimizer!r} ({err}); start a new run") from None
+        log(f"resuming {out} at epoch {state.epoch}, step {state.step}")
+    else:
+        state = TrainingState(model=config.model, config=config.to_dict(), params=model.params)
+    state.params = model.params  # the optimizer updates this very dict in place
 
-    model = SeedCNN(seed=config.seed, dw_mode=config.dw_mode, bias_grad=config.bias_grad)
-    optimizer = SGD(config.lr)
-    steps = len(x_train) // config.batch_size  # the last partial batch is dropped
-    history = []
-    log(f"{'epoch':>5} {'article cost':>12} {'cost':>8} {'loss':>8} {'val acc':>8} {'seconds':>8}")
-    for epoch in range(1, config.epochs + 1):
-        t0 = time.perf_counter()
-        order = epoch_order(config.seed, epoch, len(x_train))
-        cost_sum = loss_sum = 0.0
-        with ProgressBar(steps, f"epoch {epoch}") as bar:
-            for step in range(steps):
-                # Sorted indices gather rows in memory order; a batch's gradient is a sum,
-                # so the order inside it does not matter.
-                idx = np.sort(order[step * config.batch_size:(step + 1) * config.batch_size])
-                loss, cost = sgd_step(model, optimizer, x_train[idx], y_train[idx])
-                if not math.isfinite(loss):
-                    raise DivergenceError(
-                        f"training diverged at epoch {epoch}, step {step + 1}: the loss is "
-                        f"{loss}; lower --lr (got {config.lr})")
-                cost_sum += cost
-                loss_sum += loss
-                bar.update(step + 1, cost=cost_sum / (step + 1))
-        row = {
-            "epoch": epoch,
-            "cost": cost_sum / steps,
-            "loss": loss_sum / steps,
-            "val_accuracy": model.accuracy(data.x_val, data.y_val),
-            "seconds": time.perf_counter() - t0,
-        }
-        history.append(row)
-        reference = f"{ARTICLE_COST[epoch - 1]:.4f}" if epoch <= len(ARTICLE_COST) else "-"
-        log(f"{epoch:>5} {reference:>12} {row['cost']:>8.4f} {row['loss']:>8.4f} "
-            f"{row['val_accuracy']:>8.4f} {row['seconds']:>8.1f}")
+    x_train, y_train = data.x_train, one_hot(data.y_train)
+    per_epoch = len(x_train) // config.batch_size  # the last partial batch is dropped
+    total = config.total_steps(len(x_train))
+    board = _tensorboard(out) if config.tensorboard else None
+    columns = EpochColumns(article=config.model == "seed-cnn" and config.dataset == "mnist")
+    log(columns.header())
+    for row in state.history:
+        log(columns.row(row))
+    with StopRequest() as stop:
+        for epoch in range(state.epoch, -(-total // per_epoch) + 1):
+            t0 = time.perf_counter()
+            steps = min(per_epoch, total - (epoch - 1) * per_epoch)
+            order = epoch_order(config.seed, epoch, len(x_train))
+            result = None
+            with ProgressBar(steps, f"epoch {epoch}") as bar:
+                for step in range(state.step, steps):
+                    if stop.requested:
+                        _save(out, state, optimizer)
+                        raise Interrupted(
+                            f"interrupted at epoch {epoch}, step {step}; state saved in "
+                            f"{out / CHECKPOINT_NAME}; resume with: {resume_command(out)}")
+                    batch = order[step * config.batch_size:(step + 1) * config.batch_size]
+                    # Sorted indices gather rows in memory order; a batch's gradient is a
+                    # sum, so the order inside it does not matter.
+                    batch = np.sort(batch)
+                    result = model.loss_and_gradients(x_train[batch], y_train[batch])
+                    _check_loss(result["loss"], state, epoch, step, config)
+                    optimizer.update(model.params, result["grads"])
+                    _check_params(model.params, epoch, step, config)
+                    state.step = step + 1
+                    state.cost_sum += result["cost"]
+                    state.loss_sum += result["loss"]
+                    bar.update(state.step, loss=state.loss_sum / state.step)
+            row = {
+                "epoch": epoch,
+                "steps": steps,
+                "cost": state.cost_sum / steps,
+                "loss": state.loss_sum / steps,
+                "val_accuracy": model.accuracy(data.x_val, data.y_val),
+                "seconds": time.perf_counter() - t0,
+            }
+            state.history.append(row)
+            state.epoch, state.step, state.cost_sum, state.loss_sum = epoch + 1, 0, 0.0, 0.0
+            _save(out, state, optimizer)
+            log(columns.row(row))
+            if board is not None:
+                board.epoch(row, model.params, result["grads"] if result else None)
 
-    test_accuracy = model.accuracy(data.x_test, data.y_test)
-    log(f"test accuracy {test_accuracy:.4f} (article: {ARTICLE_TEST_ACCURACY})")
+    test_accuracy = model.accuracy(x_test, y_test)
+    reported = TRAINING_DEFAULTS[config.model].reported
+    log(f"test accuracy {test_accuracy:.4f}"
+        + (f" (source: {reported})" if reported is not None else ""))
     metrics = {
         "config": config.to_dict(),
-        "model": model.name,
-        "epochs": history,
+        "model": config.model,
+        "epochs": state.history,
         "test_accuracy": test_accuracy,
+        "test_images": len(x_test),
         "data_seconds": load_seconds,
         "total_seconds": time.perf_counter() - started,
-        "article": {"cost": list(ARTICLE_COST), "test_accuracy": ARTICLE_TEST_ACCURACY},
+        "source": {"settings": TRAINING_DEFAULTS[config.model].source,
+                   "test_accuracy": reported},
     }
-    np.savez(out / "params.npz", **model.params)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if columns.article:
+        metrics["article"] = {"cost": list(ARTICLE_COST), "test_accuracy": ARTICLE_TEST_ACCURACY}
+    atomic_write(out / "params.npz", lambda handle: np.savez(handle, **model.params))
+    atomic_write(out / "metrics.json",
+                 lambda handle: handle.write((json.dumps(metrics, indent=2) + "\n").encode()))
     log(f"saved {out / 'metrics.json'} and {out / 'params.npz'}")
+    if board is not None:
+        board.close()
+        log(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
+    if config.plot:
+        from tfhybrid.plots import plot_filters, plot_history
+
+        title = f"{config.model} seed {config.seed}"
+        saved = [plot_history(state.history, out / "curves.png", title),
+                 plot_filters(model.params, out / "filters.png", title)]
+        log("plots: " + ", ".join(str(p) for p in saved if p is not None))
     return metrics
+
+
+class EpochColumns:
+    """The per-epoch table; the article's printed cost beside ours for the article's model."""
+
+    def __init__(self, article: bool):
+        self.article = article
+
+    def header(self) -> str:
+        cost = f" {'article cost':>12} {'cost':>8}" if self.article else ""
+        return f"{'epoch':>5}{cost} {'loss':>8} {'val acc':>8} {'seconds':>8}"
+
+    def row(self, row: dict) -> str:
+        cost = ""
+        if self.article:
+            epoch = row["epoch"]
+            reference = f"{ARTICLE_COST[epoch - 1]:.4f}" if epoch <= len(ARTICLE_COST) else "-"
+            cost = f" {reference:>12} {row['cost']:>8.4f}"
+        return (f"{row['epoch']:>5}{cost} {row['loss']:>8.4f} {row['val_accuracy']:>8.4f} "
+                f"{row['seconds']:>8.1f}")
+
+
+def _tensorboard(out: Path):
+    from tfhybrid.tensorboard import TensorBoardLogger
+
+    return TensorBoardLogger(out / "tensorboard")
+
+
+def _save(out: Path, state: TrainingState, optimizer) -> None:
+    state.optimizer_state = optimizer.state_dict()
+    save_checkpoint(out, state)
+
+
+def _check_resumable(meta: dict, config: TrainConfig, out: Path) -> None:
+    """A resumed run must be the same run: only the RESUME_MAY_CHANGE settings may change."""
+    saved = dict(meta.get("config", {}))
+    current = config.to_dict()
+    for key in RESUME_MAY_CHANGE:
+        saved.pop(key, None)
+        current.pop(key, None)
+    differing = [k for k in saved if saved[k] != current.get(k)]
+    if differing:
+        key = differing[0]
+        raise CheckpointError(
+            f"the run in {out} was trained with {key}={saved[key]!r}, not {current.get(key)!r}; "
+            "resume it with its own settings (only --epochs, --data-dir, --plot and "
+            "--tensorboard may change)")
+    if meta.get("epoch", 1) > config.epoch_count() and (out / "metrics.json").exists():
+        raise CheckpointError(
+            f"the run in {out} already finished its {config.epoch_count()} epochs; "
+            "pass a larger --epochs to train it further")
+
+
+def _divergence(what: str, epoch: int, step: int, config: TrainConfig) -> DivergenceError:
+    return DivergenceError(
+        f"training diverged at epoch {epoch}, step {step + 1}: {what}; the last good "
+        f"checkpoint is kept; lower --lr (got {config.lr}) and start a new run")
+
+
+def _check_loss(loss: float, state: TrainingState, epoch: int, step: int,
+                config: TrainConfig) -> None:
+    if not math.isfinite(loss):
+        raise _divergence(f"the loss is {loss}", epoch, step, config)
+    if state.first_loss is None:
+        state.first_loss = loss
+    elif loss > DIVERGENCE_FACTOR * state.first_loss:
+        raise _divergence(f"the loss grew from {state.first_loss:.4g} to {loss:.4g} "
+                          f"(over {DIVERGENCE_FACTOR:g} times)", epoch, step, config)
+
+
+def _check_params(params: dict[str, np.ndarray], epoch: int, step: int,
+                  config: TrainConfig) -> None:
+    for key, value in params.items():
+        if not np.isfinite(value).all():
+            raise _divergence(f"parameter {key} is no longer finite", epoch, step, config)

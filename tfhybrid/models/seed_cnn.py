@@ -35,6 +35,17 @@ def init_params(seed: int, dtype: type = np.float32) -> dict[str, np.ndarray]:
             for name, shape in PARAM_SHAPES.items()}
 
 
+def filter_gradient(x: tf.Tensor, dz1: tf.Tensor) -> np.ndarray:
+    """dw1 [9,9,1,20] summed over the batch: one TensorFlow call on x [N,28,28,1] and
+    dz1 [N,20,20,20], tensors of one float dtype."""
+    return tf_kernels.seed_filter_grad(x.dtype)(x, dz1).numpy()
+
+
+def per_sample_filter_gradients(x: tf.Tensor, dz1: tf.Tensor) -> np.ndarray:
+    """Each sample's own dw1 [N,9,9,1,20] (a read-only view), one TensorFlow call."""
+    return np.asarray(tf_kernels.seed_filter_grad_per_sample(x.dtype)(x, dz1))
+
+
 class SeedCNN:
     """The article's CNN. ``params`` is a dict of NumPy arrays keyed w1, b1, w2, b2.
 
@@ -112,15 +123,31 @@ class SeedCNN:
         dz1_tensor = tf.convert_to_tensor(dz1)
         per_sample = None
         if self.dw_mode == "per-sample":
-            per_sample = np.asarray(tf_kernels.seed_filter_grad_per_sample(self._tf_dtype)(
-                cache["x_tensor"], dz1_tensor))
+            per_sample = per_sample_filter_gradients(cache["x_tensor"], dz1_tensor)
             dw1 = per_sample.sum(axis=0)
         else:
-            dw1 = tf_kernels.seed_filter_grad(self._tf_dtype)(
-                cache["x_tensor"], dz1_tensor).numpy()
+            dw1 = filter_gradient(cache["x_tensor"], dz1_tensor)
         grads = {"w1": dw1, "b1": db1, "w2": dense["dw"], "b2": dense["db"]}
         inter = {"dz2": dz2, "dL1": d_pooled, "ds1": ds1, "dz1": dz1}
         return grads, inter, per_sample
+
+    def reference_forward(
+        self, params: dict[str, tf.Tensor], x: tf.Tensor, y: tf.Tensor
+    ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """The same loss in plain TensorFlow ops, for autodiff and finite differences.
+
+        params keyed w1, b1, w2, b2; x [N,28,28,1]; one-hot y [N,10]; all of one dtype.
+        Returns (scalar loss, {"z1", "s1", "L1", "z2"}): the tensors whose gradients
+        :meth:`backward` reports as intermediates "dz1", "ds1", "dL1", "dz2".
+        """
+        z1 = tf.nn.conv2d(x, params["w1"], strides=1, padding="VALID") + tf.reshape(
+            params["b1"], [-1])
+        s1 = tf.sigmoid(z1)
+        pooled = tf.nn.avg_pool2d(s1, ksize=2, strides=2, padding="VALID")
+        z2 = tf.reshape(pooled, [tf.shape(x)[0], -1]) @ params["w2"] + params["b2"]
+        per_output = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z2)
+        loss = tf.reduce_mean(tf.reduce_sum(per_output, axis=1))
+        return loss, {"z2": z2, "L1": pooled, "s1": s1, "z1": z1}
 
     def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> dict:
         """One forward and backward pass on x [N,28,28,1], one-hot y [N,10].

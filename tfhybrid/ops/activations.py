@@ -27,3 +27,14 @@ def sigmoid_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
     grad *= s
     grad *= dout
     return grad
+
+
+def relu_forward(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Any shape -> (max(z, 0), cache = the mask z > 0)."""
+    mask = z > 0
+    return np.where(mask, z, np.zeros((), dtype=z.dtype)), mask
+
+
+def relu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    """dL/dz = dL/dout where z > 0, else 0 (the subgradient 0 at z = 0, as TensorFlow)."""
+    return np.where(cache, dout, np.zeros((), dtype=dout.dtype))

@@ -1,0 +1,114 @@
+"""Damaged MNIST folders, crafted in a temporary folder: one clear line, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_train_script
+from tests.test_cli import assert_one_line_error, link_originals
+from tfhybrid.data import MNIST_FILES, load_mnist, read_mnist_folder
+
+TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
+TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
+
+
+def idx_bytes(array: np.ndarray, magic: int) -> bytes:
+    return struct.pack(f">I{array.ndim}I", magic, *array.shape) + array.astype(np.uint8).tobytes()
+
+
+def original_raw(data_dir, name) -> bytes:
+    with gzip.open(data_dir / name) as handle:
+        return handle.read()
+
+
+def write_gz(path, raw: bytes) -> None:
+    with gzip.open(path, "wb") as handle:
+        handle.write(raw)
+
+
+def damage(kind: str, data_dir, folder):
+    """Make one kind of damage in ``folder`` (the other files link to the originals)."""
+    target = {"wrong image size": TRAIN_IMAGES}.get(kind, TRAIN_LABELS)
+    link_originals(data_dir, folder, skip={target})
+    path = folder / target
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes((data_dir / target).read_bytes()[:3000])
+    elif kind == "not gzip":
+        path.write_bytes(original_raw(data_dir, target))
+    elif kind == "wrong magic":
+        raw = original_raw(data_dir, target)
+        write_gz(path, struct.pack(">I", 0x00000802) + raw[4:])
+    elif kind == "wrong image size":
+        write_gz(path, idx_bytes(np.zeros((60000, 27, 27)), 0x00000803))
+    elif kind == "counts disagree":
+        raw = original_raw(data_dir, target)
+        labels = np.frombuffer(raw, np.uint8, offset=8)[:-1]
+        write_gz(path, idx_bytes(labels, 0x00000801))
+    elif kind == "label outside 0-9":
+        labels = np.frombuffer(original_raw(data_dir, target), np.uint8, offset=8).copy()
+        labels[123] = 10
+        write_gz(path, idx_bytes(labels, 0x00000801))
+    elif kind == "missing":
+        pass
+    return target
+
+
+CASES = {  # kind -> words the message must contain
+    "missing": ["missing"],
+    "empty": ["empty"],
+    "truncated": ["truncated"],
+    "not gzip": ["not gzip"],
+    "wrong magic": ["magic number 0x00000802", "0x00000801"],
+    "wrong image size": ["27x27", "28x28"],
+    "counts disagree": ["60000 images", "59999 labels"],
+    "label outside 0-9": ["10", "outside 0-9"],
+}
+
+
+@pytest.mark.parametrize("kind", CASES)
+def test_damaged_file_gives_one_clear_line(kind, data_dir, tmp_path):
+    folder = tmp_path / "mnist"
+    target = damage(kind, data_dir, folder)
+    result = run_train_script("--data-dir", str(folder), "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, target, str(folder), *CASES[kind])
+    assert "replace" in result.stderr or "put the four" in result.stderr  # names the fix
+
+
+def test_recompressed_files_load_with_a_notice(data_dir, tmp_path):
+    """Valid MNIST that is not byte-identical to the registered download: notice, then load."""
+    folder = tmp_path / "mnist"
+    link_originals(data_dir, folder, skip={TRAIN_LABELS, "t10k-images-idx3-ubyte.gz"})
+    with gzip.open(folder / TRAIN_LABELS, "wb", compresslevel=1) as handle:
+        handle.write(original_raw(data_dir, TRAIN_LABELS))
+    # and one file in plain, uncompressed IDX form
+    (folder / "t10k-images-idx3-ubyte").write_bytes(
+        original_raw(data_dir, "t10k-images-idx3-ubyte.gz"))
+    notices = []
+    splits = load_mnist(str(folder), train_limit=500, notice=notices.append)
+    assert len(notices) == 1 and "SHA-256" in notices[0] and TRAIN_LABELS in notices[0]
+    assert "t10k-images-idx3-ubyte" in notices[0]
+    parsed = read_mnist_folder(data_dir)
+    train_images, train_labels = parsed["train"]
+    assert splits.x_train.shape == (500, 28, 28, 1) and splits.x_train.dtype == np.float32
+    np.testing.assert_array_equal(splits.y_train, train_labels[5000:5500])
+    np.testing.assert_array_equal(splits.y_val, train_labels[:5000])
+    assert float(splits.x_test.max()) == 1.0 and splits.x_test.shape == (10000, 28, 28, 1)
+    np.testing.assert_allclose(splits.x_train[0, :, :, 0], train_images[5000] / 255.0, rtol=1e-6)
+
+
+def test_original_folder_validates(data_dir):
+    parsed = read_mnist_folder(data_dir)
+    assert {k: len(v[0]) for k, v in parsed.items()} == {"train": 60000, "test": 10000}
+    assert set(MNIST_FILES) == {p.name for p in data_dir.glob("*.gz")}
+
+
+def test_folder_of_another_dataset_is_named(data_dir, tmp_path):
+    result = run_train_script("--dataset", "kmnist", "--data-dir", str(data_dir),
+                              "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "holds the mnist files, not kmnist", "--dataset mnist")

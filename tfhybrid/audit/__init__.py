@@ -1,0 +1,17 @@
+"""Gradient audit: a model's manual gradients against tf.GradientTape (float32 and
+float64) and float64 central finite differences, with a verdict per tensor.
+
+    from tfhybrid.audit import audit, format_table
+    report = audit(model, x, y_onehot)      # an AuditReport; report.to_dict() for JSON
+    print(format_table(report))
+
+Importing this package does not import TensorFlow; :func:`audit` does, when called.
+"""
+
+from tfhybrid.audit.core import audit
+from tfhybrid.audit.plots import plot_report
+from tfhybrid.audit.registry import MODELS
+from tfhybrid.audit.report import AuditReport, TensorAudit
+from tfhybrid.audit.table import format_table
+
+__all__ = ["MODELS", "AuditReport", "TensorAudit", "audit", "format_table", "plot_report"]

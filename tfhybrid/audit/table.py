@@ -1,0 +1,78 @@
+"""The audit report as a terminal table, with a short legend."""
+
+from __future__ import annotations
+
+from tfhybrid.audit.compare import readable_factor
+from tfhybrid.audit.report import PARAMETER, AuditReport, TensorAudit
+
+HEADER = ("tensor", "shape", "max abs err", "rel err", "cosine", "scale c", "worst index",
+          "tape32", "fd64 (n/nc)", "vote", "verdict")
+GAP = "  "
+
+
+def _row(item: TensorAudit) -> tuple[str, ...]:
+    m = item.manual
+    if item.kind == PARAMETER:
+        fd_err = item.fd_tape.rel_error if item.fd_tape and item.fd_tape.count else float("nan")
+        fd = f"{fd_err:.1e} {item.fd_count}/{item.fd_not_comparable}"
+    else:
+        fd = "-"
+    return (item.name, "x".join(str(d) for d in item.shape), f"{m.max_abs_error:.2e}",
+            f"{m.rel_error:.1e}", f"{m.cosine:.7f}", readable_factor(m.scale),
+            str(m.worst_index), f"{item.tape32.rel_error:.1e}", fd, item.vote.summary,
+            m.description)
+
+
+def format_table(report: AuditReport) -> str:
+    """Header lines, one row per tensor, the update check, the outcome and a legend."""
+    settings = ", ".join(f"{k} {v}" for k, v in report.settings.items())
+    loss = report.loss
+    lines = [
+        f"gradient audit: {report.model} ({settings}), batch of {report.batch}",
+        f"loss: manual {loss.manual:.7g}, tape float32 {loss.tape32:.7g}, tape float64 "
+        f"{loss.tape64:.7g} (rel err {loss.rel_error:.1e}): "
+        + ("match" if loss.matches else "MISMATCH: reference_forward computes another loss"),
+        ""]
+    rows = [HEADER] + [_row(t) for t in report.tensors]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    for r in rows:
+        lines.append(GAP.join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    lines.append("")
+    up = report.update
+    biggest = ", ".join(f"{k} {v:.1e}" for k, v in up.max_difference.items())
+    changed = [f"{k} {v}" for k, v in up.settings.items() if report.settings.get(k) != v]
+    lines.append(f"update check: one SGD step (lr {up.lr:g}"
+                 + "".join(f", {c}" for c in changed) + ") with the manual gradients and "
+                 "with the tape's, from the same weights")
+    lines.append(f"  max |difference| of the new weights: {biggest}: "
+                 + ("pass" if up.passed else f"FAIL for {', '.join(up.failing)}"))
+    lines.append(_outcome(report))
+    lines += ["", *LEGEND.format(floor=report.tolerances["rel_error_floor"],
+                                 rtol=report.tolerances["manual"],
+                                 fd=report.tolerances["finite_differences"]).splitlines()]
+    return "\n".join(lines)
+
+
+def _outcome(report: AuditReport) -> str:
+    if not report.mismatches:
+        return "result: every gradient matches"
+    expected = [n for n in report.mismatches if n in report.expected]
+    parts = []
+    if expected:
+        parts.append(f"mismatch as expected: {', '.join(expected)}")
+    if report.unexpected:
+        parts.append(f"UNEXPECTED mismatch: {', '.join(report.unexpected)} "
+                     f"(--expect {' --expect '.join(report.unexpected)} to accept)")
+    return "result: " + "; ".join(parts)
+
+
+LEGEND = """\
+columns compare the manual gradient m with the reference r = tf.GradientTape in float64:
+  rel err      max over elements of |m-r| / max(|m|+|r|, floor),
+               floor = {floor:g} x (max|m|+max|r|); match when <= {rtol:g}
+  cosine       <m,r> / (|m| |r|);  scale c: least squares m ~ c r;  worst index: largest rel err
+  tape32       rel err of the float32 tape against r
+  fd64 (n/nc)  rel err of r against float64 central differences on n sampled coordinates
+               (tolerance {fd:g}), nc of them not comparable (the step crosses a kink);
+               intermediates have no finite differences (parameters only are perturbed)
+  vote         parameters: manual, tape64, fd64; intermediates: manual, tape32, tape64"""

@@ -1,0 +1,51 @@
+"""Tolerances of the gradient audit, one per arithmetic, and why each has its size.
+
+All of them bound the symmetric relative error of :mod:`tfhybrid.audit.compare`:
+``|a - b| / max(|a| + |b|, floor)`` with ``floor = REL_ERROR_FLOOR * (max|a| + max|b|)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Elements smaller than this fraction of the tensor's largest magnitude are judged on
+# the tensor's scale, not their own: a sum that cancels to almost nothing keeps the
+# rounding error of its large terms, which says nothing about the gradient's formula.
+REL_ERROR_FLOOR = 1e-2
+
+# A float32 result against the exact (float64) gradient: float32 keeps 24 bits
+# (eps = 1.2e-7). An element that cancels down to the floor carries the rounding of its
+# larger terms, so relative errors reach about 100 eps = 1.5e-5 (measured: up to 1.7e-5
+# on MNIST and random batches). A formula error (a lost factor, a wrong index) gives a
+# relative error of 1e-2 to 1, far above the tolerance.
+RTOL_FLOAT32 = 1e-4
+# Two float64 computations of the same formula differ only in summation order:
+# about 100 eps = 2e-14 at the floor.
+RTOL_FLOAT64 = 1e-9
+# Central finite differences in float64 with step h = FD_STEP leave two errors:
+# truncation h^2 |f'''| / 6 (below 1e-11 here) and the rounding of the loss divided by
+# the step, about eps |L| / h = 5e-10 for a loss near 16. Relative to the floor that is
+# up to 1e-8 on the smallest elements (measured: at most 2e-8 on MNIST).
+RTOL_FINITE_DIFF = 1e-6
+
+# A power of two: x + h is then exact for every weight of ordinary size.
+FD_STEP = 2.0**-17  # 7.6e-6, near the optimum (3 eps |L| / |f'''|)^(1/3) for float64
+# Coordinates per tensor checked by finite differences; smaller tensors are done whole.
+FD_SAMPLES = 48
+# Kink test: a coordinate is "not comparable" when the one-sided slopes around it change
+# by unequal amounts (smooth curvature changes them equally) by more than the
+# finite-difference tolerance, plus this many float64 eps of the loss per step.
+KINK_ROUNDOFF = 64
+
+# The SGD step of the update check.
+UPDATE_LR = 0.1
+
+
+def rtol_for(dtype: np.dtype | type) -> float:
+    """The tolerance for a result computed in ``dtype`` (float32 or float64)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float64:
+        return RTOL_FLOAT64
+    if dtype == np.float32:
+        return RTOL_FLOAT32
+    raise ValueError(f"the audit knows tolerances for float32 and float64, got {dtype}")
