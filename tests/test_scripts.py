@@ -38,19 +38,6 @@ def test_compare_optimizers_rejects_bad_options_in_one_line(tmp_path):
 
 
 @pytest.mark.slow  # loads all of MNIST and evaluates on 10,000 images: about 12 s
-def test_reproduce_sources_quick_run(data_dir, tmp_path):
-    out = tmp_path / "results.json"
-    done = run_script("reproduce_sources.py", "--models", "conv8,two-layer-net", "--steps", "5",
-                      "--data-dir", str(data_dir), "--out", str(out))
-    assert done.returncode == 0, done.stderr
-    results = json.loads(out.read_text())
-    assert [r["model"] for r in results] == ["conv8", "two-layer-net"]
-    assert results[0]["test_images"] == 1000 and results[0]["train_images"] == 1000
-    bad = run_script("reproduce_sources.py", "--models", "resnet", "--out", str(out))
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
-
-
-@pytest.mark.slow  # about 10 s
 def test_measure_pool_ties_quick_run(data_dir, tmp_path):
     out = tmp_path / "ties.json"
     done = run_script("measure_pool_ties.py", "--images", "128", "--train-steps", "2",

@@ -40,7 +40,7 @@ class TrainingDefaults:
 TRAINING_DEFAULTS = {
     "seed-cnn": TrainingDefaults(10, None, 100, "sgd", 0.1, None, None, 0.9695,
                                  "doc 000: the article's program"),
-    "lenet5": TrainingDefaults(5, None, 100, "adam", 0.001, None, None, None,
+    "lenet5": TrainingDefaults(10, None, 100, "adam", 0.001, None, None, None,
                                "doc 000's TensorFlow sketch (no settings given: ours)"),
     "numpy-cnn": TrainingDefaults(15, None, 128, "sgd", 0.01, None, None, 0.97,
                                   "doc 002: epoch 15, lr 0.01, batch 128"),
