@@ -59,7 +59,7 @@ def audit(model, x: np.ndarray, y: np.ndarray, *, expect: Iterable[str] = (),
     rng = np.random.default_rng(seed)
     tensors = [
         _audit_parameter(key, manual["grads"][key], tape64.grads[key], tape32.grads[key],
-                         loss_at, params, rng, fd_samples, rtol)
+                         loss_at, params, rng, fd_samples, rtol, tape64.loss)
         for key in params]
     tensors += [_audit_intermediate(name, manual["intermediates"][name],
                                     tape64.intermediates[name], tape32.intermediates[name],
@@ -75,7 +75,7 @@ def audit(model, x: np.ndarray, y: np.ndarray, *, expect: Iterable[str] = (),
         model=getattr(model, "name", type(model).__name__), settings=describe(model),
         batch=len(x), tensors=tensors, loss=loss, update=update,
         tolerances={"float32": tol.RTOL_FLOAT32, "float64": tol.RTOL_FLOAT64,
-                    "finite_differences": tol.RTOL_FINITE_DIFF,
+                    "finite_differences": tol.RTOL_FINITE_DIFF, "fd_roundoff": tol.FD_ROUNDOFF,
                     "rel_error_floor": tol.REL_ERROR_FLOOR, "fd_step": tol.FD_STEP,
                     "manual": rtol},
         notes=[FD_NOTE, f"finite differences: up to {fd_samples} coordinates per parameter, "
@@ -95,7 +95,7 @@ def describe(model) -> dict[str, str]:
     return {k: str(getattr(model, k)) for k in SETTINGS if hasattr(model, k)}
 
 
-def _audit_parameter(key, manual, ref, ref32, loss_at, params, rng, fd_samples, rtol):
+def _audit_parameter(key, manual, ref, ref32, loss_at, params, rng, fd_samples, rtol, loss):
     manual_vs_ref = compare(manual, ref, rtol)
     must = (np.unravel_index(int(np.abs(ref).argmax()), ref.shape), manual_vs_ref.worst_index)
     indices = sample_indices(ref.shape, fd_samples, rng, must=must)
@@ -106,9 +106,9 @@ def _audit_parameter(key, manual, ref, ref32, loss_at, params, rng, fd_samples, 
     picked_manual = np.array([manual[i] for i in kept], dtype=np.float64)
     picked_ref = np.array([ref[i] for i in kept], dtype=np.float64)
     manual_scale = float(np.abs(manual).max(initial=0)) + scale / 2
-    fd_manual = compare(picked_manual, fd_values, max(rtol, tol.RTOL_FINITE_DIFF),
-                        floor_scale=manual_scale)
-    fd_tape = compare(picked_ref, fd_values, tol.RTOL_FINITE_DIFF, floor_scale=scale)
+    fd_rtol = tol.fd_rtol(loss, scale)
+    fd_manual = compare(picked_manual, fd_values, max(rtol, fd_rtol), floor_scale=manual_scale)
+    fd_tape = compare(picked_ref, fd_values, fd_rtol, floor_scale=scale)
     tape32 = compare(ref32, ref, tol.RTOL_FLOAT32)
     if kept:
         sources = (MANUAL, TAPE64, FD64)

@@ -74,7 +74,8 @@ columns compare the manual gradient m with the reference r = tf.GradientTape in 
   cosine       <m,r> / (|m| |r|);  scale c: least squares m ~ c r;  worst index: largest rel err
   tape32       rel err of the float32 tape against r
   fd64 (n/nc)  rel err of r against float64 central differences on n sampled coordinates
-               (tolerance {fd:g}), nc of them not comparable (the step crosses a kink);
+               (tolerance {fd:g}, or the loss's rounding over the step when larger),
+               nc of them not comparable (the step crosses a kink);
                intermediates have no finite differences (parameters only are perturbed)
   vote         parameters: manual, tape64, fd64; intermediates, and parameters whose
                sampled coordinates all cross a kink (fd64 n/a): manual, tape32, tape64"""
