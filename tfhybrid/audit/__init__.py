@@ -10,8 +10,8 @@ Importing this package does not import TensorFlow; :func:`audit` does, when call
 
 from tfhybrid.audit.core import audit
 from tfhybrid.audit.plots import plot_report
-from tfhybrid.audit.registry import MODELS
+from tfhybrid.audit.registry import RULES
 from tfhybrid.audit.report import AuditReport, TensorAudit
 from tfhybrid.audit.table import format_table
 
-__all__ = ["MODELS", "AuditReport", "TensorAudit", "audit", "format_table", "plot_report"]
+__all__ = ["RULES", "AuditReport", "TensorAudit", "audit", "format_table", "plot_report"]

@@ -24,7 +24,7 @@ from tfhybrid.audit.report import (
 from tfhybrid.audit.update import update_check
 from tfhybrid.audit.vote import vote
 
-SETTINGS = ("dtype", "bias_grad", "dw_mode")  # model attributes recorded when present
+SETTINGS = ("dtype", "bias_grad", "pool_ties", "dw_mode")  # model attributes recorded when present
 FD_NOTE = ("finite differences perturb parameters only: intermediates are checked against "
            "the tape in float64 and float32")
 
@@ -59,7 +59,7 @@ def audit(model, x: np.ndarray, y: np.ndarray, *, expect: Iterable[str] = (),
     rng = np.random.default_rng(seed)
     tensors = [
         _audit_parameter(key, manual["grads"][key], tape64.grads[key], tape32.grads[key],
-                         loss_at, params, rng, fd_samples, rtol)
+                         loss_at, params, rng, fd_samples, rtol, tape64.loss)
         for key in params]
     tensors += [_audit_intermediate(name, manual["intermediates"][name],
                                     tape64.intermediates[name], tape32.intermediates[name],
@@ -75,7 +75,7 @@ def audit(model, x: np.ndarray, y: np.ndarray, *, expect: Iterable[str] = (),
         model=getattr(model, "name", type(model).__name__), settings=describe(model),
         batch=len(x), tensors=tensors, loss=loss, update=update,
         tolerances={"float32": tol.RTOL_FLOAT32, "float64": tol.RTOL_FLOAT64,
-                    "finite_differences": tol.RTOL_FINITE_DIFF,
+                    "finite_differences": tol.RTOL_FINITE_DIFF, "fd_roundoff": tol.FD_ROUNDOFF,
                     "rel_error_floor": tol.REL_ERROR_FLOOR, "fd_step": tol.FD_STEP,
                     "manual": rtol},
         notes=[FD_NOTE, f"finite differences: up to {fd_samples} coordinates per parameter, "
@@ -95,7 +95,7 @@ def describe(model) -> dict[str, str]:
     return {k: str(getattr(model, k)) for k in SETTINGS if hasattr(model, k)}
 
 
-def _audit_parameter(key, manual, ref, ref32, loss_at, params, rng, fd_samples, rtol):
+def _audit_parameter(key, manual, ref, ref32, loss_at, params, rng, fd_samples, rtol, loss):
     manual_vs_ref = compare(manual, ref, rtol)
     must = (np.unravel_index(int(np.abs(ref).argmax()), ref.shape), manual_vs_ref.worst_index)
     indices = sample_indices(ref.shape, fd_samples, rng, must=must)
@@ -106,14 +106,20 @@ def _audit_parameter(key, manual, ref, ref32, loss_at, params, rng, fd_samples, 
     picked_manual = np.array([manual[i] for i in kept], dtype=np.float64)
     picked_ref = np.array([ref[i] for i in kept], dtype=np.float64)
     manual_scale = float(np.abs(manual).max(initial=0)) + scale / 2
-    fd_manual = compare(picked_manual, fd_values, max(rtol, tol.RTOL_FINITE_DIFF),
-                        floor_scale=manual_scale)
-    fd_tape = compare(picked_ref, fd_values, tol.RTOL_FINITE_DIFF, floor_scale=scale)
-    agree = {(MANUAL, TAPE64): manual_vs_ref.matches, (MANUAL, FD64): fd_manual.matches,
-             (TAPE64, FD64): fd_tape.matches}
+    fd_rtol = tol.fd_rtol(loss, scale)
+    fd_manual = compare(picked_manual, fd_values, max(rtol, fd_rtol), floor_scale=manual_scale)
+    fd_tape = compare(picked_ref, fd_values, fd_rtol, floor_scale=scale)
+    tape32 = compare(ref32, ref, tol.RTOL_FLOAT32)
+    if kept:
+        sources = (MANUAL, TAPE64, FD64)
+        agree = {(MANUAL, TAPE64): manual_vs_ref.matches, (MANUAL, FD64): fd_manual.matches,
+                 (TAPE64, FD64): fd_tape.matches}
+    else:  # every sampled step crosses a kink: no finite difference to vote with
+        sources, agree = (MANUAL, TAPE32, TAPE64), _tape_agreement(manual, ref32, manual_vs_ref,
+                                                                   tape32, rtol)
     return TensorAudit(
         name=f"d{key}", kind=PARAMETER, shape=tuple(ref.shape), manual=manual_vs_ref,
-        tape32=compare(ref32, ref, tol.RTOL_FLOAT32), vote=vote((MANUAL, TAPE64, FD64), agree),
+        tape32=tape32, vote=vote(sources, agree),
         fd_manual=fd_manual, fd_tape=fd_tape, fd_count=len(indices),
         fd_not_comparable=fd.not_comparable)
 
@@ -121,12 +127,17 @@ def _audit_parameter(key, manual, ref, ref32, loss_at, params, rng, fd_samples, 
 def _audit_intermediate(name, manual, ref, ref32, rtol):
     manual_vs_ref = compare(manual, ref, rtol)
     tape32 = compare(ref32, ref, tol.RTOL_FLOAT32)
-    agree = {(MANUAL, TAPE64): manual_vs_ref.matches,
-             (MANUAL, TAPE32): compare(manual, ref32, max(rtol, tol.RTOL_FLOAT32)).matches,
-             (TAPE32, TAPE64): tape32.matches}
+    agree = _tape_agreement(manual, ref32, manual_vs_ref, tape32, rtol)
     return TensorAudit(name=name, kind=INTERMEDIATE, shape=tuple(ref.shape),
                        manual=manual_vs_ref, tape32=tape32,
                        vote=vote((MANUAL, TAPE32, TAPE64), agree))
+
+
+def _tape_agreement(manual, ref32, manual_vs_ref, tape32, rtol) -> dict:
+    """The pairs of the vote among manual, tape32 and tape64 (no finite differences)."""
+    return {(MANUAL, TAPE64): manual_vs_ref.matches,
+            (MANUAL, TAPE32): compare(manual, ref32, max(rtol, tol.RTOL_FLOAT32)).matches,
+            (TAPE32, TAPE64): tape32.matches}
 
 
 def _check_intermediates(manual: dict[str, np.ndarray], tape: TapeResult) -> None:

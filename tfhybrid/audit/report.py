@@ -24,7 +24,8 @@ class TensorAudit:
     ``fd_tape`` compare the manual and the reference with the finite differences on the
     sampled coordinates that are comparable (``fd_count`` sampled, ``fd_not_comparable``
     of them across a kink). The vote is among manual, tape64 and fd64 for a parameter,
-    manual, tape32 and tape64 for an intermediate (no finite differences there).
+    manual, tape32 and tape64 for an intermediate (no finite differences there) and for
+    a parameter none of whose sampled coordinates is comparable.
     """
 
     name: str

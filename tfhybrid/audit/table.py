@@ -13,8 +13,9 @@ GAP = "  "
 def _row(item: TensorAudit) -> tuple[str, ...]:
     m = item.manual
     if item.kind == PARAMETER:
-        fd_err = item.fd_tape.rel_error if item.fd_tape and item.fd_tape.count else float("nan")
-        fd = f"{fd_err:.1e} {item.fd_count}/{item.fd_not_comparable}"
+        compared = item.fd_tape is not None and item.fd_tape.count
+        fd_err = f"{item.fd_tape.rel_error:.1e}" if compared else "n/a"
+        fd = f"{fd_err} {item.fd_count}/{item.fd_not_comparable}"
     else:
         fd = "-"
     return (item.name, "x".join(str(d) for d in item.shape), f"{m.max_abs_error:.2e}",
@@ -73,6 +74,8 @@ columns compare the manual gradient m with the reference r = tf.GradientTape in 
   cosine       <m,r> / (|m| |r|);  scale c: least squares m ~ c r;  worst index: largest rel err
   tape32       rel err of the float32 tape against r
   fd64 (n/nc)  rel err of r against float64 central differences on n sampled coordinates
-               (tolerance {fd:g}), nc of them not comparable (the step crosses a kink);
+               (tolerance {fd:g}, or the loss's rounding over the step when larger),
+               nc of them not comparable (the step crosses a kink);
                intermediates have no finite differences (parameters only are perturbed)
-  vote         parameters: manual, tape64, fd64; intermediates: manual, tape32, tape64"""
+  vote         parameters: manual, tape64, fd64; intermediates, and parameters whose
+               sampled coordinates all cross a kink (fd64 n/a): manual, tape32, tape64"""

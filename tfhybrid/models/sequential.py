@@ -79,6 +79,10 @@ class SequentialNet:
                         for k in self.param_shapes}
 
     # --- hybrid forward and manual backward ----------------------------------------------
+    def first_parameter_layer(self) -> int:
+        """Index of the first layer with parameters: no gradient is needed below it."""
+        return next(i for i, (_n, layer) in enumerate(self.layers) if layer.param_names)
+
     def scale_inputs(self, x):
         """The source's input scaling, x * input_scale + input_shift (NumPy or TF)."""
         if self.input_scale != 1.0:
@@ -104,7 +108,7 @@ class SequentialNet:
         """
         grads: dict[str, np.ndarray] = {}
         names = [name for name, _layer in self.layers]
-        first = next(i for i, (_n, layer) in enumerate(self.layers) if layer.param_names)
+        first = self.first_parameter_layer()
         inter = {"d" + names[-1]: dlogits}
         dout = dlogits
         for index in range(len(self.layers) - 1, first - 1, -1):
@@ -143,15 +147,21 @@ class SequentialNet:
     def reference_forward(self, params: dict, x, y) -> tuple:
         """(mean softmax cross-entropy, {NAME: tensor}) with TensorFlow ops only.
 
-        ``params``: dict of tf tensors or variables keyed like :attr:`params`; x [N,28,28,1]
-        and one-hot y [N,10] as tensors or arrays. Max pooling here is TensorFlow's, whose
-        gradient is the true one (first maximum), whatever ``pool_ties`` says.
+        ``params``: dict of tf tensors or variables keyed like :attr:`params`, all of one
+        dtype, in which the whole loss is computed (whatever the model's own ``dtype``);
+        x [N,28,28,1] and one-hot y [N,10] as tensors or arrays. The named tensors are the
+        layer outputs whose gradients :meth:`backward` reports (from the first layer with
+        parameters on). Max pooling here is TensorFlow's, whose gradient is the true one
+        (first maximum), whatever ``pool_ties`` says.
         """
-        h = self.scale_inputs(tf.convert_to_tensor(x, dtype=self.dtype))
+        dtype = tf.as_dtype(next(iter(params.values())).dtype)  # the audit runs float64 too
+        h = self.scale_inputs(tf.cast(tf.convert_to_tensor(x), dtype))
         inter = {}
-        for name, layer in self.layers:
+        first = self.first_parameter_layer()
+        for index, (name, layer) in enumerate(self.layers):
             h = layer.reference(params, h)
-            inter[name] = h
+            if index >= first:  # the outputs whose gradients backward reports
+                inter[name] = h
         y = tf.convert_to_tensor(y, dtype=h.dtype)
         loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, h))
         return loss, inter
