@@ -145,9 +145,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
                     # sum, so the order inside it does not matter.
                     batch = np.sort(batch)
                     result = model.loss_and_gradients(x_train[batch], y_train[batch])
-                    _check_loss(result["loss"], state, epoch, step, config)
+                    _check_loss(result["loss"], state, epoch, step, config, out)
                     optimizer.update(model.params, result["grads"])
-                    _check_params(model.params, epoch, step, config)
+                    _check_params(model.params, epoch, step, config, out)
                     state.step = step + 1
                     state.cost_sum += result["cost"]
                     state.loss_sum += result["loss"]
@@ -252,25 +252,28 @@ def _check_resumable(meta: dict, config: TrainConfig, out: Path) -> None:
             "pass a larger --epochs to train it further")
 
 
-def _divergence(what: str, epoch: int, step: int, config: TrainConfig) -> DivergenceError:
+def _divergence(what: str, epoch: int, step: int, config: TrainConfig,
+                out: Path) -> DivergenceError:
+    kept = ("the last good checkpoint is kept" if (out / CHECKPOINT_NAME).exists()
+            else "no checkpoint had been written yet")
     return DivergenceError(
-        f"training diverged at epoch {epoch}, step {step + 1}: {what}; the last good "
-        f"checkpoint is kept; lower --lr (got {config.lr}) and start a new run")
+        f"training diverged at epoch {epoch}, step {step + 1}: {what}; {kept}; "
+        f"lower --lr (got {config.lr}) and start a new run")
 
 
 def _check_loss(loss: float, state: TrainingState, epoch: int, step: int,
-                config: TrainConfig) -> None:
+                config: TrainConfig, out: Path) -> None:
     if not math.isfinite(loss):
-        raise _divergence(f"the loss is {loss}", epoch, step, config)
+        raise _divergence(f"the loss is {loss}", epoch, step, config, out)
     if state.first_loss is None:
         state.first_loss = loss
     elif loss > DIVERGENCE_FACTOR * state.first_loss:
         raise _divergence(f"the loss grew from {state.first_loss:.4g} to {loss:.4g} "
-                          f"(over {DIVERGENCE_FACTOR:g} times)", epoch, step, config)
+                          f"(over {DIVERGENCE_FACTOR:g} times)", epoch, step, config, out)
 
 
 def _check_params(params: dict[str, np.ndarray], epoch: int, step: int,
-                  config: TrainConfig) -> None:
+                  config: TrainConfig, out: Path) -> None:
     for key, value in params.items():
         if not np.isfinite(value).all():
-            raise _divergence(f"parameter {key} is no longer finite", epoch, step, config)
+            raise _divergence(f"parameter {key} is no longer finite", epoch, step, config, out)
