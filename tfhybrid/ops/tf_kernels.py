@@ -24,16 +24,6 @@ def conv2d(x, w, b, stride: int, pad: int):
 
 
 @tf.function(reduce_retracing=True)
-def conv_sigmoid_avgpool(x, w, b):
-    """The source article's TensorFlow forward: conv VALID + b, sigmoid, 2x2 average pool.
-
-    x [N,28,28,1], w [9,9,1,20], b [1,20] -> (s1 [N,20,20,20], L1 [N,10,10,20]).
-    """
-    s1 = tf.sigmoid(tf.nn.conv2d(x, w, strides=1, padding="VALID") + tf.reshape(b, [-1]))
-    return s1, tf.nn.avg_pool2d(s1, ksize=2, strides=2, padding="VALID")
-
-
-@tf.function(reduce_retracing=True)
 def avg_pool(x, size: int, stride: int):
     """[N,H,W,C] -> [N,Ho,Wo,C], VALID windows."""
     return tf.nn.avg_pool2d(x, ksize=size, strides=stride, padding="VALID")
@@ -59,8 +49,8 @@ def filter_grad_per_sample(x, dout, filter_shape, stride: int, pad: int):
 
     For sample n the image (channels moved to the batch axis, [C,H,W,1]) is convolved
     with its own upstream gradient used as a filter ([Ho,Wo,1,F], dilated by the
-    stride). ``tf.vectorized_map`` turns the N convolutions into one batched kernel
-    instead of N Python-level calls.
+    stride). ``tf.vectorized_map`` runs the N convolutions inside this one compiled call
+    (TensorFlow lowers it to an in-graph loop here), not as N Python-level calls.
     x [N,H,W,C], dout [N,Ho,Wo,F] -> [N,kh,kw,C,F]; their sum is :func:`filter_grad`.
     """
     kh, kw = filter_shape[0], filter_shape[1]
