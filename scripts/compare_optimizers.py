@@ -13,22 +13,19 @@ Writes OUT/optimizers.png and OUT/optimizers.json (settings, final losses, every
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-# Small matrices: one BLAS thread is faster, and much faster on a busy machine.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone, no install
 
-from tfhybrid.cli import OneLineParser, run  # noqa: E402
-from tfhybrid.config import DATA_DIR_ENV  # noqa: E402
+from tfhybrid.cli import OneLineParser, add_data_dir_option, run  # noqa: E402
+from tfhybrid.config import resolve_data_dir  # noqa: E402
 from tfhybrid.errors import ConfigError  # noqa: E402
 from tfhybrid.optimizers import OPTIMIZER_NAMES  # noqa: E402
+from tfhybrid.runtime import tune_for_training  # noqa: E402
 
 # The source's optimizers with their default hyper-parameters (doc 004's textbook).
 SOURCE_LR = {"sgd": 0.01, "momentum": 0.01, "adagrad": 0.01, "adam": 0.001, "rmsprop": 0.01}
@@ -56,8 +53,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--optimizers", default="sgd,momentum,adagrad,adam",
                         help=f"comma-separated, from {','.join(OPTIMIZER_NAMES)}")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None,
-                        help=f"folder with the four MNIST .gz files (else ${DATA_DIR_ENV})")
+    add_data_dir_option(parser)
     parser.add_argument("--train-limit", type=int, default=None, metavar="N",
                         help="use only the first N training images")
     parser.add_argument("--out", default="runs/compare-optimizers", help="output folder")
@@ -78,7 +74,7 @@ def parse(argv=None):
     if args.train_limit is not None and args.train_limit < args.batch_size:
         raise ConfigError(f"--train-limit must be at least the batch size {args.batch_size}, "
                           f"got {args.train_limit}")
-    args.data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV) or None
+    args.data_dir = resolve_data_dir(args.data_dir)
     return args
 
 
@@ -140,6 +136,7 @@ def plot(result: dict, path: Path) -> None:
 def main(argv=None) -> int:
     def job():
         args = parse(argv)
+        tune_for_training()  # one BLAS thread: faster for these small products
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         result = compare(args)

@@ -31,6 +31,14 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir``, as every command line of the project takes it (resolve the value
+    with :func:`tfhybrid.config.resolve_data_dir`)."""
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with the dataset's four original .gz files "
+                             f"(else ${DATA_DIR_ENV}, else tensorflow-datasets downloads them)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Options default to "not given" so a resumed run can tell what the user changed."""
     defaults = TrainConfig()
@@ -63,9 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(the sources' rule: every tied maximum); max-pool models only")
     parser.add_argument("--dataset", metavar="|".join(DATASETS),
                         help="default mnist; all three come as the same four IDX files")
-    parser.add_argument("--data-dir",
-                        help="folder with the dataset's four original .gz files "
-                             f"(else ${DATA_DIR_ENV}, else tensorflow-datasets downloads them)")
+    add_data_dir_option(parser)
     parser.add_argument("--out",
                         help="output folder for metrics.json, params.npz and checkpoint.npz "
                              "(default: a new folder under runs/)")

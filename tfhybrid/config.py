@@ -118,7 +118,7 @@ class TrainConfig:
 
     def resolved_data_dir(self) -> str | None:
         """The manual MNIST folder: ``--data-dir``, else ``$TFHYBRID_DATA_DIR``, else None."""
-        return self.data_dir or os.environ.get(DATA_DIR_ENV) or None
+        return resolve_data_dir(self.data_dir)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -136,6 +136,11 @@ class TrainConfig:
         """Epochs the run spans (the last one may be partial when counting iterations)."""
         per_epoch = self.train_size // self.batch_size
         return -(-self.total_steps() // per_epoch)
+
+
+def resolve_data_dir(given: str | None) -> str | None:
+    """``given``, else ``$TFHYBRID_DATA_DIR``, else None (tensorflow-datasets downloads)."""
+    return given or os.environ.get(DATA_DIR_ENV) or None
 
 
 def _flags(options: tuple[str, ...]) -> str:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from tfhybrid.audit import registry
 from tfhybrid.audit.registry import CHECK_NAMES, RULES
-from tfhybrid.cli import OneLineParser, run
-from tfhybrid.config import DATA_DIR_ENV, _check_choice, _check_int
+from tfhybrid.cli import OneLineParser, add_data_dir_option, run
+from tfhybrid.config import _check_choice, _check_int, resolve_data_dir
 from tfhybrid.errors import ConfigError
 from tfhybrid.sources import MODEL_NAMES
 
@@ -41,9 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     for rule in RULES:
         parser.add_argument(rule.flag, default=None, metavar="|".join(rule.choices),
                             help=f"{rule.help}; only for --model {' or '.join(rule.models)}")
-    parser.add_argument("--data-dir", default=None,
-                        help=f"folder with the four original MNIST .gz files (else "
-                             f"${DATA_DIR_ENV}, else tensorflow-datasets downloads them)")
+    add_data_dir_option(parser)
     parser.add_argument("--expect", action="append", default=[], metavar="TENSOR",
                         help="a mismatch you know of (e.g. db1 under --bias-grad seed); "
                              "repeatable; it no longer fails the exit code")
@@ -78,7 +75,7 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise ConfigError(f"{flag}: the folder of {path!r} does not exist")
-    args.data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV) or None
+    args.data_dir = resolve_data_dir(args.data_dir)
     return args
 
 

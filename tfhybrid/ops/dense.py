@@ -10,14 +10,14 @@ def dense_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarr
     return x @ w + b, (x, w, np.shape(b))
 
 
-def dense_backward(dout: np.ndarray, cache: tuple) -> dict[str, np.ndarray]:
+def dense_backward(dout: np.ndarray, cache: tuple, need_dx: bool = True) -> dict[str, np.ndarray]:
     """dout [N,M] -> {"dx": [N,D], "dw": [D,M], "db": shape of b}.
 
     Gradients are summed over the batch: the loss's backward already divided by N.
+    ``need_dx=False`` skips dx (a network's input needs no gradient).
     """
     x, w, b_shape = cache
-    return {
-        "dx": dout @ w.T,
-        "dw": x.T @ dout,
-        "db": dout.sum(axis=0).reshape(b_shape),
-    }
+    grads = {"dw": x.T @ dout, "db": dout.sum(axis=0).reshape(b_shape)}
+    if need_dx:
+        grads["dx"] = dout @ w.T
+    return grads
