@@ -85,11 +85,14 @@ def read_checkpoint(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def load_checkpoint(folder: str | Path, model: str,
-                    param_shapes: dict[str, tuple]) -> TrainingState:
-    """Read ``folder/checkpoint.npz`` and check it belongs to ``model`` with these shapes."""
+def load_checkpoint(folder: str | Path, model: str, param_shapes: dict[str, tuple],
+                    read: tuple[dict, dict[str, np.ndarray]] | None = None) -> TrainingState:
+    """Read ``folder/checkpoint.npz`` and check it belongs to ``model`` with these shapes.
+
+    ``read``: what :func:`read_checkpoint` already returned for this folder, if anything.
+    """
     path = Path(folder) / CHECKPOINT_NAME
-    meta, arrays = read_checkpoint(folder)
+    meta, arrays = read if read is not None else read_checkpoint(folder)
     if meta.get("model") != model:
         raise CheckpointError(f"checkpoint {path} is of model {meta.get('model')!r}, "
                               f"not {model!r}; resume it with the model it was trained with")

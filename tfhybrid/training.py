@@ -90,8 +90,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
     config = config.validated()
     out = prepare_workdir(workdir, resume=resume, force=force)
     if resume:  # settings first: a wrong folder should not cost a data load
-        meta, _ = read_checkpoint(out)
-        _check_resumable(meta, config, out)
+        saved = read_checkpoint(out)
+        _check_resumable(saved[0], config, out)
     started = time.perf_counter()
     data = load_mnist(config.resolved_data_dir(), config.train_limit, dataset=config.dataset)
     load_seconds = time.perf_counter() - started
@@ -107,7 +107,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
     optimizer = build_optimizer(config.optimizer, config.lr)
     if resume:
         shapes = {k: v.shape for k, v in model.params.items()}
-        state = load_checkpoint(out, config.model, shapes)
+        state = load_checkpoint(out, config.model, shapes, read=saved)
         model.params = state.params
         try:
             optimizer.load_state_dict(state.optimizer_state)
