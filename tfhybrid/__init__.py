@@ -1,7 +1,13 @@
 """tfhybrid: CNN backpropagation written by hand, TensorFlow convolutions, NumPy gradients.
 
-Importing the package is cheap; TensorFlow loads on first use of a model, so the
-command line can reject a bad option in a fraction of a second.
+    import tfhybrid
+    from tfhybrid.layers import Conv2D, Dense, Flatten, ReLU
+
+    net = tfhybrid.Sequential([Conv2D(8, 3), ReLU(), Flatten(), Dense(10)], seed=0)
+    net = tfhybrid.build_model("seed-cnn")          # a source's network by name
+
+Importing the package is cheap; TensorFlow loads on first use of a network, so the
+command lines can reject a bad option in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "SeedCNN": "tfhybrid.models.seed_cnn",
+    "Sequential": "tfhybrid.models.sequential",
+    "build_model": "tfhybrid.catalog",
     "TrainConfig": "tfhybrid.config",
     "train_and_evaluate": "tfhybrid.training",
 }

@@ -1,8 +1,9 @@
-"""Models: thin wrappers that chain op pairs; parameters and gradients share keys."""
+"""The networks: :class:`Sequential` and the builders of the sources' networks."""
 
-from tfhybrid.models.networks import Conv8, LeNet5, NumpyCNN, TwoLayerNet
-from tfhybrid.models.registry import MODEL_NAMES, build_model, training_defaults
-from tfhybrid.models.seed_cnn import SeedCNN
+from tfhybrid.catalog import MODEL_NAMES, build_model
+from tfhybrid.models.networks import conv8, lenet5, numpy_cnn, two_layer_net
+from tfhybrid.models.seed_cnn import seed_cnn
+from tfhybrid.models.sequential import Sequential
 
-__all__ = ["Conv8", "LeNet5", "MODEL_NAMES", "NumpyCNN", "SeedCNN", "TwoLayerNet",
-           "build_model", "training_defaults"]
+__all__ = ["MODEL_NAMES", "Sequential", "build_model", "conv8", "lenet5", "numpy_cnn",
+           "seed_cnn", "two_layer_net"]

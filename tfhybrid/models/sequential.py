@@ -1,68 +1,124 @@
-"""A chain of layers ending in logits, trained on the softmax cross-entropy.
+"""``Sequential``: a network as a list of layers, with the hand-written backward pass.
 
-Subclasses describe a network (``architecture``) and its source's initialisation
-(``init_params``); this class runs the hybrid forward and the hand-written backward,
-and also the same network in plain TensorFlow (``reference_forward``) so that
-``tf.GradientTape`` can check every gradient, of parameters and of intermediates.
+    net = Sequential([Conv2D(20, 9), Sigmoid(), AvgPool2D(2), Flatten(), Dense(10)],
+                     loss="sigmoid_cross_entropy", seed=0)
+    result = net.loss_and_gradients(x, y_onehot)    # loss, grads keyed like net.params
+
+Parameters are named in layer order: the k-th layer with parameters owns w{k}, b{k}.
+Layer outputs are named z{k} (Conv2D, Dense), a{k} (ReLU), s{k} (Sigmoid), p{k}
+(pooling), flat (Flatten), after the latest k, unless a layer is given a ``name``;
+the backward pass reports the gradient of the loss with respect to output NAME as
+``intermediates["d" + NAME]``, for every output from the first layer with parameters on
+(last layer first, as the backward pass meets them).
+
+Consecutive fused layers (every built-in layer) run their forward as one compiled
+TensorFlow call (:mod:`tfhybrid.models.fusion`); the backward runs layer by layer,
+NumPy by hand except the convolutions' dw and dx.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from tfhybrid._tf import tf
-from tfhybrid.ops.conv import DW_MODES
-from tfhybrid.ops.losses import softmax_cross_entropy
-from tfhybrid.ops.maxpool import TIE_RULES
+from tfhybrid.layers.base import Layer
+from tfhybrid.models.fusion import plan_runs
+from tfhybrid.ops.losses import sigmoid_cross_entropy, softmax_cross_entropy
 
-EVAL_BATCH = 2_000
+LOSSES = ("softmax_cross_entropy", "sigmoid_cross_entropy")
+EVAL_BATCH = 1_000  # as fast per image as larger batches here, with less peak memory
 
 
-class SequentialNet:
-    """x [N,28,28,1] in [0,1] -> (x * input_scale + input_shift) -> layers -> logits [N,10].
+class Sequential:
+    """A chain of layers from images [N, *input_shape] to logits [N, K].
 
-    ``params`` is a dict of NumPy arrays keyed as ``param_shapes``. Intermediate
-    tensors are named by the layer that outputs them; the manual backward reports the
-    gradient of the loss w.r.t. intermediate NAME as ``intermediates["d" + NAME]``.
-
-    Options: ``pool_ties`` "first" (the true gradient, as TensorFlow) or "all" (the
-    sources' rule, for the audit); ``dw_mode`` "batched" or "per-sample" filter gradients.
+    ``loss``: "softmax_cross_entropy" (mean over the batch) or "sigmoid_cross_entropy"
+    (the source article's: independent sigmoid outputs, binary cross-entropy summed over
+    the K outputs, mean over the batch). ``seed`` seeds one generator from which every
+    layer draws its initial parameters in layer order; ``params`` (a dict keyed like
+    :attr:`params`) replaces them. ``dtype``: float32 or float64, for parameters and
+    every computation.
     """
 
-    name = ""
-    input_scale = 1.0
-    input_shift = 0.0
-
-    def __init__(self, params: dict[str, np.ndarray] | None = None, *, seed: int = 0,
-                 dtype: type = np.float32, pool_ties: str = "first", dw_mode: str = "batched",
-                 input_scale: float | None = None, input_shift: float | None = None):
-        if pool_ties not in TIE_RULES:
-            raise ValueError(f"pool_ties must be one of {TIE_RULES}, got {pool_ties!r}")
-        if dw_mode not in DW_MODES:
-            raise ValueError(f"dw_mode must be one of {DW_MODES}, got {dw_mode!r}")
+    def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int] = (28, 28, 1), *,
+                 loss: str = "softmax_cross_entropy", seed: int = 0, dtype=np.float32,
+                 params: dict[str, np.ndarray] | None = None, name: str = "sequential"):
+        layers = list(layers)
+        if not layers or not all(isinstance(layer, Layer) for layer in layers):
+            raise ValueError("Sequential needs a non-empty list of tfhybrid.layers.Layer "
+                             f"instances, got {[type(x).__name__ for x in layers]}")
+        if len({id(layer) for layer in layers}) != len(layers):
+            raise ValueError("a layer instance appears twice in the list; make a new one")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        shape = tuple(int(d) for d in input_shape)
+        if not shape or any(d < 1 for d in shape):
+            raise ValueError(f"input_shape must be positive sizes, got {tuple(input_shape)}")
         self.dtype = np.dtype(dtype)
-        self.pool_ties, self.dw_mode = pool_ties, dw_mode
-        if input_scale is not None:
-            self.input_scale = float(input_scale)
-        if input_shift is not None:
-            self.input_shift = float(input_shift)
-        self.param_shapes, self.layers = self.architecture()
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.layers, self.loss, self.name, self.input_shape = layers, loss, name, shape
+        self.options: dict[str, object] = {}  # the catalog options it was built with
+        self.param_shapes: dict[str, tuple] = {}
+        self.param_keys: list[dict[str, str]] = []  # per layer: local name -> global name
+        self.names: list[str] = []
+        self._build(shape)
+        self.output_shape = layers[-1].output_shape_
+        if len(self.output_shape) != 1:
+            raise ValueError(f"the last layer must output logits [N,K], got "
+                             f"[N,{','.join(map(str, self.output_shape))}]")
+        if not self.param_shapes:
+            raise ValueError("the network has no parameters to train")
+        self.first = next(i for i, keys in enumerate(self.param_keys) if keys)
+        self.runs = plan_runs(layers, self.param_keys, self.first, self.dtype)
+        self._run_at = {run.start: run for run in self.runs}
         self._params: dict[str, np.ndarray] = {}
-        self.params = (self.init_params(np.random.default_rng(seed)) if params is None
-                       else params)
+        self.params = self._init_params(seed) if params is None else params
 
-    # --- what a subclass defines -------------------------------------------------------
-    def architecture(self) -> tuple[dict[str, tuple], list[tuple[str, object]]]:
-        """-> (param name -> shape, [(output name, layer), ...]); the last output is logits."""
-        raise NotImplementedError
+    # --- building --------------------------------------------------------------------
+    def _build(self, shape: tuple) -> None:
+        count = 0
+        for layer in self.layers:
+            layer.input_shape = shape
+            local = layer.param_shapes(shape)
+            if local:
+                count += 1
+            keys = {name: f"{name}{count}" for name in local}
+            for name, global_name in keys.items():
+                if global_name in self.param_shapes:
+                    raise ValueError(f"two parameters named {global_name!r}")
+                self.param_shapes[global_name] = tuple(int(d) for d in local[name])
+            self.param_keys.append(keys)
+            name = layer.name or (layer.prefix if layer.prefix == "flat"
+                                  else f"{layer.prefix}{count}")
+            while name in self.names:
+                name += "_"
+            self.names.append(name)
+            shape = tuple(int(d) for d in self._output_shape(layer, shape))
+            layer.output_shape_ = shape
 
-    def init_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """The source's initialisation, drawn from ``rng`` in float64."""
-        raise NotImplementedError
+    def _output_shape(self, layer: Layer, shape: tuple) -> tuple:
+        """The layer's own ``output_shape``, else its reference run on one zero input."""
+        if hasattr(layer, "output_shape"):
+            return layer.output_shape(shape)
+        zeros = {k: tf.zeros(s, tf.float64) for k, s in layer.param_shapes(shape).items()}
+        return tuple(layer.reference(zeros, tf.zeros((1, *shape), tf.float64)).shape[1:])
 
-    # --- parameters ----------------------------------------------------------------------
+    def _init_params(self, seed: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        params = {}
+        for layer, keys in zip(self.layers, self.param_keys, strict=True):
+            if keys:
+                values = layer.init_params(rng, layer.input_shape)
+                params.update({keys[name]: values[name] for name in keys})
+        return params
+
+    # --- parameters ------------------------------------------------------------------
     @property
     def params(self) -> dict[str, np.ndarray]:
+        """The parameters, NumPy arrays keyed w1, b1, w2, ...; optimizers update them in place."""
         return self._params
 
     @params.setter
@@ -71,97 +127,169 @@ class SequentialNet:
             raise ValueError(f"params must have keys {sorted(self.param_shapes)}, "
                              f"got {sorted(values)}")
         for key, shape in self.param_shapes.items():
-            if np.shape(values[key]) != tuple(shape):
-                raise ValueError(f"param {key} must have shape {tuple(shape)}, "
+            if np.shape(values[key]) != shape:
+                raise ValueError(f"param {key} must have shape {shape}, "
                                  f"got {np.shape(values[key])}")
-        # Copies: two models built from one dict must not train the same arrays.
+        # Copies: two networks built from one dict must not train the same arrays.
         self._params = {k: np.array(values[k], dtype=self.dtype, order="C", copy=True)
                         for k in self.param_shapes}
 
-    # --- hybrid forward and manual backward ----------------------------------------------
+    def layer_params(self, index: int, params: dict | None = None) -> dict:
+        """Layer ``index``'s parameters under its own names ("w", "b")."""
+        params = self._params if params is None else params
+        return {local: params[key] for local, key in self.param_keys[index].items()}
+
     def first_parameter_layer(self) -> int:
         """Index of the first layer with parameters: no gradient is needed below it."""
-        return next(i for i, (_n, layer) in enumerate(self.layers) if layer.param_names)
+        return self.first
 
-    def scale_inputs(self, x):
-        """The source's input scaling, x * input_scale + input_shift (NumPy or TF)."""
-        if self.input_scale != 1.0:
-            x = x * self.input_scale
-        if self.input_shift != 0.0:
-            x = x + self.input_shift
-        return x
+    # --- forward and backward --------------------------------------------------------
+    def _check_input(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
+            raise ValueError(f"{self.name} takes inputs [N,{','.join(map(str, self.input_shape))}]"
+                             f", got {list(x.shape)}")
+        return np.ascontiguousarray(x, dtype=self.dtype)
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, list]:
-        """x [N,28,28,1] -> (logits [N,10], per-layer caches for :meth:`backward`)."""
-        h = self.scale_inputs(np.asarray(x, dtype=self.dtype)).astype(self.dtype, copy=False)
-        caches = []
-        for _name, layer in self.layers:
-            h, cache = layer.forward(self._params, h)
-            caches.append(cache)
-        return h, caches
+        """x [N, *input_shape] -> (logits [N,K], per-layer caches for :meth:`backward`)."""
+        h = self._check_input(x)
+        batch = len(h)
+        caches: list = [None] * len(self.layers)
+        index = 0
+        while index < len(self.layers):
+            run = self._run_at.get(index)
+            if run is None:
+                layer = self.layers[index]
+                h, caches[index] = layer.forward(self.layer_params(index), np.asarray(h))
+                index += 1
+                continue
+            h_in = tf.convert_to_tensor(h)
+            *kept, h = run.training_call(h_in, run.param_values(self._params))
+            acts = dict(zip(run.kept, kept, strict=True))
+            acts[run.start - 1], acts[run.stop - 1] = h_in, h
+            for i in range(max(run.start, self.first), run.stop):
+                needs = self.layers[i].fused_needs
+                caches[i] = self.layers[i].cache_from(
+                    self.layer_params(i), acts[i - 1] if "x" in needs else None,
+                    acts[i] if "out" in needs else None, batch)
+            index = run.stop
+        return np.asarray(h), caches
 
-    def backward(self, dlogits: np.ndarray, caches: list) -> tuple[dict, dict]:
+    def backward(self, dlogits: np.ndarray, caches: list,
+                 per_example: bool = False) -> tuple[dict, dict]:
         """dL/dlogits -> (grads keyed like params, {"d" + NAME: dL/dNAME}).
 
-        Intermediate gradients are reported for the output of every layer from the first
-        layer with parameters on; nothing below that layer needs a gradient.
+        ``per_example``: each parameter's gradient is [N, *shape], sample n's own share
+        of the batch loss (the batch gradient is their sum over N).
         """
         grads: dict[str, np.ndarray] = {}
-        names = [name for name, _layer in self.layers]
-        first = self.first_parameter_layer()
-        inter = {"d" + names[-1]: dlogits}
+        inter = {"d" + self.names[-1]: dlogits}
         dout = dlogits
-        for index in range(len(self.layers) - 1, first - 1, -1):
-            _name, layer = self.layers[index]
-            dout, layer_grads = layer.backward(dout, caches[index], need_dx=index > first)
-            grads.update(layer_grads)
-            if index > first:
-                inter["d" + names[index - 1]] = dout
-        return grads, inter
+        for index in range(len(self.layers) - 1, self.first - 1, -1):
+            layer = self.layers[index]
+            need_dx = index > self.first
+            step = layer.backward_per_example if per_example else layer.backward
+            dout, local = step(dout, caches[index], need_dx)
+            keys = self.param_keys[index]
+            unknown = set(local) - set(keys)
+            if unknown:
+                raise ValueError(f"layer {index} ({type(layer).__name__}) returned gradients "
+                                 f"{sorted(unknown)} for parameters it does not own "
+                                 f"({sorted(keys) or 'none'})")
+            grads.update({keys[name]: value for name, value in local.items()})
+            if need_dx and self.layers[index - 1].report_gradient:
+                inter["d" + self.names[index - 1]] = dout
+        return {key: grads[key] for key in self.param_shapes if key in grads}, inter
 
-    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray) -> dict:
-        """One forward and backward pass on x [N,28,28,1], one-hot y [N,10].
+    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray, per_example: bool = False
+                           ) -> dict:
+        """One forward and backward pass on x [N, *input_shape], one-hot y [N,K].
 
-        Returns {"loss" (mean softmax cross-entropy), "cost" (the same number, the key
-        SeedCNN uses for the printed cost), "logits", "grads", "intermediates"}.
+        Returns {"loss": the minimised loss, "cost": the softmax cross-entropy of the
+        logits (the article's printed cost; the loss itself for a softmax network),
+        "logits", "grads" (keyed like params), "intermediates"}. ``per_example=True``
+        also returns "per_example_grads": each sample's own gradient of every parameter
+        [N, *shape], whose sum over N is "grads".
         """
         y = np.asarray(y, dtype=self.dtype)
         logits, caches = self.forward(x)
-        loss, dlogits = softmax_cross_entropy(logits, y)
-        grads, inter = self.backward(dlogits.astype(self.dtype, copy=False), caches)
-        return {"loss": loss, "cost": loss, "logits": logits, "grads": grads,
-                "intermediates": inter}
+        if y.shape != logits.shape:
+            raise ValueError(f"labels must be one-hot [N,{logits.shape[1]}] like the logits "
+                             f"{list(logits.shape)}, got {list(y.shape)}")
+        if self.loss == "sigmoid_cross_entropy":
+            loss, dlogits = sigmoid_cross_entropy(logits, y)
+            cost, _ = softmax_cross_entropy(logits, y)
+        else:
+            loss, dlogits = softmax_cross_entropy(logits, y)
+            cost = loss
+        dlogits = dlogits.astype(self.dtype, copy=False)
+        grads, inter = self.backward(dlogits, caches, per_example)
+        result = {"loss": loss, "cost": cost, "logits": logits, "grads": grads,
+                  "intermediates": inter}
+        if per_example:
+            result["per_example_grads"] = grads
+            result["grads"] = {key: value.sum(axis=0) for key, value in grads.items()}
+        return result
 
     def gradients(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Manual gradients of the loss, keyed like :attr:`params`."""
         return self.loss_and_gradients(x, y)["grads"]
 
     def logits(self, x: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
-        return np.concatenate([self.forward(x[i:i + batch_size])[0]
-                               for i in range(0, len(x), batch_size)])
+        """Logits [N,K] for any N, in batches of ``batch_size``, keeping no caches."""
+        out = [self._predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, *self.output_shape), self.dtype)
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        h = self._check_input(x)
+        index = 0
+        while index < len(self.layers):
+            run = self._run_at.get(index)
+            if run is None:
+                h, _ = self.layers[index].forward(self.layer_params(index), np.asarray(h))
+                index += 1
+            else:
+                h = run.predict_call(tf.convert_to_tensor(h), run.param_values(self._params))[0]
+                index = run.stop
+        return np.asarray(h)
 
     def accuracy(self, x: np.ndarray, labels: np.ndarray) -> float:
         """Fraction of images whose largest logit is the true class (labels: int [N])."""
         return float(np.mean(self.logits(x).argmax(axis=1) == labels))
 
-    # --- the same network in plain TensorFlow -------------------------------------------
+    # --- the same network in plain TensorFlow ----------------------------------------
     def reference_forward(self, params: dict, x, y) -> tuple:
-        """(mean softmax cross-entropy, {NAME: tensor}) with TensorFlow ops only.
+        """(the loss, {NAME: tensor}) with TensorFlow ops only, for ``tf.GradientTape``.
 
-        ``params``: dict of tf tensors or variables keyed like :attr:`params`, all of one
-        dtype, in which the whole loss is computed (whatever the model's own ``dtype``);
-        x [N,28,28,1] and one-hot y [N,10] as tensors or arrays. The named tensors are the
-        layer outputs whose gradients :meth:`backward` reports (from the first layer with
-        parameters on). Max pooling here is TensorFlow's, whose gradient is the true one
-        (first maximum), whatever ``pool_ties`` says.
+        ``params``: tensors or variables keyed like :attr:`params`, all of one dtype, in
+        which the whole loss is computed (the audit runs float64 too); x and one-hot y as
+        tensors or arrays. The named tensors are the layer outputs whose gradients
+        :meth:`backward` reports. Max pooling here is TensorFlow's, whose gradient is the
+        true one (first maximum), whatever a layer's ``ties`` says.
         """
-        dtype = tf.as_dtype(next(iter(params.values())).dtype)  # the audit runs float64 too
-        h = self.scale_inputs(tf.cast(tf.convert_to_tensor(x), dtype))
-        inter = {}
-        first = self.first_parameter_layer()
-        for index, (name, layer) in enumerate(self.layers):
-            h = layer.reference(params, h)
-            if index >= first:  # the outputs whose gradients backward reports
-                inter[name] = h
-        y = tf.convert_to_tensor(y, dtype=h.dtype)
-        loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, h))
+        dtype = tf.as_dtype(next(iter(params.values())).dtype)
+        h = tf.cast(tf.convert_to_tensor(x), dtype)
+        outputs = {}
+        for index, layer in enumerate(self.layers):
+            h = layer.reference(self.layer_params(index, params), h)
+            if index >= self.first and layer.report_gradient:
+                outputs[self.names[index]] = h
+        inter = dict(reversed(outputs.items()))  # in the order the backward pass meets them
+        y = tf.cast(tf.convert_to_tensor(y), h.dtype)
+        if self.loss == "sigmoid_cross_entropy":
+            per_output = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=h)
+            loss = tf.reduce_mean(tf.reduce_sum(per_output, axis=1))
+        else:
+            loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, h))
         return loss, inter
+
+    def summary(self) -> str:
+        """One line per layer: output name, layer, output shape, parameters."""
+        lines = []
+        for index, layer in enumerate(self.layers):
+            params = ", ".join(f"{k} {self.param_shapes[k]}"
+                               for k in self.param_keys[index].values())
+            lines.append(f"{self.names[index]:>6}  {type(layer).__name__:<10} "
+                         f"[N,{','.join(map(str, layer.output_shape_))}]  {params}")
+        return "\n".join(lines)

@@ -4,39 +4,64 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfhybrid.catalog import DW_MODES
 from tfhybrid.ops import tf_kernels
-
-DW_MODES = ("batched", "per-sample")
 
 
 def conv2d_forward(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int = 1, pad: int = 0
 ) -> tuple[np.ndarray, tuple]:
-    """x [N,H,W,C], w [kh,kw,C,F], b [F] or [1,F] -> (out [N,Ho,Wo,F], cache).
+    """x [N,H,W,C], w [kh,kw,C,F], b [F] or [1,F] or None -> (out [N,Ho,Wo,F], cache).
 
     Ho = (H + 2 pad - kh) // stride + 1 (zero padding, cross-correlation as in TF).
     """
-    out = tf_kernels.conv2d(x, w, b, stride, pad).numpy()
-    return out, (x, w, np.shape(b), stride, pad)
+    x = np.asarray(x)
+    fn = tf_kernels.conv_forward_fn(x.dtype, x.shape[1:], w.shape, stride, pad, b is not None)
+    out = fn(x, w, np.reshape(b, -1) if b is not None else None).numpy()
+    return out, (x, w, None if b is None else np.shape(b), stride, pad)
 
 
 def conv2d_backward(
-    dout: np.ndarray, cache: tuple, dw_mode: str = "batched", need_dx: bool = True
+    dout: np.ndarray, cache: tuple, dw_mode: str = "batched", need_dx: bool = True,
+    per_example: bool = False,
 ) -> dict[str, np.ndarray]:
     """dout [N,Ho,Wo,F] -> {"dw": [kh,kw,C,F], "db": shape of b, "dx": [N,H,W,C]}.
 
     ``dw_mode="per-sample"`` computes each sample's filter gradient and sums them;
     "batched" lets TensorFlow reduce over the batch inside one kernel. Both are exact.
     ``need_dx=False`` skips dx (the first layer's input needs no gradient).
+    ``per_example=True``: dw [N,kh,kw,C,F] and db [N, *shape of b], each sample's own.
+    ``x`` in the cache may be a NumPy array or a tensor.
     """
     x, w, b_shape, stride, pad = cache
-    grads = {
-        "dw": filter_gradient(x, dout, w.shape, stride, pad, dw_mode),
-        "db": dout.sum(axis=(0, 1, 2)).reshape(b_shape),
-    }
+    if dw_mode not in DW_MODES:
+        raise ValueError(f"dw_mode must be one of {DW_MODES}, got {dw_mode!r}")
+    per_sample = per_example or dw_mode == "per-sample"
+    fn = tf_kernels.conv_backward_fn(dout.dtype, tuple(x.shape[1:]), w.shape, stride, pad,
+                                     need_dx, per_sample)
+    dw, dx = fn(x, dout, w)
+    dw = np.asarray(dw)
+    grads = {"dw": dw if per_example or not per_sample else dw.sum(axis=0)}
+    if b_shape is not None:
+        grads["db"] = bias_gradient(dout, b_shape, per_example)
     if need_dx:
-        grads["dx"] = tf_kernels.input_grad(dout, w, x.shape, stride, pad).numpy()
+        grads["dx"] = np.asarray(dx)
     return grads
+
+
+def bias_gradient(dout: np.ndarray, b_shape: tuple, per_example: bool = False) -> np.ndarray:
+    """Sum of dout [N,Ho,Wo,F] over batch and positions, shaped ``b_shape``; [N, *b_shape]
+    (over positions only) when ``per_example``.
+
+    One matrix-vector product: NumPy's reduction over the leading axes of [N*Ho*Wo, F]
+    runs F-element inner loops and costs several times more.
+    """
+    f = dout.shape[-1]
+    if per_example:
+        rows = dout.reshape(len(dout), -1, f)
+        return (np.ones(rows.shape[1], dout.dtype) @ rows).reshape(len(dout), *b_shape)
+    rows = dout.reshape(-1, f)
+    return (np.ones(len(rows), dtype=dout.dtype) @ rows).reshape(b_shape)
 
 
 def filter_gradient(
@@ -44,17 +69,18 @@ def filter_gradient(
     dw_mode: str = "batched",
 ) -> np.ndarray:
     """dL/dw [kh,kw,C,F] from the layer input x [N,H,W,C] and dout [N,Ho,Wo,F]."""
-    shape = [int(d) for d in filter_shape]
-    if dw_mode == "batched":
-        return tf_kernels.filter_grad(x, dout, shape, stride, pad).numpy()
-    if dw_mode == "per-sample":
-        return per_sample_filter_gradients(x, dout, shape, stride, pad).sum(axis=0)
-    raise ValueError(f"dw_mode must be one of {DW_MODES}, got {dw_mode!r}")
+    if dw_mode not in DW_MODES:
+        raise ValueError(f"dw_mode must be one of {DW_MODES}, got {dw_mode!r}")
+    fn = tf_kernels.conv_backward_fn(dout.dtype, tuple(x.shape[1:]), tuple(filter_shape),
+                                     stride, pad, False, dw_mode == "per-sample")
+    dw = np.asarray(fn(x, dout, np.zeros(filter_shape, dout.dtype))[0])
+    return dw.sum(axis=0) if dw_mode == "per-sample" else dw
 
 
 def per_sample_filter_gradients(
     x: np.ndarray, dout: np.ndarray, filter_shape: tuple, stride: int = 1, pad: int = 0
 ) -> np.ndarray:
     """Each sample's contribution to dL/dw: [N,kh,kw,C,F]; their sum over N is dw."""
-    shape = [int(d) for d in filter_shape]
-    return tf_kernels.filter_grad_per_sample(x, dout, shape, stride, pad).numpy()
+    fn = tf_kernels.conv_backward_fn(dout.dtype, tuple(x.shape[1:]), tuple(filter_shape),
+                                     stride, pad, False, True)
+    return np.asarray(fn(x, dout, np.zeros(filter_shape, dout.dtype))[0])

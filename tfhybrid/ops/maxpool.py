@@ -6,19 +6,46 @@ and 003 instead send the full gradient to EVERY element equal to the window's ma
 on MNIST's flat background (whole windows of equal values) that multiplies the gradient
 of such windows by the number of ties. ``ties="all"`` reproduces that rule so the
 gradient audit can measure it; it is not the gradient of max pooling.
+
+Windows are never copied out: window position q = (i, j) of every window at once is the
+strided view ``xpad[:, i::stride, j::stride]``, so the forward and the backward make
+size² passes over arrays of the output's size.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-TIE_RULES = ("first", "all")
+from tfhybrid.catalog import TIE_RULES
 
 
 def pool_output_size(size: int, window: int, stride: int, pad: int) -> int:
     """(size + 2 pad - window) // stride + 1: windows that fit; leftover rows get no window."""
     return (size + 2 * pad - window) // stride + 1
+
+
+def check_pool_options(size: int, stride: int, pad: int, ties: str) -> None:
+    if ties not in TIE_RULES:
+        raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
+    for label, value, low in (("size", size, 1), ("stride", stride, 1), ("pad", pad, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"pool {label} must be an integer >= {low}, got {value!r}")
+    if pad >= size:
+        raise ValueError(f"pad must be in [0, size), got pad={pad} for size={size}")
+
+
+def _padded(x: np.ndarray, pad: int, pad_value: float) -> np.ndarray:
+    if not pad:
+        return x
+    return np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=pad_value)
+
+
+def _window_views(xp: np.ndarray, size: int, stride: int, ho: int, wo: int):
+    """The size² strided views [N,Ho,Wo,C], window position q = i*size + j in row-major order."""
+    rows, cols = stride * (ho - 1) + 1, stride * (wo - 1) + 1
+    for q in range(size * size):
+        i, j = divmod(q, size)
+        yield xp[:, i:i + rows:stride, j:j + cols:stride, :]
 
 
 def max_pool_forward(
@@ -31,25 +58,34 @@ def max_pool_forward(
     zero padding, or ``-np.inf`` so padding never wins, as TensorFlow's "SAME").
     ``ties`` ("first" or "all") only changes the backward pass.
     """
-    if ties not in TIE_RULES:
-        raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
-    if not 0 <= pad < size:
-        raise ValueError(f"pad must be in [0, size), got pad={pad} for size={size}")
+    check_pool_options(size, stride, pad, ties)
     n, h, w, c = x.shape
     ho, wo = pool_output_size(h, size, stride, pad), pool_output_size(w, size, stride, pad)
     if ho < 1 or wo < 1:
         raise ValueError(f"pool window {size} (pad {pad}) does not fit input {h}x{w}")
-    xp = x
-    if pad:
-        xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=pad_value)
-    # [N,Ho,Wo,C,size,size] view -> [N,Ho,Wo,C,size*size] copy, window in row-major order.
-    windows = sliding_window_view(xp, (size, size), axis=(1, 2))
-    windows = windows[:, :stride * (ho - 1) + 1:stride, :stride * (wo - 1) + 1:stride]
-    windows = windows.reshape(n, ho, wo, c, size * size)
-    first = windows.argmax(axis=-1)  # argmax returns the first of tied maxima
-    out = np.take_along_axis(windows, first[..., None], axis=-1)[..., 0]
-    chosen = windows == out[..., None] if ties == "all" else first
-    return out, (x.shape, size, stride, pad, ties, chosen)
+    xp = _padded(x, pad, pad_value)
+    views = _window_views(xp, size, stride, ho, wo)
+    out = np.array(next(views), copy=True)
+    for view in views:
+        np.maximum(out, view, out=out)
+    return out, max_pool_cache(x, out, size, stride, pad, pad_value, ties)
+
+
+def max_pool_cache(x: np.ndarray, out: np.ndarray, size: int, stride: int, pad: int,
+                   pad_value: float, ties: str) -> tuple:
+    """The backward's cache from the input x [N,H,W,C] and the pooled out [N,Ho,Wo,C]:
+    for each window position q, where that position's input is routed the gradient,
+    a bool array [size², N,Ho,Wo,C]."""
+    xp = _padded(x, pad, pad_value)
+    _, ho, wo, _ = out.shape
+    routes = np.empty((size * size, *out.shape), dtype=bool)
+    taken = np.zeros(out.shape, dtype=bool) if ties == "first" else None
+    for q, view in enumerate(_window_views(xp, size, stride, ho, wo)):
+        np.equal(view, out, out=routes[q])
+        if taken is not None:  # the first maximum only: not one an earlier position took
+            routes[q] &= ~taken
+            taken |= routes[q]
+    return (x.shape, size, stride, pad, routes)
 
 
 def max_pool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
@@ -59,13 +95,11 @@ def max_pool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     overlapping windows add up. ``ties="all"``: to every tied maximum (the sources' rule).
     Gradient that lands on padding is dropped; inputs no window covers get zero.
     """
-    x_shape, size, stride, pad, ties, chosen = cache
+    x_shape, size, stride, pad, routes = cache
     n, h, w, c = x_shape
     _, ho, wo, _ = dout.shape
     dxp = np.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=dout.dtype)
-    rows, cols = stride * (ho - 1) + 1, stride * (wo - 1) + 1
-    for q in range(size * size):
-        i, j = divmod(q, size)
-        hit = chosen[..., q] if ties == "all" else chosen == q
-        dxp[:, i:i + rows:stride, j:j + cols:stride, :] += np.where(hit, dout, 0)
+    zero = np.zeros((), dtype=dout.dtype)
+    for q, view in enumerate(_window_views(dxp, size, stride, ho, wo)):
+        view += np.where(routes[q], dout, zero)
     return dxp[:, pad:pad + h, pad:pad + w, :]

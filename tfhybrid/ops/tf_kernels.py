@@ -1,9 +1,10 @@
-"""The TensorFlow side of the hybrid: compiled convolution kernels, nothing else.
+"""The TensorFlow side of the hybrid: the convolution's three computations, compiled.
 
-Each function is a ``tf.function`` so a training step pays one graph call per kernel,
-not one Python dispatch per TensorFlow op. Arguments and results are NHWC; filters
-are [kh, kw, c_in, c_out] as in ``tf.nn.conv2d``. Padding is a symmetric zero-pad
-count ``pad`` (0 is TensorFlow's "VALID").
+Each kernel is a concrete function built once per (dtype, shapes, stride, padding) with
+a fixed input signature, so a call costs no argument inspection or retracing, and takes
+tensors or NumPy arrays as they are. Arguments and results are NHWC; filters are
+[kh, kw, c_in, c_out] as in ``tf.nn.conv2d``. Padding is a symmetric zero-pad count
+``pad`` (0 is TensorFlow's "VALID").
 """
 
 from __future__ import annotations
@@ -13,45 +14,38 @@ import functools
 from tfhybrid._tf import tf
 
 
-def _padding(pad: int):
+def padding(pad: int):
+    """``pad`` zero rows and columns on each side, as ``tf.nn.conv2d``'s padding argument."""
     return "VALID" if pad == 0 else [[0, 0], [pad, pad], [pad, pad], [0, 0]]
 
 
-@tf.function(reduce_retracing=True)
+def _raw_padding(pad: int) -> dict:
+    if pad == 0:
+        return {"padding": "VALID", "explicit_paddings": []}
+    return {"padding": "EXPLICIT", "explicit_paddings": [0, 0, pad, pad, pad, pad, 0, 0]}
+
+
 def conv2d(x, w, b, stride: int, pad: int):
-    """[N,H,W,C] * [kh,kw,C,F] + b[F] -> [N,Ho,Wo,F] (cross-correlation, as TF)."""
-    return tf.nn.conv2d(x, w, strides=stride, padding=_padding(pad)) + tf.reshape(b, [-1])
+    """x [N,H,W,C] * w [kh,kw,C,F] + b (F values) -> [N,Ho,Wo,F] (cross-correlation, as TF)."""
+    out = tf.nn.conv2d(x, w, strides=stride, padding=padding(pad))
+    return out if b is None else tf.nn.bias_add(out, tf.reshape(b, [-1]))
 
 
-@tf.function(reduce_retracing=True)
-def avg_pool(x, size: int, stride: int):
-    """[N,H,W,C] -> [N,Ho,Wo,C], VALID windows."""
-    return tf.nn.avg_pool2d(x, ksize=size, strides=stride, padding="VALID")
-
-
-@tf.function(reduce_retracing=True)
 def filter_grad(x, dout, filter_shape, stride: int, pad: int):
-    """dL/dw summed over the batch, one TensorFlow call.
-
-    x [N,H,W,C], dout [N,Ho,Wo,F] -> [kh,kw,C,F]:
-    dw[i,j,c,f] = sum_{n,h,w} xpad[n, h*s+i, w*s+j, c] * dout[n,h,w,f].
-    """
-    padding = "VALID" if pad == 0 else "EXPLICIT"
-    explicit = [] if pad == 0 else [0, 0, pad, pad, pad, pad, 0, 0]
+    """dL/dw [kh,kw,C,F] summed over the batch, from x [N,H,W,C] and dout [N,Ho,Wo,F]:
+    dw[i,j,c,f] = sum_{n,h,w} xpad[n, h*s+i, w*s+j, c] * dout[n,h,w,f]."""
     return tf.raw_ops.Conv2DBackpropFilter(
         input=x, filter_sizes=filter_shape, out_backprop=dout,
-        strides=[1, stride, stride, 1], padding=padding, explicit_paddings=explicit)
+        strides=[1, stride, stride, 1], **_raw_padding(pad))
 
 
-@tf.function(reduce_retracing=True)
 def filter_grad_per_sample(x, dout, filter_shape, stride: int, pad: int):
-    """Each sample's own filter gradient, as the source article computes it.
+    """Each sample's own filter gradient [N,kh,kw,C,F], as the source article computes it.
 
     For sample n the image (channels moved to the batch axis, [C,H,W,1]) is convolved
     with its own upstream gradient used as a filter ([Ho,Wo,1,F], dilated by the
-    stride). ``tf.vectorized_map`` runs the N convolutions inside this one compiled call
-    (TensorFlow lowers it to an in-graph loop here), not as N Python-level calls.
-    x [N,H,W,C], dout [N,Ho,Wo,F] -> [N,kh,kw,C,F]; their sum is :func:`filter_grad`.
+    stride). ``tf.vectorized_map`` runs the N convolutions inside one compiled call.
+    Their sum over N is :func:`filter_grad`.
     """
     kh, kw = filter_shape[0], filter_shape[1]
     if pad:
@@ -68,88 +62,43 @@ def filter_grad_per_sample(x, dout, filter_shape, stride: int, pad: int):
     return tf.vectorized_map(one_sample, (x, dout))
 
 
-@tf.function(reduce_retracing=True)
 def input_grad(dout, w, input_shape, stride: int, pad: int):
-    """dL/dx: TensorFlow's backprop-input op (the full correlation with the rotated kernel).
-
-    dout [N,Ho,Wo,F], w [kh,kw,C,F] -> [N,H,W,C] for the unpadded input of ``input_shape``.
-    """
-    padding = "VALID" if pad == 0 else "EXPLICIT"
-    explicit = [] if pad == 0 else [0, 0, pad, pad, pad, pad, 0, 0]
+    """dL/dx [N,H,W,C] for the unpadded input: TensorFlow's backprop-input op (the full
+    correlation of dout [N,Ho,Wo,F] with the rotated kernel w [kh,kw,C,F])."""
     return tf.raw_ops.Conv2DBackpropInput(
         input_sizes=input_shape, filter=w, out_backprop=dout,
-        strides=[1, stride, stride, 1], padding=padding, explicit_paddings=explicit)
-
-
-# ---------------------------------------------------------------------------------------
-# The source article's network, as the training step calls it: concrete functions with a
-# fixed signature per dtype, so a call costs no argument inspection or retracing, and the
-# caller passes tensors it converted once. NHWC throughout.
-
-SEED_X = [None, 28, 28, 1]
-SEED_W1, SEED_B1, SEED_DZ1 = [9, 9, 1, 20], [1, 20], [None, 20, 20, 20]
+        strides=[1, stride, stride, 1], **_raw_padding(pad))
 
 
 @functools.cache
-def seed_forward(dtype):
-    """x [N,28,28,1], w1 [9,9,1,20], b1 [1,20] -> (s1 [N,20,20,20], flat L1 [N,2000]).
-
-    conv 9x9 VALID + b1, sigmoid, 2x2 average pool, NHWC flatten: the TensorFlow part of
-    the forward pass in one compiled call.
-    """
+def conv_forward_fn(dtype, x_shape: tuple, w_shape: tuple, stride: int, pad: int, bias: bool):
+    """Compiled :func:`conv2d` for inputs [N, *x_shape]: f(x, w, b) -> out."""
     spec = functools.partial(tf.TensorSpec, dtype=dtype)
+    b_spec = spec([w_shape[-1]]) if bias else spec(None)
 
-    @tf.function(input_signature=[spec(SEED_X), spec(SEED_W1), spec(SEED_B1)])
-    def forward(x, w1, b1):
-        return _seed_conv_sigmoid_pool(x, w1, b1)
+    @tf.function(input_signature=[spec([None, *x_shape]), spec(list(w_shape)), b_spec])
+    def forward(x, w, b):
+        return conv2d(x, w, b if bias else None, stride, pad)
 
     return forward.get_concrete_function()
 
 
 @functools.cache
-def seed_features(dtype):
-    """As :func:`seed_forward`, for evaluation: only flat L1 [N,2000], so TensorFlow frees
-    s1 inside the call instead of handing back N x 8000 activations."""
-    spec = functools.partial(tf.TensorSpec, dtype=dtype)
+def conv_backward_fn(dtype, x_shape: tuple, w_shape: tuple, stride: int, pad: int,
+                     need_dx: bool, per_sample: bool):
+    """The convolution's backward in one compiled call: f(x, dout, w) -> (dw, dx).
 
-    @tf.function(input_signature=[spec(SEED_X), spec(SEED_W1), spec(SEED_B1)])
-    def features(x, w1, b1):
-        return _seed_conv_sigmoid_pool(x, w1, b1)[1]
-
-    return features.get_concrete_function()
-
-
-def _seed_conv_sigmoid_pool(x, w1, b1):
-    z1 = tf.nn.bias_add(tf.nn.conv2d(x, w1, strides=1, padding="VALID"), tf.reshape(b1, [-1]))
-    s1 = tf.sigmoid(z1)
-    pooled = tf.nn.avg_pool2d(s1, ksize=2, strides=2, padding="VALID")
-    return s1, tf.reshape(pooled, [tf.shape(x)[0], -1])
-
-
-@functools.cache
-def seed_filter_grad(dtype):
-    """x [N,28,28,1], dz1 [N,20,20,20] -> dw1 [9,9,1,20], summed over the batch."""
-    spec = functools.partial(tf.TensorSpec, dtype=dtype)
-
-    @tf.function(input_signature=[spec(SEED_X), spec(SEED_DZ1)])
-    def dw1(x, dz1):
-        return tf.raw_ops.Conv2DBackpropFilter(
-            input=x, filter_sizes=SEED_W1, out_backprop=dz1, strides=[1, 1, 1, 1],
-            padding="VALID")
-
-    return dw1.get_concrete_function()
-
-
-@functools.cache
-def seed_filter_grad_per_sample(dtype):
-    """x [N,28,28,1], dz1 [N,20,20,20] -> each sample's own dw1 [N,9,9,1,20].
-
-    See :func:`filter_grad_per_sample`; its sum over N is :func:`seed_filter_grad`.
+    dw is [kh,kw,C,F] summed over the batch, or each sample's own [N,kh,kw,C,F] when
+    ``per_sample``; dx [N, *x_shape] when ``need_dx``, else an empty tensor.
     """
     spec = functools.partial(tf.TensorSpec, dtype=dtype)
+    filters = list(w_shape)
 
-    @tf.function(input_signature=[spec(SEED_X), spec(SEED_DZ1)])
-    def dw1_per_sample(x, dz1):
-        return filter_grad_per_sample(x, dz1, SEED_W1, 1, 0)
+    @tf.function(input_signature=[spec([None, *x_shape]), spec(None), spec(filters)])
+    def backward(x, dout, w):
+        dw = (filter_grad_per_sample(x, dout, filters, stride, pad) if per_sample
+              else filter_grad(x, dout, filters, stride, pad))
+        dx = input_grad(dout, w, tf.shape(x), stride, pad) if need_dx else tf.zeros([0], dtype)
+        return dw, dx
 
-    return dw1_per_sample.get_concrete_function()
+    return backward.get_concrete_function()

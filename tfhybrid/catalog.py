@@ -1,0 +1,145 @@
+"""Every network of the project, described once: how to build it, the options it takes,
+how its source trained it, and what accuracy the source reports.
+
+The command lines, the config check and the gradient audit all read this table. Nothing
+here imports TensorFlow, so a bad option is rejected in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+DW_MODES = ("batched", "per-sample")
+BIAS_GRAD_RULES = ("seed", "exact")
+TIE_RULES = ("first", "all")
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A model option with a command-line flag.
+
+    ``exact``: for a gradient rule (an option that switches a backward pass between the
+    true gradient and a source's version of it), the choice that gives the true
+    gradient; None for an option that changes no gradient.
+    """
+
+    keyword: str
+    choices: tuple[str, ...]
+    default: str
+    help: str
+    exact: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.keyword.replace("_", "-")
+
+
+DW_MODE = Option("dw_mode", DW_MODES, "batched",
+                 "filter gradient: one TensorFlow call per batch (default), or each sample's "
+                 "own convolution as the article")
+BIAS_GRAD = Option("bias_grad", BIAS_GRAD_RULES, "seed",
+                   "seed (default): the article's db1, 1/400 of the true gradient; exact: the "
+                   "true gradient", exact="exact")
+POOL_TIES = Option("pool_ties", TIE_RULES, "first",
+                   "max-pool backward: first (default): to the first maximum of each window, "
+                   "the true gradient, as TensorFlow; all: to every tied maximum, as docs 002 "
+                   "and 003", exact="first")
+OPTIONS = (DW_MODE, BIAS_GRAD, POOL_TIES)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingDefaults:
+    """A source's training settings. Exactly one of ``epochs`` and ``iterations`` is set.
+
+    ``train_limit`` / ``test_limit``: use only the first N training / test images (None:
+    all). ``reported``: the test accuracy the source reports on MNIST (None: none given),
+    and ``source``: where the settings come from.
+    """
+
+    epochs: int | None
+    iterations: int | None
+    batch_size: int
+    optimizer: str
+    lr: float
+    train_limit: int | None
+    test_limit: int | None
+    reported: float | None
+    source: str
+
+    def steps(self, train_size: int) -> int:
+        """Number of updates: ``iterations``, or ``epochs`` passes of whole batches."""
+        if self.iterations is not None:
+            return self.iterations
+        return self.epochs * max(train_size // self.batch_size, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One network: ``builder`` ("module:function", called with ``seed``, ``dtype`` and
+    the options, returns a :class:`tfhybrid.Sequential`), its options and its source."""
+
+    name: str
+    builder: str
+    options: tuple[Option, ...]
+    training: TrainingDefaults
+
+    @property
+    def option_keywords(self) -> tuple[str, ...]:
+        return tuple(option.keyword for option in self.options)
+
+    @property
+    def rules(self) -> tuple[Option, ...]:
+        """The options that switch a gradient between the true one and a source's."""
+        return tuple(option for option in self.options if option.exact is not None)
+
+    def build_function(self):
+        """The builder (imports TensorFlow)."""
+        module, _, function = self.builder.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
+MODELS = {spec.name: spec for spec in (
+    ModelSpec("seed-cnn", "tfhybrid.models.seed_cnn:seed_cnn", (DW_MODE, BIAS_GRAD),
+              TrainingDefaults(10, None, 100, "sgd", 0.1, None, None, 0.9695,
+                               "doc 000: the article's program")),
+    ModelSpec("lenet5", "tfhybrid.models.networks:lenet5", (DW_MODE, POOL_TIES),
+              TrainingDefaults(10, None, 100, "adam", 0.001, None, None, None,
+                               "doc 000's TensorFlow sketch (no settings given: ours)")),
+    ModelSpec("numpy-cnn", "tfhybrid.models.networks:numpy_cnn", (DW_MODE, POOL_TIES),
+              TrainingDefaults(15, None, 128, "sgd", 0.01, None, None, 0.97,
+                               "doc 002: epoch 15, lr 0.01, batch 128")),
+    ModelSpec("conv8", "tfhybrid.models.networks:conv8", (DW_MODE, POOL_TIES),
+              TrainingDefaults(3, None, 1, "sgd", 0.005, 1000, 1000, 0.78,
+                               "doc 003: 3 epochs, one image per step, first 1,000 images")),
+    ModelSpec("two-layer-net", "tfhybrid.models.networks:two_layer_net", (),
+              TrainingDefaults(None, 10_000, 100, "sgd", 0.1, None, None, 0.97,
+                               "doc 004: 10,000 iterations, batch 100, lr 0.1")),
+)}
+MODEL_NAMES = tuple(MODELS)
+TRAINING_DEFAULTS = {name: spec.training for name, spec in MODELS.items()}
+MODEL_OPTIONS = {name: spec.option_keywords for name, spec in MODELS.items()}
+
+
+def model_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    return MODELS[name]
+
+
+def build_model(name: str, *, seed: int = 0, dtype=None, **options):
+    """A fresh network by name, initialised from ``seed`` (imports TensorFlow).
+
+    ``options`` go to its builder: the options of its :class:`ModelSpec` (``dw_mode``,
+    ``bias_grad``, ``pool_ties``) and builder extras (``hidden`` for two-layer-net,
+    ``init`` for lenet5). ``dtype`` defaults to float32.
+    """
+    import numpy as np
+
+    spec = model_spec(name)
+    for option in spec.options:
+        value = options.get(option.keyword, option.default)
+        if value not in option.choices:
+            raise ValueError(f"{option.keyword} must be one of {option.choices}, got {value!r}")
+    return spec.build_function()(seed=seed, dtype=np.float32 if dtype is None else dtype,
+                                 **options)

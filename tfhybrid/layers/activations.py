@@ -1,0 +1,87 @@
+"""Element-wise layers: ReLU, Sigmoid and Rescaling, with hand-written backward passes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfhybrid._tf import tf
+from tfhybrid.layers.base import Layer, Shape
+from tfhybrid.ops.activations import (
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+)
+
+
+class ReLU(Layer):
+    """max(x, 0); the backward passes dout where the input was > 0 (0 at 0, as TensorFlow)."""
+
+    fused = True
+    fused_needs = ("out",)
+    prefix = "a"
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape)
+
+    def forward(self, params, x):
+        return relu_forward(x)
+
+    def cache_from(self, params, x, out, batch):
+        return np.asarray(out) > 0  # out > 0 exactly where the input was
+
+    def backward(self, dout, cache, need_dx=True):
+        return relu_backward(dout, cache), {}
+
+    def reference(self, params, x):
+        return tf.nn.relu(x)
+
+
+class Sigmoid(Layer):
+    """1 / (1 + e^-x); the backward multiplies by s (1 - s) of the cached output s."""
+
+    fused = True
+    fused_needs = ("out",)
+    prefix = "s"
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape)
+
+    def forward(self, params, x):
+        return sigmoid_forward(x)
+
+    def cache_from(self, params, x, out, batch):
+        return np.asarray(out)
+
+    def backward(self, dout, cache, need_dx=True):
+        return sigmoid_backward(dout, cache), {}
+
+    def reference(self, params, x):
+        return tf.sigmoid(x)
+
+
+class Rescaling(Layer):
+    """x * scale + offset: a source's input scaling, as the first layer of its network."""
+
+    fused = True
+    fused_needs = ()
+    prefix = "scaled"
+
+    def __init__(self, scale: float = 1.0, offset: float = 0.0, name: str | None = None):
+        super().__init__(name)
+        self.scale, self.offset = float(scale), float(offset)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape)
+
+    def forward(self, params, x):
+        return np.asarray(x * self.scale + self.offset, dtype=x.dtype), None
+
+    def cache_from(self, params, x, out, batch):
+        return None
+
+    def backward(self, dout, cache, need_dx=True):
+        return dout * np.asarray(self.scale, dtype=dout.dtype), {}
+
+    def reference(self, params, x):
+        return x * tf.cast(self.scale, x.dtype) + tf.cast(self.offset, x.dtype)

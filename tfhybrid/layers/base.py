@@ -1,0 +1,90 @@
+"""The base class of every layer, the project's and a user's own.
+
+A layer is an op pair with a TensorFlow twin::
+
+    forward(params, x)                 -> (out, cache)     the hybrid forward pass
+    backward(dout, cache, need_dx)     -> (dx, grads)      the hand-written backward pass
+    reference(params, x)               -> tf.Tensor        the same function in TensorFlow ops
+    param_shapes(input_shape)          -> {name: shape}    the parameters it owns (default none)
+
+``params`` holds the layer's own parameters under the names of :meth:`param_shapes`
+(``"w"``, ``"b"``); :class:`tfhybrid.Sequential` numbers them in layer order (w1, b1,
+w2, ...). ``grads`` is keyed the same way. Shapes exclude the batch axis; tensors are NHWC.
+
+Two optional extras, which the built-in layers have:
+
+- ``fused = True`` with :meth:`cache_from`: the layer's forward is exactly
+  :meth:`reference`, so :class:`~tfhybrid.Sequential` runs a run of such layers as one
+  compiled TensorFlow call and asks each layer to build its cache from the tensors it
+  names in ``fused_needs`` ("x": its input, "out": its output).
+- :meth:`backward_per_example`: each sample's own parameter gradients, [N, *shape].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+Shape = tuple[int, ...]
+
+
+class Layer:
+    """Subclass this for a layer of your own; see the module docstring for the contract."""
+
+    fused: bool = False
+    fused_needs: tuple[str, ...] = ("x", "out")
+    # Output name prefix: Sequential names outputs PREFIX + the number of the latest
+    # layer with parameters (z1, a1, p1, ...), unless ``name`` is given.
+    prefix: str = "h"
+    # False: the gradient w.r.t. this layer's output is not reported among the intermediates.
+    report_gradient: bool = True
+
+    def __init__(self, name: str | None = None):
+        if name is not None and (not isinstance(name, str) or not name.isidentifier()):
+            raise ValueError(f"layer name must be an identifier string, got {name!r}")
+        self.name = name
+
+    # --- what a subclass defines ---------------------------------------------------------
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        """The layer's parameters for one input of ``input_shape`` (no batch axis)."""
+        return {}
+
+    def init_params(self, rng: np.random.Generator, input_shape: Shape) -> dict[str, np.ndarray]:
+        """Initial values in float64, drawn from ``rng`` in the order of :meth:`param_shapes`.
+
+        Default: standard normal x 0.1 for every parameter (the source article's rule).
+        """
+        return {name: rng.standard_normal(shape) * 0.1
+                for name, shape in self.param_shapes(input_shape).items()}
+
+    def forward(self, params: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, Any]:
+        raise NotImplementedError(f"{type(self).__name__} must define forward(params, x)")
+
+    def backward(self, dout: np.ndarray, cache: Any,
+                 need_dx: bool = True) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+        raise NotImplementedError(
+            f"{type(self).__name__} must define backward(dout, cache, need_dx)")
+
+    def reference(self, params: dict, x):
+        raise NotImplementedError(f"{type(self).__name__} must define reference(params, x)")
+
+    # --- optional ------------------------------------------------------------------------
+    def backward_per_example(self, dout: np.ndarray, cache: Any, need_dx: bool = True
+                             ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+        """As :meth:`backward`, with each sample's own gradients [N, *shape] (their sum
+        over N is the batch gradient). A layer without parameters has nothing to split."""
+        dx, grads = self.backward(dout, cache, need_dx)
+        if grads:
+            raise NotImplementedError(
+                f"layer {type(self).__name__} has parameters but no backward_per_example; "
+                "define it to get per-example gradients")
+        return dx, grads
+
+    def cache_from(self, params: dict[str, np.ndarray], x, out, batch: int) -> Any:
+        """For a fused layer: the cache :meth:`forward` would have returned, from the
+        tensors named in ``fused_needs`` (the others are None) and the batch size."""
+        raise NotImplementedError(f"{type(self).__name__} is fused but has no cache_from")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name or ''})"

@@ -1,0 +1,102 @@
+"""Conv2D: TensorFlow computes the output, dw and dx; NumPy sums db."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfhybrid._tf import tf
+from tfhybrid.catalog import BIAS_GRAD_RULES, DW_MODES
+from tfhybrid.layers import initializers
+from tfhybrid.layers.base import Layer, Shape
+from tfhybrid.ops import tf_kernels
+from tfhybrid.ops.conv import conv2d_backward, conv2d_forward
+
+
+def _positive_int(label: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{label} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class Conv2D(Layer):
+    """x [N,H,W,C] -> [N,Ho,Wo,filters]; w [k,k,C,filters], b [1,filters].
+
+    ``padding``: zero rows and columns added on each side; Ho = (H + 2 pad - k)//stride + 1.
+    ``dw_mode``: "batched" (one TensorFlow call sums dw over the batch) or "per-sample"
+    (each sample's own convolution, as the source article, then their sum).
+    ``bias_grad``: "exact" (the true db), or "seed": the article's program, which also
+    averages db over the Ho x Wo output positions (1/400 of the true gradient there).
+    """
+
+    fused = True
+    fused_needs = ("x",)
+    prefix = "z"
+
+    def __init__(self, filters: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
+                 use_bias: bool = True, dw_mode: str = "batched", bias_grad: str = "exact",
+                 kernel_init="he_normal", bias_init="zeros", name: str | None = None):
+        super().__init__(name)
+        self.filters = _positive_int("filters", filters)
+        self.kernel_size = _positive_int("kernel_size", kernel_size)
+        self.stride = _positive_int("stride", stride)
+        self.padding = _positive_int("padding", padding, minimum=0)
+        if dw_mode not in DW_MODES:
+            raise ValueError(f"dw_mode must be one of {DW_MODES}, got {dw_mode!r}")
+        if bias_grad not in BIAS_GRAD_RULES:
+            raise ValueError(f"bias_grad must be one of {BIAS_GRAD_RULES}, got {bias_grad!r}")
+        self.use_bias, self.dw_mode, self.bias_grad = bool(use_bias), dw_mode, bias_grad
+        self.kernel_init = initializers.get(kernel_init)
+        self.bias_init = initializers.get(bias_init)
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        k = self.kernel_size
+        shapes = {"w": (k, k, input_shape[-1], self.filters)}
+        if self.use_bias:
+            shapes["b"] = (1, self.filters)
+        return shapes
+
+    def init_params(self, rng, input_shape):
+        shapes = self.param_shapes(input_shape)
+        params = {"w": self.kernel_init(rng, shapes["w"])}
+        if self.use_bias:
+            params["b"] = self.bias_init(rng, shapes["b"])
+        return params
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        h, w, _ = input_shape
+        k, s, p = self.kernel_size, self.stride, self.padding
+        ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        if ho < 1 or wo < 1:
+            raise ValueError(f"Conv2D kernel {k} (padding {p}) does not fit input {h}x{w}")
+        return (ho, wo, self.filters)
+
+    def forward(self, params, x):
+        return conv2d_forward(x, params["w"], params.get("b"), self.stride, self.padding)
+
+    def cache_from(self, params, x, out, batch):
+        b = params.get("b")
+        return (x, params["w"], None if b is None else b.shape, self.stride, self.padding)
+
+    def backward(self, dout, cache, need_dx=True):
+        return self._backward(dout, cache, need_dx, per_example=False)
+
+    def backward_per_example(self, dout, cache, need_dx=True):
+        return self._backward(dout, cache, need_dx, per_example=True)
+
+    def _backward(self, dout, cache, need_dx, per_example):
+        grads = conv2d_backward(dout, cache, dw_mode=self.dw_mode, need_dx=need_dx,
+                                per_example=per_example)
+        mine = {"w": grads["dw"]}
+        if "db" in grads:
+            db = grads["db"]
+            if self.bias_grad == "seed":  # the article averages over the output positions
+                db /= dout.shape[1] * dout.shape[2]
+            mine["b"] = db
+        return grads.get("dx"), mine
+
+    def reference(self, params, x):
+        out = tf.nn.conv2d(x, params["w"], strides=self.stride,
+                           padding=tf_kernels.padding(self.padding))
+        if self.use_bias:
+            out = tf.nn.bias_add(out, tf.reshape(params["b"], [-1]))
+        return out

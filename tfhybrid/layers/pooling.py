@@ -1,0 +1,96 @@
+"""AvgPool2D and MaxPool2D: forward in TensorFlow, backward written by hand in NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfhybrid._tf import tf
+from tfhybrid.catalog import TIE_RULES
+from tfhybrid.layers.base import Layer, Shape
+from tfhybrid.ops.maxpool import (
+    check_pool_options,
+    max_pool_backward,
+    max_pool_cache,
+    max_pool_forward,
+    pool_output_size,
+)
+from tfhybrid.ops.pooling import avg_pool_backward, avg_pool_forward
+
+
+class AvgPool2D(Layer):
+    """Mean of each size x size window, VALID windows: [N,H,W,C] -> [N,Ho,Wo,C]."""
+
+    fused = True
+    fused_needs = ()
+    prefix = "p"
+
+    def __init__(self, size: int = 2, stride: int | None = None, name: str | None = None):
+        super().__init__(name)
+        self.size, self.stride = size, size if stride is None else stride
+        check_pool_options(self.size, self.stride, 0, "first")
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        h, w, c = input_shape
+        ho, wo = (pool_output_size(d, self.size, self.stride, 0) for d in (h, w))
+        if ho < 1 or wo < 1:
+            raise ValueError(f"AvgPool2D window {self.size} does not fit input {h}x{w}")
+        return (ho, wo, c)
+
+    def forward(self, params, x):
+        return avg_pool_forward(x, self.size, self.stride)
+
+    def cache_from(self, params, x, out, batch):
+        return ((batch, *self.input_shape), self.size, self.stride)
+
+    def backward(self, dout, cache, need_dx=True):
+        return avg_pool_backward(dout, cache), {}
+
+    def reference(self, params, x):
+        return tf.nn.avg_pool2d(x, ksize=self.size, strides=self.stride, padding="VALID")
+
+
+class MaxPool2D(Layer):
+    """Max of each window, with ``padding`` rows/columns of ``pad_value`` on each side.
+
+    ``ties``: "first" sends a window's gradient to its first maximum (the true gradient,
+    as TensorFlow); "all" to every tied maximum (the rule of sources 002 and 003, kept
+    so the audit can show it is wrong).
+    """
+
+    fused = True
+    fused_needs = ("x", "out")
+    prefix = "p"
+
+    def __init__(self, size: int = 2, stride: int | None = None, *, padding: int = 0,
+                 pad_value: float = 0.0, ties: str = "first", name: str | None = None):
+        super().__init__(name)
+        if ties not in TIE_RULES:
+            raise ValueError(f"pool_ties must be one of {TIE_RULES}, got {ties!r}")
+        self.size, self.stride = size, size if stride is None else stride
+        self.padding, self.pad_value, self.ties = padding, float(pad_value), ties
+        check_pool_options(self.size, self.stride, self.padding, ties)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        h, w, c = input_shape
+        ho, wo = (pool_output_size(d, self.size, self.stride, self.padding) for d in (h, w))
+        if ho < 1 or wo < 1:
+            raise ValueError(f"MaxPool2D window {self.size} (padding {self.padding}) does not "
+                             f"fit input {h}x{w}")
+        return (ho, wo, c)
+
+    def forward(self, params, x):
+        return max_pool_forward(x, self.size, self.stride, self.padding, self.pad_value,
+                                self.ties)
+
+    def cache_from(self, params, x, out, batch):
+        return max_pool_cache(np.asarray(x), np.asarray(out), self.size, self.stride,
+                              self.padding, self.pad_value, self.ties)
+
+    def backward(self, dout, cache, need_dx=True):
+        return max_pool_backward(dout, cache), {}
+
+    def reference(self, params, x):
+        if self.padding:
+            p = self.padding
+            x = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=self.pad_value)
+        return tf.nn.max_pool2d(x, self.size, self.stride, "VALID")
