@@ -5,8 +5,9 @@ Momentum, AdaGrad and Adam on the same mini-batches; smoothed loss curves to a P
     python scripts/compare_optimizers.py --optimizers sgd,momentum,adagrad,adam,rmsprop
 
 Each optimizer trains its own copy of the network, all starting from the same weights
-(seeded by --seed) and seeing the same batches (drawn with replacement, as the source).
-The loss of each step is measured on its batch right after the update, as the source.
+(seeded by --seed) and seeing the same batches, in the training loop's data order (a
+fresh shuffle per epoch, tfhybrid.training.batch_indices). The loss of each step is
+measured on its batch just before its update, as training reports it.
 Writes OUT/optimizers.png and OUT/optimizers.json (settings, final losses, every loss).
 """
 
@@ -79,25 +80,24 @@ def parse(argv=None):
 
 
 def compare(args) -> dict:
+    from tfhybrid.catalog import build_model
     from tfhybrid.data import load_mnist, one_hot
-    from tfhybrid.models.networks import TwoLayerNet
     from tfhybrid.optimizers import build_optimizer
+    from tfhybrid.training import batch_indices, train_step
 
     data = load_mnist(args.data_dir, args.train_limit)
     x, labels = data.x_train, data.y_train
-    start = TwoLayerNet(hidden=args.hidden, seed=args.seed).params
-    nets = {name: TwoLayerNet({k: v.copy() for k, v in start.items()}, hidden=args.hidden)
+    start = build_model("two-layer-net", hidden=args.hidden, seed=args.seed).params
+    nets = {name: build_model("two-layer-net", hidden=args.hidden, params=start)
             for name in args.optimizers}
     optimizers = {name: build_optimizer(name, SOURCE_LR[name]) for name in args.optimizers}
     losses = {name: [] for name in args.optimizers}
-    rng = np.random.default_rng(args.seed)
     started = time.perf_counter()
-    for step in range(args.iterations):
-        index = rng.choice(len(x), args.batch_size)
+    batches = batch_indices(len(x), args.batch_size, args.iterations, args.seed)
+    for step, index in enumerate(batches):
         xb, yb = x[index], one_hot(labels[index])
         for name, net in nets.items():
-            optimizers[name].update(net.params, net.gradients(xb, yb))
-            losses[name].append(net.loss_and_gradients(xb, yb)["loss"])
+            losses[name].append(train_step(net, optimizers[name], xb, yb)["loss"])
         if step % 500 == 0 or step == args.iterations - 1:
             line = "  ".join(f"{LABELS[n]} {losses[n][-1]:.4f}" for n in args.optimizers)
             print(f"iteration {step:5d}  {line}", flush=True)

@@ -62,11 +62,11 @@ def tie_rule_error(model_first, model_all, x, labels, batch_size):
 
 
 def measure(name: str, data, args) -> dict:
-    from tfhybrid.loop import fit
-    from tfhybrid.models.registry import build_model, training_defaults
+    from tfhybrid.catalog import TRAINING_DEFAULTS, build_model
     from tfhybrid.optimizers import build_optimizer
+    from tfhybrid.training import fit
 
-    settings = training_defaults(name)
+    settings = TRAINING_DEFAULTS[name]
     x, labels = data.x_train[:args.images], data.y_train[:args.images]
     model = build_model(name, seed=args.seed)
     result = {"batch_size": settings.batch_size, "images": len(x)}

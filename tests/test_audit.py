@@ -9,8 +9,11 @@ import pytest
 from tfhybrid.audit import audit
 from tfhybrid.audit.compare import FACTOR, MATCH, SIGN, WRONG
 from tfhybrid.data import one_hot
-from tfhybrid.models import seed_cnn
-from tfhybrid.models.seed_cnn import SeedCNN
+from tfhybrid.layers import conv as conv_layer
+from tfhybrid.layers import dense as dense_layer
+from tfhybrid.layers import pooling as pooling_layer
+from tfhybrid.models import sequential
+from tfhybrid.models.seed_cnn import seed_cnn
 
 PARAMETERS = ("dw1", "db1", "dw2", "db2")
 ALL = PARAMETERS + ("dz2", "dL1", "ds1", "dz1")
@@ -24,7 +27,7 @@ def random_batch(seed: int, n: int):
 
 def run_audit(seed=0, batch=3, bias_grad="exact", dtype=np.float32, **options):
     x, y = random_batch(seed, batch)
-    model = SeedCNN(seed=seed, bias_grad=bias_grad, dtype=dtype)
+    model = seed_cnn(seed=seed, bias_grad=bias_grad, dtype=dtype)
     return audit(model, x.astype(dtype), y.astype(dtype), seed=seed, fd_samples=FD_SAMPLES,
                  **options)
 
@@ -62,16 +65,17 @@ def test_seed_bias_rule_is_exactly_one_four_hundredth():
 
 def test_update_check_under_the_exact_rule_passes_for_a_seed_rule_model():
     x, y = random_batch(5, 2)
-    model = SeedCNN(seed=5)
-    twin = SeedCNN({k: v.copy() for k, v in model.params.items()}, bias_grad="exact")
+    model = seed_cnn(seed=5)
+    twin = seed_cnn(params={k: v.copy() for k, v in model.params.items()}, bias_grad="exact")
     report = audit(model, x, y, fd_samples=FD_SAMPLES, update_model=twin, expect=("db1",))
     assert report.update.passed and report.update.settings["bias_grad"] == "exact"
     assert report.ok and report.mismatches == ["db1"]
 
 
 def test_missing_quarter_in_pool_backward(monkeypatch):
-    real = seed_cnn.avg_pool_backward
-    monkeypatch.setattr(seed_cnn, "avg_pool_backward", lambda dout, cache: 4 * real(dout, cache))
+    real = pooling_layer.avg_pool_backward
+    monkeypatch.setattr(pooling_layer, "avg_pool_backward",
+                        lambda dout, cache: 4 * real(dout, cache))
     report = run_audit(seed=1)
     below_pool = ("ds1", "dz1", "dw1", "db1")
     for name in ALL:
@@ -84,9 +88,13 @@ def test_missing_quarter_in_pool_backward(monkeypatch):
 
 
 def test_filter_gradient_with_rotated_kernel(monkeypatch):
-    real = seed_cnn.filter_gradient
-    monkeypatch.setattr(seed_cnn, "filter_gradient",
-                        lambda *args, **kwargs: real(*args, **kwargs)[::-1, ::-1].copy())
+    real = conv_layer.conv2d_backward
+
+    def rotated(*args, **kwargs):
+        grads = real(*args, **kwargs)
+        return {**grads, "dw": grads["dw"][::-1, ::-1].copy()}
+
+    monkeypatch.setattr(conv_layer, "conv2d_backward", rotated)
     report = run_audit(seed=2)
     assert verdicts(report) == {name: WRONG if name == "dw1" else MATCH for name in ALL}
     assert report.tensor("dw1").vote.odd_one_out == "manual"
@@ -94,13 +102,13 @@ def test_filter_gradient_with_rotated_kernel(monkeypatch):
 
 
 def test_sign_of_dz2_flipped(monkeypatch):
-    real = seed_cnn.sigmoid_cross_entropy
+    real = sequential.sigmoid_cross_entropy
 
     def flipped(z, y):
         loss, dz = real(z, y)
         return loss, -dz
 
-    monkeypatch.setattr(seed_cnn, "sigmoid_cross_entropy", flipped)
+    monkeypatch.setattr(sequential, "sigmoid_cross_entropy", flipped)
     report = run_audit(seed=3)
     assert report.tensor("dz2").manual.verdict == SIGN
     assert set(verdicts(report).values()) == {SIGN}  # everything below inherits the sign
@@ -108,13 +116,13 @@ def test_sign_of_dz2_flipped(monkeypatch):
 
 
 def test_db2_summed_instead_of_averaged(monkeypatch):
-    real = seed_cnn.dense_backward
+    real = dense_layer.dense_backward
 
-    def summed(dout, cache):
-        grads = real(dout, cache)
+    def summed(dout, cache, *args):
+        grads = real(dout, cache, *args)
         return {**grads, "db": grads["db"] * len(dout)}  # the loss's 1/N undone
 
-    monkeypatch.setattr(seed_cnn, "dense_backward", summed)
+    monkeypatch.setattr(dense_layer, "dense_backward", summed)
     batch = 5
     report = run_audit(seed=4, batch=batch)
     assert report.tensor("db2").manual.description == f"{FACTOR} {batch}"
@@ -128,7 +136,7 @@ def test_pool_gradient_sent_to_the_wrong_cell(monkeypatch):
         dx[:, ::stride, ::stride, :] = dout  # the whole window's gradient on one cell
         return dx
 
-    monkeypatch.setattr(seed_cnn, "avg_pool_backward", top_left_only)
+    monkeypatch.setattr(pooling_layer, "avg_pool_backward", top_left_only)
     report = run_audit(seed=5)
     found = verdicts(report)
     for name in ("ds1", "dz1", "dw1"):
@@ -154,11 +162,14 @@ def test_report_to_dict_holds_every_figure():
 
 
 def test_mismatched_interface_is_reported():
-    class Renamed(SeedCNN):
-        def reference_forward(self, params, x, y):
-            loss, inter = super().reference_forward(params, x, y)
-            return loss, {**inter, "extra": inter["z2"] * 2}
+    renamed = seed_cnn()
+    original = renamed.reference_forward
 
+    def with_extra(params, x, y):
+        loss, inter = original(params, x, y)
+        return loss, {**inter, "extra": inter["z2"] * 2}
+
+    renamed.reference_forward = with_extra
     x, y = random_batch(0, 1)
     with pytest.raises(ValueError, match="dextra"):
-        audit(Renamed(), x, y, fd_samples=2)
+        audit(renamed, x, y, fd_samples=2)

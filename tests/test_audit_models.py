@@ -11,7 +11,7 @@ from tests.test_audit_cli import run_check
 from tests.test_cli import assert_one_line_error
 from tfhybrid.audit import audit, cli, registry
 from tfhybrid.audit.compare import MATCH, WRONG
-from tfhybrid.sources import MODEL_NAMES
+from tfhybrid.catalog import MODEL_NAMES
 
 FD_SAMPLES = 6  # a few coordinates per parameter keep each audit near a second
 

@@ -1,12 +1,12 @@
-"""The minimal training loop: batches, determinism, and learning on real MNIST images."""
+"""fit, the training loop's short form: batches, determinism, and learning on real MNIST."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tfhybrid.loop import batch_indices, fit
-from tfhybrid.models.registry import build_model
+from tfhybrid.catalog import build_model
+from tfhybrid.training import batch_indices, fit
 from tfhybrid.optimizers import build_optimizer
 
 

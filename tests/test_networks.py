@@ -8,12 +8,7 @@ import pytest
 from tests.helpers import assert_close
 from tfhybrid._tf import tf
 from tfhybrid.data import one_hot
-from tfhybrid.models.registry import (
-    MODEL_NAMES,
-    TRAINING_DEFAULTS,
-    build_model,
-    training_defaults,
-)
+from tfhybrid.catalog import MODEL_NAMES, TRAINING_DEFAULTS, build_model
 
 RTOL = 1e-10  # float64, same maths, another summation order
 SEQUENTIAL = ["lenet5", "numpy-cnn", "conv8", "two-layer-net"]
@@ -55,8 +50,8 @@ def test_manual_gradients_match_tape(name, batch, make_input):
         assert result["grads"][key].dtype == np.float64
         assert_close(f"{name} d{key}", result["grads"][key], grad, RTOL)
     # every layer output from the first layer with parameters on has its gradient reported
-    first = next(i for i, (_n, layer) in enumerate(model.layers) if layer.param_names)
-    expected = {"d" + n for n, _layer in model.layers[first:]}
+    first = model.first_parameter_layer()
+    expected = {"d" + n for n in model.names[first:]}
     assert set(result["intermediates"]) == expected
     for key in expected:
         assert_close(f"{name} {key}", result["intermediates"][key], tape_inter[key], RTOL)
@@ -89,11 +84,11 @@ def test_registry_names_and_defaults():
     assert build_model("seed-cnn", seed=0).name == "seed-cnn"
     for name in MODEL_NAMES:
         assert build_model(name, seed=0).name == name
-        defaults = training_defaults(name)
+        defaults = TRAINING_DEFAULTS[name]
         assert (defaults.epochs is None) != (defaults.iterations is None), name
-    assert training_defaults("conv8").steps(1000) == 3000
-    assert training_defaults("two-layer-net").steps(55_000) == 10_000
-    assert build_model("conv8", seed=0).input_shift == -0.5
+    assert TRAINING_DEFAULTS["conv8"].steps(1000) == 3000
+    assert TRAINING_DEFAULTS["two-layer-net"].steps(55_000) == 10_000
+    assert build_model("conv8", seed=0).layers[0].offset == -0.5  # its input scaling
     assert build_model("two-layer-net", seed=0, hidden=100).params["w1"].shape == (784, 100)
     with pytest.raises(ValueError, match="unknown model"):
         build_model("resnet", seed=0)

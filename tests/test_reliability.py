@@ -124,20 +124,20 @@ def test_huge_learning_rate_stops_with_exit_3(data_dir, tmp_path):
 
 
 def test_divergence_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
-    from tfhybrid.models.seed_cnn import SeedCNN
+    from tfhybrid.models.sequential import Sequential
 
     config = TrainConfig(epochs=3, train_limit=1000, data_dir=str(data_dir))
     calls = {"n": 0}
-    original = SeedCNN.loss_and_gradients
+    original = Sequential.loss_and_gradients
 
-    def poisoned(self, x, y):  # the 15th step of epoch 2 (10 steps per epoch) goes NaN
+    def poisoned(self, x, y, **kwargs):  # the 15th step of epoch 2 (10 per epoch) goes NaN
         calls["n"] += 1
-        result = original(self, x, y)
+        result = original(self, x, y, **kwargs)
         if calls["n"] == 15:
             result["grads"]["w2"] = result["grads"]["w2"] * np.nan
         return result
 
-    monkeypatch.setattr(SeedCNN, "loss_and_gradients", poisoned)
+    monkeypatch.setattr(Sequential, "loss_and_gradients", poisoned)
     with pytest.raises(DivergenceError,
                        match="epoch 2, step 5: parameter w2 .*the last good checkpoint is kept"):
         train_and_evaluate(config, tmp_path, log=quiet)

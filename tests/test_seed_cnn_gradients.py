@@ -8,7 +8,9 @@ import pytest
 from tests.helpers import assert_close
 from tfhybrid._tf import tf
 from tfhybrid.data import one_hot
-from tfhybrid.models.seed_cnn import CONV_POSITIONS, SeedCNN
+from tfhybrid.models.seed_cnn import seed_cnn
+
+CONV_POSITIONS = 20 * 20  # output positions of the 9x9 VALID convolution on 28x28
 
 # float64 throughout: only summation order differs between the two sides, so the
 # errors stay at a few hundred ulps of the largest element.
@@ -40,7 +42,7 @@ def random_batch(rng: np.random.Generator, n: int, dtype=np.float64):
 def test_manual_gradients_match_tape_float64(seed, batch, dw_mode):
     rng = np.random.default_rng(seed)
     x, y = random_batch(rng, batch)
-    model = SeedCNN(seed=seed, dtype=np.float64, dw_mode=dw_mode, bias_grad="exact")
+    model = seed_cnn(seed=seed, dtype=np.float64, dw_mode=dw_mode, bias_grad="exact")
     result = model.loss_and_gradients(x, y)
     tape_loss, tape_grads = tape_gradients(model.params, x, y)
     assert result["loss"] == pytest.approx(tape_loss, rel=RTOL_FLOAT64)
@@ -51,8 +53,8 @@ def test_manual_gradients_match_tape_float64(seed, batch, dw_mode):
 
 def test_seed_bias_rule_is_exactly_one_four_hundredth(rng):
     x, y = random_batch(rng, 5)
-    exact = SeedCNN(seed=3, dtype=np.float64, bias_grad="exact").gradients(x, y)
-    seed_rule = SeedCNN(seed=3, dtype=np.float64, bias_grad="seed").gradients(x, y)
+    exact = seed_cnn(seed=3, dtype=np.float64, bias_grad="exact").gradients(x, y)
+    seed_rule = seed_cnn(seed=3, dtype=np.float64, bias_grad="seed").gradients(x, y)
     assert_close("db1 seed x 400", seed_rule["b1"] * CONV_POSITIONS, exact["b1"], RTOL_FLOAT64)
     ratio = seed_rule["b1"] / exact["b1"]
     assert np.allclose(ratio, 1 / 400, rtol=1e-12), f"db1 ratios {ratio.ravel()[:5]}"
@@ -63,16 +65,16 @@ def test_seed_bias_rule_is_exactly_one_four_hundredth(rng):
 @pytest.mark.parametrize("dtype,rtol", [(np.float32, RTOL_FLOAT32), (np.float64, RTOL_FLOAT64)])
 def test_per_sample_and_batched_dw1_agree(rng, dtype, rtol):
     x, y = random_batch(rng, 100, dtype)
-    batched = SeedCNN(seed=5, dtype=dtype, dw_mode="batched").gradients(x, y)
-    per_sample = SeedCNN(seed=5, dtype=dtype, dw_mode="per-sample").gradients(x, y)
+    batched = seed_cnn(seed=5, dtype=dtype, dw_mode="batched").gradients(x, y)
+    per_sample = seed_cnn(seed=5, dtype=dtype, dw_mode="per-sample").gradients(x, y)
     assert_close("dw1 per-sample vs batched", per_sample["w1"], batched["w1"], rtol)
 
 
 def test_float32_gradients_are_close_to_float64(rng):
     x, y = random_batch(rng, 16)
-    model64 = SeedCNN(seed=9, dtype=np.float64)
+    model64 = seed_cnn(seed=9, dtype=np.float64)
     reference = model64.gradients(x, y)
-    model32 = SeedCNN(model64.params, dtype=np.float32)
+    model32 = seed_cnn(params=model64.params, dtype=np.float32)
     single = model32.gradients(x.astype(np.float32), y.astype(np.float32))
     for key in reference:
         assert single[key].dtype == np.float32

@@ -103,6 +103,9 @@ def load_checkpoint(folder: str | Path, model: str, param_shapes: dict[str, tupl
         raise CheckpointError(f"checkpoint {path} does not fit model {model!r}: "
                               f"missing {missing}, unexpected {extra}; start a new run")
     for key, shape in param_shapes.items():
+        if params[key].shape != tuple(shape) and _same_bias(params[key].shape, tuple(shape)):
+            # Checkpoints of version 0.1 kept convolution biases as [F]; now every bias is [1,F].
+            params[key] = params[key].reshape(shape)
         if params[key].shape != tuple(shape):
             raise CheckpointError(f"checkpoint {path}: parameter {key} has shape "
                                   f"{params[key].shape}, model {model!r} needs {tuple(shape)}; "
@@ -111,6 +114,11 @@ def load_checkpoint(folder: str | Path, model: str, param_shapes: dict[str, tupl
     fields = {f.name for f in dataclasses.fields(TrainingState)}
     kwargs = {k: v for k, v in meta.items() if k in fields}
     return TrainingState(params=params, optimizer_state=optim, **kwargs)
+
+
+def _same_bias(saved: tuple, wanted: tuple) -> bool:
+    """A bias saved as [F] where [1,F] is wanted: the same values, one axis fewer."""
+    return len(saved) == 1 and wanted == (1, saved[0])
 
 
 def _fsync_folder(folder: Path) -> None:

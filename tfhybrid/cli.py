@@ -11,17 +11,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from tfhybrid.config import (
-    BIAS_GRAD_RULES,
-    DATA_DIR_ENV,
-    DATASETS,
-    DW_MODES,
-    POOL_TIE_RULES,
-    TrainConfig,
-)
+from tfhybrid.catalog import MODEL_NAMES, MODELS, OPTIONS
+from tfhybrid.config import DATA_DIR_ENV, DATASETS, TrainConfig
 from tfhybrid.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, TfhybridError
 from tfhybrid.optimizers import OPTIMIZER_NAMES
-from tfhybrid.sources import MODEL_NAMES
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -60,15 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int,
                         help=f"seeds the initial weights and the per-epoch shuffles, "
                              f"default {defaults.seed}")
-    parser.add_argument("--dw-mode", metavar="|".join(DW_MODES),
-                        help="filter gradient: one TF call per batch (default), or each "
-                             "sample's own convolution as the article")
-    parser.add_argument("--bias-grad", metavar="|".join(BIAS_GRAD_RULES),
-                        help="seed (default): the article's db1, 1/400 of the true gradient; "
-                             "exact: the true gradient")
-    parser.add_argument("--pool-ties", metavar="|".join(POOL_TIE_RULES),
-                        help="max-pool backward: first (the true gradient, default) or all "
-                             "(the sources' rule: every tied maximum); max-pool models only")
+    for option in OPTIONS:
+        models = [name for name, spec in MODELS.items() if option in spec.options]
+        parser.add_argument(option.flag, metavar="|".join(option.choices),
+                            help=f"{option.help}; for {', '.join(models)}")
     parser.add_argument("--dataset", metavar="|".join(DATASETS),
                         help="default mnist; all three come as the same four IDX files")
     add_data_dir_option(parser)

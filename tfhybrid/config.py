@@ -10,16 +10,23 @@ import dataclasses
 import math
 import os
 
+from tfhybrid.catalog import (
+    BIAS_GRAD_RULES,
+    DW_MODES,
+    MODEL_NAMES,
+    MODEL_OPTIONS,
+    MODELS,
+    OPTIONS,
+    TRAINING_DEFAULTS,
+)
+from tfhybrid.catalog import TIE_RULES as POOL_TIE_RULES
 from tfhybrid.errors import ConfigError
 from tfhybrid.optimizers import OPTIMIZER_NAMES
-from tfhybrid.sources import MODEL_NAMES, MODEL_OPTIONS, TRAINING_DEFAULTS
+
+__all__ = ["BIAS_GRAD_RULES", "DATASETS", "DATA_DIR_ENV", "DW_MODES", "POOL_TIE_RULES",
+           "TrainConfig", "resolve_data_dir"]
 
 DATASETS = ("mnist", "fashion_mnist", "kmnist")
-DW_MODES = ("batched", "per-sample")
-BIAS_GRAD_RULES = ("seed", "exact")
-POOL_TIE_RULES = ("first", "all")
-# Defaults of the model options, for the models that have them.
-MODEL_OPTION_DEFAULTS = {"dw_mode": "batched", "bias_grad": "seed", "pool_ties": "first"}
 MNIST_TRAIN_SIZE = 55_000  # tfds "train[5000:]"; "train[:5000]" is the validation set
 DATA_DIR_ENV = "TFHYBRID_DATA_DIR"
 
@@ -69,8 +76,8 @@ class TrainConfig:
             "optimizer": source.optimizer, "lr": source.lr,
             "train_limit": source.train_limit, "test_limit": source.test_limit,
         }
-        settings.update({k: (v if k in MODEL_OPTIONS[model] else None)
-                         for k, v in MODEL_OPTION_DEFAULTS.items()})
+        settings.update({option.keyword: (option.default if option in MODELS[model].options
+                                           else None) for option in OPTIONS})
         if "epochs" in overrides and "iterations" not in overrides:
             settings["iterations"] = None
         return cls(model=model, **{**settings, **overrides})
@@ -104,11 +111,10 @@ class TrainConfig:
             raise ConfigError(f"--lr must be a finite number > 0, got {self.lr!r}")
         _check_int("--seed", self.seed, minimum=0)
         _check_choice("--optimizer", self.optimizer, OPTIMIZER_NAMES)
-        for option, choices in (("dw_mode", DW_MODES), ("bias_grad", BIAS_GRAD_RULES),
-                                ("pool_ties", POOL_TIE_RULES)):
-            value, flag = getattr(self, option), "--" + option.replace("_", "-")
-            if option in MODEL_OPTIONS[self.model]:
-                _check_choice(flag, value, choices)
+        for option in OPTIONS:
+            value, flag = getattr(self, option.keyword), option.flag
+            if option.keyword in MODEL_OPTIONS[self.model]:
+                _check_choice(flag, value, option.choices)
             elif value is not None:
                 raise ConfigError(f"{flag} does not apply to model {self.model!r} "
                                   f"(its options: {_flags(MODEL_OPTIONS[self.model])}); "

@@ -1,4 +1,4 @@
-"""The training loop: ``train_and_evaluate(config, workdir)``, for every source's network.
+"""The training loop of every network: ``train_step``, ``train_epoch``, ``train_and_evaluate``.
 
 The default is the source article's program: plain SGD over shuffled mini-batches,
 one line per epoch, the test accuracy at the end. Its loss is the sigmoid
@@ -17,10 +17,12 @@ import json
 import math
 import shlex
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from tfhybrid.catalog import TRAINING_DEFAULTS, build_model
 from tfhybrid.checkpoint import (
     CHECKPOINT_NAME,
     TrainingState,
@@ -35,7 +37,6 @@ from tfhybrid.errors import CheckpointError, DivergenceError, Interrupted
 from tfhybrid.interrupt import StopRequest
 from tfhybrid.optimizers import build_optimizer
 from tfhybrid.progress import ProgressBar
-from tfhybrid.sources import TRAINING_DEFAULTS
 
 # The article's printed per-epoch Cost and final test accuracy, for comparison.
 ARTICLE_COST = (0.7286, 0.3221, 0.2614, 0.2179, 0.1860, 0.1640, 0.1461, 0.1331, 0.1222, 0.1137)
@@ -55,6 +56,75 @@ def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
     replayed on its own, which is what resuming a run needs.
     """
     return np.random.default_rng([seed, epoch]).permutation(size)
+
+
+def epoch_batches(seed: int, epoch: int, size: int, batch_size: int, start: int = 0,
+                  stop: int | None = None) -> Iterator[np.ndarray]:
+    """Batches ``start`` .. ``stop - 1`` of one epoch: consecutive slices of
+    :func:`epoch_order`, each sorted (rows gathered in memory order; a batch's gradient is
+    a sum, so the order inside it does not matter). The last partial batch is dropped."""
+    if not 1 <= batch_size <= size:
+        raise ValueError(f"batch size must be in [1, {size}], got {batch_size}")
+    order = epoch_order(seed, epoch, size)
+    stop = size // batch_size if stop is None else stop
+    for step in range(start, stop):
+        yield np.sort(order[step * batch_size:(step + 1) * batch_size])
+
+
+def batch_indices(size: int, batch_size: int, steps: int, seed: int) -> Iterator[np.ndarray]:
+    """``steps`` batches over as many epochs as they need, epoch by epoch as training
+    draws them (:func:`epoch_batches` of epochs 1, 2, ...)."""
+    per_epoch = size // batch_size if 1 <= batch_size <= size else 0
+    epoch, done = 1, 0
+    while done < steps or per_epoch == 0:
+        count = min(per_epoch, steps - done)
+        yield from epoch_batches(seed, epoch, size, batch_size, 0, count)
+        epoch, done = epoch + 1, done + count
+
+
+def train_step(model, optimizer, x: np.ndarray, y: np.ndarray) -> dict:
+    """One update: the network's hand-written ``loss_and_gradients`` on the batch x,
+    one-hot y, then ``optimizer.update`` of its params in place. Returns the result of
+    ``loss_and_gradients`` (loss and cost from before the update)."""
+    result = model.loss_and_gradients(x, y)
+    optimizer.update(model.params, result["grads"])
+    return result
+
+
+def train_epoch(model, optimizer, x: np.ndarray, y: np.ndarray, *, seed: int, epoch: int,
+                batch_size: int, start: int = 0, stop: int | None = None,
+                before_step: Callable[[int], object] | None = None,
+                after_step: Callable[[int, dict], object] | None = None) -> None:
+    """Steps ``start`` .. ``stop - 1`` of epoch ``epoch`` over x, one-hot y, in the order
+    :func:`epoch_batches` gives. ``before_step(step)`` and ``after_step(step, result)``
+    let the caller stop, check and record (they may raise)."""
+    batches = epoch_batches(seed, epoch, len(x), batch_size, start, stop)
+    for step, batch in enumerate(batches, start=start):
+        if before_step is not None:
+            before_step(step)
+        result = train_step(model, optimizer, x[batch], y[batch])
+        if after_step is not None:
+            after_step(step, result)
+
+
+def fit(model, optimizer, x: np.ndarray, labels: np.ndarray, *, batch_size: int,
+        iterations: int, seed: int = 0, log_every: int = 0,
+        log: Callable[[str], object] = print) -> list[float]:
+    """Train ``model`` in place for ``iterations`` updates in training's data order;
+    returns the loss of each step (on its batch, before its update). ``labels``: int [N].
+    No checkpoints, no validation: the scripts' and tests' short runs."""
+    losses: list[float] = []
+    started = time.perf_counter()
+    batches = batch_indices(len(x), batch_size, iterations, seed)
+    for step, index in enumerate(batches, start=1):
+        result = train_step(model, optimizer, x[index], one_hot(labels[index], model.dtype))
+        if not np.isfinite(result["loss"]):
+            raise FloatingPointError(f"loss became {result['loss']} at step {step}")
+        losses.append(result["loss"])
+        if log_every and step % log_every == 0:
+            log(f"step {step:6d}/{iterations}  loss {np.mean(losses[-log_every:]):.4f}  "
+                f"{time.perf_counter() - started:7.1f}s")
+    return losses
 
 
 def prepare_workdir(workdir: str | Path, *, resume: bool = False, force: bool = False) -> Path:
@@ -98,12 +168,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
     x_test, y_test = data.x_test[:config.test_limit], data.y_test[:config.test_limit]
     log(f"data: {len(data.x_train)} training, {len(data.x_val)} validation, "
         f"{len(x_test)} test images (loaded in {load_seconds:.1f}s)")
-    from tfhybrid.models.registry import build_model  # imports TensorFlow
     from tfhybrid.runtime import tune_for_training
 
     tune_for_training()  # one BLAS thread, freed memory kept: see tfhybrid/runtime.py
 
-    model = build_model(config.model, seed=config.seed, **config.model_options())
+    model = build_model(config.model, seed=config.seed, **config.model_options())  # imports TF
     optimizer = build_optimizer(config.optimizer, config.lr)
     if resume:
         shapes = {k: v.shape for k, v in model.params.items()}
@@ -131,27 +200,29 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
         for epoch in range(state.epoch, -(-total // per_epoch) + 1):
             t0 = time.perf_counter()
             steps = min(per_epoch, total - (epoch - 1) * per_epoch)
-            order = epoch_order(config.seed, epoch, len(x_train))
-            result = None
-            with ProgressBar(steps, f"epoch {epoch}") as bar:
-                for step in range(state.step, steps):
-                    if stop.requested:
-                        _save(out, state, optimizer)
-                        raise Interrupted(
-                            f"interrupted at epoch {epoch}, step {step}; state saved in "
-                            f"{out / CHECKPOINT_NAME}; resume with: {resume_command(out)}")
-                    batch = order[step * config.batch_size:(step + 1) * config.batch_size]
-                    # Sorted indices gather rows in memory order; a batch's gradient is a
-                    # sum, so the order inside it does not matter.
-                    batch = np.sort(batch)
-                    result = model.loss_and_gradients(x_train[batch], y_train[batch])
-                    _check_loss(result["loss"], state, epoch, step, config, out)
-                    optimizer.update(model.params, result["grads"])
-                    _check_params(model.params, epoch, step, config, out)
-                    state.step = step + 1
-                    state.cost_sum += result["cost"]
-                    state.loss_sum += result["loss"]
-                    bar.update(state.step, loss=state.loss_sum / state.step)
+            results = []
+
+            def before_step(step, epoch=epoch):
+                if stop.requested:
+                    _save(out, state, optimizer)
+                    raise Interrupted(
+                        f"interrupted at epoch {epoch}, step {step}; state saved in "
+                        f"{out / CHECKPOINT_NAME}; resume with: {resume_command(out)}")
+
+            def after_step(step, result, epoch=epoch, results=results):
+                _check_loss(result["loss"], state, epoch, step, config, out)
+                _check_params(model.params, epoch, step, config, out)
+                state.step = step + 1
+                state.cost_sum += result["cost"]
+                state.loss_sum += result["loss"]
+                results[:] = [result]
+                progress.update(state.step, loss=state.loss_sum / state.step)
+
+            with ProgressBar(steps, f"epoch {epoch}") as progress:
+                train_epoch(model, optimizer, x_train, y_train, seed=config.seed, epoch=epoch,
+                            batch_size=config.batch_size, start=state.step, stop=steps,
+                            before_step=before_step, after_step=after_step)
+            result = results[0] if results else None
             row = {
                 "epoch": epoch,
                 "steps": steps,

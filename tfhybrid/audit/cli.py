@@ -15,10 +15,10 @@ from pathlib import Path
 
 from tfhybrid.audit import registry
 from tfhybrid.audit.registry import CHECK_NAMES, RULES
+from tfhybrid.catalog import MODEL_NAMES
 from tfhybrid.cli import OneLineParser, add_data_dir_option, run
 from tfhybrid.config import _check_choice, _check_int, resolve_data_dir
 from tfhybrid.errors import ConfigError
-from tfhybrid.sources import MODEL_NAMES
 
 EXIT_MISMATCH = 1
 DEFAULT_BATCH = 8

@@ -92,7 +92,9 @@ def _prefixed(grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def describe(model) -> dict[str, str]:
     """The model settings that change its gradients, as strings."""
-    return {k: str(getattr(model, k)) for k in SETTINGS if hasattr(model, k)}
+    known = {**{k: getattr(model, k) for k in SETTINGS if hasattr(model, k)},
+             **getattr(model, "options", {})}
+    return {k: str(known[k]) for k in SETTINGS if k in known}
 
 
 def _audit_parameter(key, manual, ref, ref32, loss_at, params, rng, fd_samples, rtol, loss):

@@ -14,7 +14,7 @@ ERROR_FLOOR_ON_PLOT = 1e-17  # log axis: a zero error is drawn at this height
 
 
 def _filter_tensor(report: AuditReport) -> str | None:
-    """The first parameter gradient shaped [kh, kw, c_in, filters] (dw1 for SeedCNN)."""
+    """The first parameter gradient shaped [kh, kw, c_in, filters] (dw1 for seed-cnn)."""
     for item in report.tensors:
         if item.kind == PARAMETER and len(item.shape) == 4:
             return item.name

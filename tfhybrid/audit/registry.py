@@ -1,14 +1,14 @@
-"""What the command line can audit: the project's models (``tfhybrid.sources``) and the
+"""What the command line can audit: the networks of :mod:`tfhybrid.catalog` and the
 gradient rules each one takes; nothing here imports TensorFlow.
 
-The models, their names and classes come from :mod:`tfhybrid.sources` alone. A rule is a
-model option that switches a backward pass between the true gradient and a source's
-version of it (the article's db1, the sources' max-pool tie rule); :data:`RULES` says
-which models take it, so a rule given for another model is rejected before any work.
+A rule is a model option that switches a backward pass between the true gradient and a
+source's version of it (the article's db1, the sources' max-pool tie rule): an
+:class:`~tfhybrid.catalog.Option` whose ``exact`` choice is set. A rule given for a model
+that does not take it is rejected before any work.
 
-The gradient tensors a model reports are named by its architecture, which lives with the
-model class (TensorFlow): :func:`gradient_names` reads them off a built model, and the
-command line checks ``--expect`` right after building the model, before reading MNIST.
+The gradient tensors a network reports are named by its layers: :func:`gradient_names`
+reads them off a built network, and the command line checks ``--expect`` right after
+building it, before reading MNIST.
 """
 
 from __future__ import annotations
@@ -17,19 +17,13 @@ import dataclasses
 
 import numpy as np
 
-from tfhybrid.config import BIAS_GRAD_RULES
-from tfhybrid.ops.maxpool import TIE_RULES
-from tfhybrid.sources import MODEL_NAMES, model_class
+from tfhybrid.catalog import MODEL_NAMES, MODELS, OPTIONS, build_model
 
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-    """A gradient rule: ``--flag`` sets the model option ``keyword``.
-
-    ``exact``: the choice that gives the true gradient (the update check's twin uses it);
-    ``default``: the choice the model trains with by default, and the audit's default;
-    ``models``: the models that take the option.
-    """
+    """A gradient rule: ``flag`` sets the model option ``keyword``; ``exact`` gives the
+    true gradient, ``default`` is what the model trains with; ``models`` take it."""
 
     flag: str
     keyword: str
@@ -40,20 +34,11 @@ class Rule:
     help: str
 
 
-RULES = (
-    Rule("--bias-grad", "bias_grad", BIAS_GRAD_RULES, exact="exact", default="seed",
-         models=("seed-cnn",),
-         help="seed (default): the article's db1, 1/400 of the true gradient; exact: the "
-              "true gradient"),
-    Rule("--pool-ties", "pool_ties", TIE_RULES, exact="first", default="first",
-         models=("lenet5", "numpy-cnn", "conv8"),
-         help="max-pool backward: first (default): to the first maximum of each window, the "
-              "true gradient, as TensorFlow; all: to every tied maximum, as docs 002 and 003"),
-)
+RULES = tuple(
+    Rule(option.flag, option.keyword, option.choices, option.exact, option.default,
+         tuple(name for name in MODEL_NAMES if option in MODELS[name].options), option.help)
+    for option in OPTIONS if option.exact is not None)
 CHECK_NAMES = ("loss", "update")  # mismatch names besides the tensors
-
-for _rule in RULES:
-    assert set(_rule.models) <= set(MODEL_NAMES), _rule  # a renamed model must not slip by
 
 
 def rules_for(name: str) -> tuple[Rule, ...]:
@@ -62,21 +47,24 @@ def rules_for(name: str) -> tuple[Rule, ...]:
 
 
 def build(name: str, params=None, **options):
-    """Model ``name`` (imports TensorFlow); ``options`` go to its class."""
-    return model_class(name)(params, **options)
+    """Model ``name`` (imports TensorFlow); ``options`` go to its builder."""
+    return build_model(name, params=params, **options)
 
 
 def exact_twin(name: str, model):
     """The same model with the same weights and every rule at its true gradient."""
     exact = {rule.keyword: rule.exact for rule in rules_for(name)}
-    return build(name, model.params, dtype=model.dtype, **exact)
+    options = {**getattr(model, "options", {}), **exact}
+    return build(name, model.params, dtype=model.dtype, **options)
 
 
 def gradient_names(model) -> tuple[str, ...]:
     """The tensors an audit of ``model`` reports: d + each parameter, then d + each
-    intermediate of ``reference_forward`` (run once on one blank image)."""
+    intermediate of ``reference_forward`` (run once on one blank input)."""
     from tfhybrid.audit.reference import tape_gradients
 
-    blank = tape_gradients(model, model.params, np.zeros((1, 28, 28, 1)), np.eye(1, 10),
+    shape = getattr(model, "input_shape", (28, 28, 1))
+    classes = getattr(model, "output_shape", (10,))[-1]
+    blank = tape_gradients(model, model.params, np.zeros((1, *shape)), np.eye(1, classes),
                            np.float32)
     return tuple(f"d{key}" for key in model.params) + tuple(blank.intermediates)

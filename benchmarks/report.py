@@ -1,0 +1,102 @@
+"""The benchmark's dict (:func:`benchmarks.suite.benchmark`) as markdown tables."""
+
+from __future__ import annotations
+
+import statistics
+
+DASH = "-"
+
+
+def number(value, digits: int | None = None) -> str:
+    """A figure to about 3 significant digits (or ``digits`` decimals); '-' for none."""
+    if value is None:
+        return DASH
+    if digits is not None:
+        return f"{value:.{digits}f}"
+    size = abs(value)
+    return f"{value:.3f}" if size < 1 else f"{value:.2f}" if size < 10 else (
+        f"{value:.1f}" if size < 1000 else f"{value:.0f}")
+
+
+def table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    """A markdown table with padded columns; ``right``: indexes of right-aligned columns."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells):
+        return "| " + " | ".join(c.rjust(w) if i in right else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
+
+    rule = "|" + "|".join("-" * (w + 1) + ":" if i in right else "-" * (w + 2)
+                          for i, w in enumerate(widths)) + "|"
+    return [line(headers), rule, *(line(r) for r in rows)]
+
+
+def rss(row: dict) -> str:
+    if row.get("peak_rss_mb") is None:
+        return "failed" if row.get("memory_error") else DASH
+    return number(row["peak_rss_mb"], 0)
+
+
+def step_table(report: dict) -> list[str]:
+    settings = report["settings"]
+    rows = [[r["model"], r["method"], str(r["batch"]), number(r["median_ms"]),
+             f"{number(r['p10_ms'])}-{number(r['p90_ms'])}", number(r["x_autodiff"], 2),
+             number(r["seconds_per_epoch"]), rss(r)] for r in report["results"]]
+    lines = table(["model", "method", "batch", "ms/step", "p10-p90 ms", "× autodiff",
+                   "s/epoch", "peak RSS MB"], rows, right={2, 3, 4, 5, 6, 7})
+    batch = ("each model's source batch size" if settings["batch"] is None
+             else f"--batch {settings['batch']} for every model")
+    lines += ["",
+              f"One training step (forward, backward, plain SGD at the model's source lr) on "
+              f"random data; median of {settings['steps']} steps after {settings['warmup']} "
+              "warm-up steps, a model's methods interleaved in rounds.",
+              f"batch: {batch}. s/epoch: ms/step × (55,000 images // batch) steps, whatever "
+              "images the model's source trains on.",
+              "peak RSS: VmHWM of a fresh process running only that method at that batch "
+              "(Python, TensorFlow and NumPy included)."]
+    return lines
+
+
+def scaling_table(report: dict) -> list[str]:
+    rows = [[r["model"], r["method"], str(r["batch"]), number(r["median_ms"]),
+             number(r["ms_per_image"], 4), rss(r)] for r in report["scaling"]]
+    return table(["model", "method", "batch", "ms/step", "ms/image", "peak RSS MB"], rows,
+                 right={2, 3, 4, 5})
+
+
+def full_run_table(report: dict) -> list[str]:
+    rows = []
+    for run in report["full_runs"]:
+        epochs = [s for s in run["epoch_seconds"] if isinstance(s, int | float)]
+        rows.append([run["model"], str(run["exit_code"]), number(run["wall_seconds"], 1),
+                     number(run["data_seconds"], 1), number(run["train_seconds"], 1),
+                     number(statistics.median(epochs)) if epochs else DASH,
+                     number(run["peak_rss_mb"], 0),
+                     DASH if run["test_accuracy"] is None else f"{run['test_accuracy']:.4f}"])
+    lines = table(["model", "exit", "wall s", "data s", "train s", "s/epoch (median)",
+                   "peak RSS MB", "test accuracy"], rows, right={1, 2, 3, 4, 5, 6, 7})
+    lines += ["", "`python scripts/train.py --model NAME --data-dir DIR` at the model's source "
+                  "settings, in a fresh process: wall time includes imports, data loading "
+                  "and evaluation."]
+    for run in report["full_runs"]:
+        if run["exit_code"] != 0:
+            lines.append(f"{run['model']} exited {run['exit_code']}: "
+                         + " / ".join(run["log_tail"]))
+    return lines
+
+
+def format_report(report: dict) -> str:
+    """The tables printed at the end of a run."""
+    machine = report["machine"]
+    lines = [f"Machine: {machine['cpus']} CPUs ({machine['processor']}), Python "
+             f"{machine['python']}, TensorFlow {machine['tensorflow']}, NumPy "
+             f"{machine['numpy']}; load average {machine['load_average']} before, "
+             f"{machine.get('load_average_after')} after.", ""]
+    lines += step_table(report)
+    if report["scaling"]:
+        lines += ["", "Batch-size scaling (times interleaved per batch size):", ""]
+        lines += scaling_table(report)
+    if report["full_runs"]:
+        lines += ["", "Full training runs:", ""]
+        lines += full_run_table(report)
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""The step functions timed: one full training step of one network, by method.
+
+Each ``*_step`` returns a no-argument callable that runs one step (forward, backward,
+plain SGD update at the model's source learning rate) on a fixed batch, and returns
+the loss from before the update. Every method builds its own network from the same
+seed, so all start from the same parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METHODS = ("hybrid", "per-example", "autodiff")
+SEED = 0
+
+
+def random_batch(net, batch: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Random images in [0, 1) [batch, *net.input_shape] and random one-hot labels, float32."""
+    from tfhybrid.data import one_hot
+
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch, *net.input_shape), dtype=np.float32)
+    return x, one_hot(rng.integers(0, net.output_shape[0], batch))
+
+
+def hybrid_step(net, lr: float, x: np.ndarray, y: np.ndarray, per_example: bool = False):
+    """The training loop's step: ``loss_and_gradients``, then SGD's in-place update."""
+    from tfhybrid.optimizers import build_optimizer
+
+    optimizer = build_optimizer("sgd", lr)
+
+    def step():
+        result = net.loss_and_gradients(x, y, per_example=per_example)
+        optimizer.update(net.params, result["grads"])
+        return result["loss"]
+
+    return step
+
+
+def autodiff_step(net, lr: float, x: np.ndarray, y: np.ndarray):
+    """TensorFlow's own autodiff of the same network and loss, SGD included.
+
+    tf.Variables start from ``net.params``; one ``tf.function`` holds the
+    ``tf.GradientTape`` over ``net.reference_forward`` and the ``assign_sub`` updates.
+    Its inputs are handed over as tensors once, so no conversion is timed against it.
+    """
+    from tfhybrid._tf import tf
+
+    variables = {key: tf.Variable(value, name=key) for key, value in net.params.items()}
+    ordered = list(variables.values())
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss, _ = net.reference_forward(variables, x, y)
+        grads = tape.gradient(loss, ordered)
+        for variable, grad in zip(ordered, grads, strict=True):
+            variable.assign_sub(lr * grad)
+        return loss
+
+    tx, ty = tf.constant(x), tf.constant(y)
+    return lambda: float(step(tx, ty))
+
+
+def make_step(model: str, method: str, batch: int, seed: int = SEED):
+    """A no-argument callable running one training step of ``model`` by ``method``."""
+    from tfhybrid.catalog import TRAINING_DEFAULTS, build_model
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    net = build_model(model, seed=seed, dtype=np.float32)
+    lr = TRAINING_DEFAULTS[model].lr
+    x, y = random_batch(net, batch, seed)
+    if method == "autodiff":
+        return autodiff_step(net, lr, x, y)
+    return hybrid_step(net, lr, x, y, per_example=method == "per-example")
