@@ -75,11 +75,10 @@ def run_subprocess(args: list[str], stdout, timeout: float | None = None) -> tup
 
 def worker(model: str, method: str, batch: int, steps: int, warmup: int, seed: int) -> dict:
     """In the fresh process: tune, build the step, run it; the memory it took."""
-    from tfhybrid._tf import tf  # noqa: F401  (imported before the baseline is read)
-    from tfhybrid.runtime import tune_for_training
-
     from benchmarks.steps import make_step
     from benchmarks.timing import summarise, time_calls
+    from tfhybrid._tf import tf  # noqa: F401  (imported before the baseline is read)
+    from tfhybrid.runtime import tune_for_training
 
     tune_for_training()
     baseline = current_rss_mb()

@@ -37,6 +37,14 @@ def rss(row: dict) -> str:
     return number(row["peak_rss_mb"], 0)
 
 
+def limits(rows: list[dict]) -> str:
+    """A note naming the models whose source trains on fewer images than 55,000."""
+    limited = {r["model"]: r["source_train_limit"] for r in rows if r.get("source_train_limit")}
+    notes = [f"{model}'s source trains on its first {limit:,} only" for model, limit
+             in limited.items()]
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
 def step_table(report: dict) -> list[str]:
     settings = report["settings"]
     rows = [[r["model"], r["method"], str(r["batch"]), number(r["median_ms"]),
@@ -50,8 +58,8 @@ def step_table(report: dict) -> list[str]:
               f"One training step (forward, backward, plain SGD at the model's source lr) on "
               f"random data; median of {settings['steps']} steps after {settings['warmup']} "
               "warm-up steps, a model's methods interleaved in rounds.",
-              f"batch: {batch}. s/epoch: ms/step × (55,000 images // batch) steps, whatever "
-              "images the model's source trains on.",
+              f"batch: {batch}. s/epoch: ms/step × (55,000 // batch) steps, one pass over "
+              f"MNIST's 55,000 training images{limits(report['results'])}.",
               "peak RSS: VmHWM of a fresh process running only that method at that batch "
               "(Python, TensorFlow and NumPy included)."]
     return lines

@@ -44,7 +44,8 @@ def time_model(model: str, methods: tuple[str, ...], batch: int, steps: int, war
     per_epoch = steps_per_epoch(batch)
     return [{"model": model, "method": method, "batch": batch,
              "lr": TRAINING_DEFAULTS[model].lr,
-             "source_batch": TRAINING_DEFAULTS[model].batch_size, **row,
+             "source_batch": TRAINING_DEFAULTS[model].batch_size,
+             "source_train_limit": TRAINING_DEFAULTS[model].train_limit, **row,
              "x_autodiff": row["median_ms"] / reference if reference else None,
              "steps_per_epoch": per_epoch,
              "seconds_per_epoch": row["median_ms"] * per_epoch / 1e3,

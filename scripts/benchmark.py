@@ -1,10 +1,11 @@
-"""Time the hybrid training step against TensorFlow autodiff, Keras and a FLOP floor.
+"""Time one training step of each network: the hybrid step against TensorFlow's autodiff.
 
-    python scripts/benchmark.py                          # the table, the batch-size scaling
-    python scripts/benchmark.py --json bench.json        # also write every figure to a file
-    python scripts/benchmark.py --full-run --data-dir ../shared/mnist   # + the real 10 epochs
+    python scripts/benchmark.py                            # seed-cnn: hybrid and autodiff
+    python scripts/benchmark.py --model all --per-example  # every network, + per-example
+    python scripts/benchmark.py --model lenet5 --scaling 100,1000,10000 --json bench.json
+    python scripts/benchmark.py --model seed-cnn --full-run --data-dir ../shared/mnist
 
-Figures only, never a pass/fail: see tfhybrid/benchmark.py for what is measured and how.
+Figures only, never a pass/fail; benchmarks/ says what is measured and how.
 """
 
 import argparse
@@ -15,47 +16,127 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone, no install
 
-from tfhybrid import benchmark as bench  # noqa: E402
+from benchmarks.steps import METHODS  # noqa: E402
+from tfhybrid.catalog import MODEL_NAMES  # noqa: E402  (no TensorFlow: quick option errors)
+
+DATA_DIR_ENV = "TFHYBRID_DATA_DIR"
+DEFAULT_METHODS = ("hybrid", "autodiff")
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=60,
-                        help="timed steps per method (the median is reported; at least 50)")
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--methods", default=",".join(bench.METHODS),
-                        help=f"comma-separated subset of {','.join(bench.METHODS)}")
-    parser.add_argument("--scaling", default="100,1000,10000",
-                        help="batch sizes of the scaling table ('' for none)")
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad option yields one line (no usage block) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def count(minimum: int):
+    """An argparse type: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def batch_sizes(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated batch sizes >= 1, e.g. 100,1000,10000."""
+    parse = count(1)
+    sizes = tuple(dict.fromkeys(parse(part.strip()) for part in text.split(",")))
+    if not sizes:
+        raise argparse.ArgumentTypeError("expected batch sizes like 100,1000,10000")
+    return sizes
+
+
+def method_list(text: str) -> tuple[str, ...]:
+    """An argparse type: a comma-separated subset of the methods."""
+    methods = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(unknown) or repr(text)}; "
+                                         f"choose from {','.join(METHODS)}")
+    return methods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="benchmark.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", choices=(*MODEL_NAMES, "all"),
+                        metavar="NAME", help=f"repeatable, or all: {', '.join(MODEL_NAMES)} "
+                                             "(default seed-cnn)")
+    parser.add_argument("--methods", type=method_list, default=DEFAULT_METHODS,
+                        help=f"comma-separated subset of {','.join(METHODS)} "
+                             f"(default {','.join(DEFAULT_METHODS)})")
+    parser.add_argument("--per-example", action="store_true",
+                        help="also time the hybrid step with per_example=True")
+    parser.add_argument("--batch", type=count(1),
+                        help="batch size for every model (default: each model's source batch)")
+    parser.add_argument("--steps", type=count(1), default=60,
+                        help="timed steps per method, the median is reported (default 60)")
+    parser.add_argument("--warmup", type=count(0), default=10,
+                        help="untimed steps per method first (default 10)")
+    parser.add_argument("--scaling", type=batch_sizes, default=(), metavar="SIZES",
+                        help="also time hybrid and autodiff at these batch sizes, e.g. "
+                             "100,1000,10000 (default: none)")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the peak-RSS measurements (a fresh process each)")
+    parser.add_argument("--seed", type=count(0), default=0,
+                        help="seeds the initial weights and the random batch (default 0)")
     parser.add_argument("--full-run", action="store_true",
-                        help="also run scripts/train.py (10 epochs) and report wall time and "
-                             "peak memory; needs --data-dir or $TFHYBRID_DATA_DIR")
-    parser.add_argument("--data-dir", default=os.environ.get("TFHYBRID_DATA_DIR"))
+                        help="also run scripts/train.py --model NAME for each model and report "
+                             f"wall time, peak memory and test accuracy; needs --data-dir or "
+                             f"${DATA_DIR_ENV}")
+    parser.add_argument("--data-dir", help="MNIST folder for --full-run")
     parser.add_argument("--json", metavar="FILE", help="write every figure to FILE")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one method, one process
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    methods = tuple(m for m in args.methods.split(",") if m)
-    unknown = set(methods) - set(bench.METHODS)
-    if unknown:
-        parser.error(f"unknown method(s) {sorted(unknown)}; choose from {bench.METHODS}")
-    if args.full_run and not args.data_dir:
-        parser.error("--full-run needs --data-dir (or TFHYBRID_DATA_DIR)")
-    args.methods = methods
-    args.scaling = tuple(int(s) for s in args.scaling.split(",") if s)
+    chosen = args.model or ["seed-cnn"]
+    args.models = MODEL_NAMES if "all" in chosen else tuple(dict.fromkeys(chosen))
+    chosen_methods = {*args.methods, *(("per-example",) if args.per_example else ())}
+    args.methods = tuple(m for m in METHODS if m in chosen_methods)  # in table order
+    if args.data_dir is not None and not args.full_run:
+        parser.error("--data-dir is only used with --full-run")
+    if args.full_run:
+        data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV)
+        if not data_dir:
+            parser.error(f"--full-run needs --data-dir (or ${DATA_DIR_ENV})")
+        if not Path(data_dir).is_dir():
+            parser.error(f"--data-dir {data_dir!r} is not a folder")
+        args.data_dir = str(Path(data_dir).resolve())
+    if args.json is not None:
+        target = Path(args.json)
+        if target.is_dir():
+            parser.error(f"--json {args.json!r} is a folder; give a file name")
+        if not target.resolve().parent.is_dir():
+            parser.error(f"--json {args.json!r}: folder {str(target.parent)!r} does not exist")
+        if not os.access(target.resolve().parent, os.W_OK):
+            parser.error(f"--json {args.json!r}: folder {str(target.parent)!r} is not writable")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.worker:
-        print(json.dumps(bench.worker(args.worker, args.batch, args.steps, args.warmup)))
-        return 0
-    report = bench.benchmark(args.batch, args.steps, args.warmup, args.methods, args.scaling,
-                             args.data_dir if args.full_run else None,
-                             log=lambda m: print(m, file=sys.stderr, flush=True))
+    from benchmarks.report import format_report
+    from benchmarks.suite import benchmark
+
+    try:
+        report = benchmark(args.models, args.methods, batch=args.batch, steps=args.steps,
+                           warmup=args.warmup, scaling=args.scaling,
+                           memory=not args.no_memory,
+                           data_dir=args.data_dir if args.full_run else None, seed=args.seed,
+                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    except KeyboardInterrupt:
+        print("benchmark.py: interrupted", file=sys.stderr)
+        return 130
     report["command"] = " ".join(["python", "scripts/benchmark.py", *sys.argv[1:]])
-    print(bench.format_report(report))
+    print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")

@@ -84,4 +84,5 @@ class Rescaling(Layer):
         return dout * np.asarray(self.scale, dtype=dout.dtype), {}
 
     def reference(self, params, x):
-        return x * tf.cast(self.scale, x.dtype) + tf.cast(self.offset, x.dtype)
+        # tf.constant in x's dtype: tf.cast of a Python float would round it to float32 first.
+        return x * tf.constant(self.scale, x.dtype) + tf.constant(self.offset, x.dtype)

@@ -17,7 +17,7 @@ def conv2d_forward(
     """
     x = np.asarray(x)
     fn = tf_kernels.conv_forward_fn(x.dtype, x.shape[1:], w.shape, stride, pad, b is not None)
-    out = fn(x, w, np.reshape(b, -1) if b is not None else None).numpy()
+    out = (fn(x, w) if b is None else fn(x, w, np.reshape(b, -1))).numpy()
     return out, (x, w, None if b is None else np.shape(b), stride, pad)
 
 

@@ -72,15 +72,18 @@ def input_grad(dout, w, input_shape, stride: int, pad: int):
 
 @functools.cache
 def conv_forward_fn(dtype, x_shape: tuple, w_shape: tuple, stride: int, pad: int, bias: bool):
-    """Compiled :func:`conv2d` for inputs [N, *x_shape]: f(x, w, b) -> out."""
+    """Compiled :func:`conv2d` for inputs [N, *x_shape]: f(x, w, b) -> out, or f(x, w)
+    without a bias."""
     spec = functools.partial(tf.TensorSpec, dtype=dtype)
-    b_spec = spec([w_shape[-1]]) if bias else spec(None)
-
-    @tf.function(input_signature=[spec([None, *x_shape]), spec(list(w_shape)), b_spec])
-    def forward(x, w, b):
-        return conv2d(x, w, b if bias else None, stride, pad)
-
-    return forward.get_concrete_function()
+    signature = [spec([None, *x_shape]), spec(list(w_shape))]
+    if bias:
+        def forward(x, w, b):
+            return conv2d(x, w, b, stride, pad)
+        signature.append(spec([w_shape[-1]]))
+    else:
+        def forward(x, w):
+            return conv2d(x, w, None, stride, pad)
+    return tf.function(forward, input_signature=signature).get_concrete_function()
 
 
 @functools.cache
