@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tfhybrid.catalog import build_model
-from tfhybrid.training import batch_indices, fit
 from tfhybrid.optimizers import build_optimizer
+from tfhybrid.training import batch_indices, fit
 
 
 def test_batch_indices_cover_each_pass_once():

@@ -7,8 +7,8 @@ import pytest
 
 from tests.helpers import assert_close
 from tfhybrid._tf import tf
-from tfhybrid.data import one_hot
 from tfhybrid.catalog import MODEL_NAMES, TRAINING_DEFAULTS, build_model
+from tfhybrid.data import one_hot
 
 RTOL = 1e-10  # float64, same maths, another summation order
 SEQUENTIAL = ["lenet5", "numpy-cnn", "conv8", "two-layer-net"]

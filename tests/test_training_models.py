@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tests.test_reliability import assert_same_run, quiet
-from tfhybrid.config import TrainConfig
 from tfhybrid.catalog import MODEL_NAMES, TRAINING_DEFAULTS
+from tfhybrid.config import TrainConfig
 from tfhybrid.training import train_and_evaluate
 
 CHANCE = 0.1
