@@ -36,7 +36,7 @@ def full_run(model: str, data_dir: str) -> dict:
             "command": f"python scripts/train.py --model {model} --data-dir {data_dir}",
             "exit_code": code, "wall_seconds": wall, "peak_rss_mb": peak,
             "data_seconds": metrics.get("data_seconds"),
-            "train_seconds": metrics.get("total_seconds"),
+            "total_seconds": metrics.get("total_seconds"),
             "epoch_seconds": [row.get("seconds") for row in epochs if isinstance(row, dict)],
             "test_accuracy": metrics.get("test_accuracy"),
             "log_tail": text.strip().splitlines()[-3:]}

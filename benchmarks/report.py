@@ -61,7 +61,8 @@ def step_table(report: dict) -> list[str]:
               f"batch: {batch}. s/epoch: ms/step × (55,000 // batch) steps, one pass over "
               f"MNIST's 55,000 training images{limits(report['results'])}.",
               "peak RSS: VmHWM of a fresh process running only that method at that batch "
-              "(Python, TensorFlow and NumPy included)."]
+              "(Python, TensorFlow and NumPy included)." if settings["memory"]
+              else "peak RSS: not measured (--no-memory)."]
     return lines
 
 
@@ -77,15 +78,16 @@ def full_run_table(report: dict) -> list[str]:
     for run in report["full_runs"]:
         epochs = [s for s in run["epoch_seconds"] if isinstance(s, int | float)]
         rows.append([run["model"], str(run["exit_code"]), number(run["wall_seconds"], 1),
-                     number(run["data_seconds"], 1), number(run["train_seconds"], 1),
+                     number(run["data_seconds"], 1), number(run["total_seconds"], 1),
                      number(statistics.median(epochs)) if epochs else DASH,
                      number(run["peak_rss_mb"], 0),
                      DASH if run["test_accuracy"] is None else f"{run['test_accuracy']:.4f}"])
-    lines = table(["model", "exit", "wall s", "data s", "train s", "s/epoch (median)",
+    lines = table(["model", "exit", "wall s", "data s", "total s", "s/epoch (median)",
                    "peak RSS MB", "test accuracy"], rows, right={1, 2, 3, 4, 5, 6, 7})
     lines += ["", "`python scripts/train.py --model NAME --data-dir DIR` at the model's source "
-                  "settings, in a fresh process: wall time includes imports, data loading "
-                  "and evaluation."]
+                  "settings, in a fresh process. data s, total s (data loading included) and "
+                  "s/epoch as its metrics.json records them; wall s adds Python's and "
+                  "TensorFlow's start-up; peak RSS: the process's VmHWM."]
     for run in report["full_runs"]:
         if run["exit_code"] != 0:
             lines.append(f"{run['model']} exited {run['exit_code']}: "

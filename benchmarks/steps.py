@@ -23,14 +23,24 @@ def random_batch(net, batch: int, seed: int = SEED) -> tuple[np.ndarray, np.ndar
     return x, one_hot(rng.integers(0, net.output_shape[0], batch))
 
 
-def hybrid_step(net, lr: float, x: np.ndarray, y: np.ndarray, per_example: bool = False):
-    """The training loop's step: ``loss_and_gradients``, then SGD's in-place update."""
+def hybrid_step(net, lr: float, x: np.ndarray, y: np.ndarray):
+    """The training loop's own step (``tfhybrid.training.train_step``: the hand-written
+    ``loss_and_gradients``, then SGD's in-place update)."""
+    from tfhybrid.optimizers import build_optimizer
+    from tfhybrid.training import train_step
+
+    optimizer = build_optimizer("sgd", lr)
+    return lambda: train_step(net, optimizer, x, y)["loss"]
+
+
+def per_example_step(net, lr: float, x: np.ndarray, y: np.ndarray):
+    """The same step with ``per_example=True``: each sample's own gradient, then their sum."""
     from tfhybrid.optimizers import build_optimizer
 
     optimizer = build_optimizer("sgd", lr)
 
     def step():
-        result = net.loss_and_gradients(x, y, per_example=per_example)
+        result = net.loss_and_gradients(x, y, per_example=True)
         optimizer.update(net.params, result["grads"])
         return result["loss"]
 
@@ -73,4 +83,6 @@ def make_step(model: str, method: str, batch: int, seed: int = SEED):
     x, y = random_batch(net, batch, seed)
     if method == "autodiff":
         return autodiff_step(net, lr, x, y)
-    return hybrid_step(net, lr, x, y, per_example=method == "per-example")
+    if method == "per-example":
+        return per_example_step(net, lr, x, y)
+    return hybrid_step(net, lr, x, y)

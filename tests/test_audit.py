@@ -16,7 +16,7 @@ from tfhybrid.models import sequential
 from tfhybrid.models.seed_cnn import seed_cnn
 
 PARAMETERS = ("dw1", "db1", "dw2", "db2")
-ALL = PARAMETERS + ("dz2", "dL1", "ds1", "dz1")
+ALL = PARAMETERS + ("dz1", "ds1", "dL1", "dz2")  # the layer outputs in layer order
 FD_SAMPLES = 6  # a few coordinates per parameter keep each audit under a second
 
 

@@ -44,7 +44,7 @@ def test_true_rules_pass_on_real_images(mnist_images, name, batch, dtype):
 
 def test_two_layer_net_reports_no_gradient_below_its_first_layer():
     names = registry.gradient_names(registry.build("two-layer-net"))
-    assert names == ("dw1", "db1", "dw2", "db2", "dz2", "da1", "dz1")  # as backward meets them
+    assert names == ("dw1", "db1", "dw2", "db2", "dz1", "da1", "dz2")
 
 
 def test_tie_rule_caught_in_conv8_filters(mnist_images):

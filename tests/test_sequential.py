@@ -93,10 +93,12 @@ def test_fused_forward_gives_the_op_pairs_gradients(name):
         assert_close(f"{name} d{key} fused vs op pairs", fused["grads"][key], value, RTOL)
 
 
-def test_fused_runs_cover_every_builtin_network_in_one_call():
+def test_convolutional_networks_run_their_forward_as_one_call():
     for name in MODEL_NAMES:
         net = build_model(name)
-        assert [(run.start, run.stop) for run in net.runs] == [(0, len(net.layers))], name
+        spans = [(run.start, run.stop) for run in net.runs]
+        # Without a convolution the forward stays in NumPy, where a small network is faster.
+        assert spans == ([] if name == "two-layer-net" else [(0, len(net.layers))]), name
 
 
 def docs_code_blocks(heading: str) -> list[str]:

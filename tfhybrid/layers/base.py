@@ -34,6 +34,9 @@ class Layer:
 
     fused: bool = False
     fused_needs: tuple[str, ...] = ("x", "out")
+    # True for a layer whose forward only TensorFlow runs (the convolution): a run of fused
+    # layers without one stays in NumPy, where a small network is faster.
+    needs_tf: bool = False
     # Output name prefix: Sequential names outputs PREFIX + the number of the latest
     # layer with parameters (z1, a1, p1, ...), unless ``name`` is given.
     prefix: str = "h"
@@ -81,10 +84,18 @@ class Layer:
                 "define it to get per-example gradients")
         return dx, grads
 
-    def cache_from(self, params: dict[str, np.ndarray], x, out, batch: int) -> Any:
+    def cache_from(self, params: dict[str, np.ndarray], x, out, batch: int,
+                   extras: tuple = ()) -> Any:
         """For a fused layer: the cache :meth:`forward` would have returned, from the
-        tensors named in ``fused_needs`` (the others are None) and the batch size."""
+        tensors named in ``fused_needs`` (the others are None), the batch size, and the
+        ``extras`` of :meth:`fused_forward`."""
         raise NotImplementedError(f"{type(self).__name__} is fused but has no cache_from")
+
+    def fused_forward(self, params: dict, x) -> tuple:
+        """For a fused layer, inside the compiled call: (out, extras), the output and any
+        tensors the forward records for the backward (max pooling's switches). Default:
+        (``reference(params, x)``, ())."""
+        return self.reference(params, x), ()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name or ''})"

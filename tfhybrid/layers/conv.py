@@ -30,6 +30,7 @@ class Conv2D(Layer):
 
     fused = True
     fused_needs = ("x",)
+    needs_tf = True
     prefix = "z"
 
     def __init__(self, filters: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
@@ -73,7 +74,7 @@ class Conv2D(Layer):
     def forward(self, params, x):
         return conv2d_forward(x, params["w"], params.get("b"), self.stride, self.padding)
 
-    def cache_from(self, params, x, out, batch):
+    def cache_from(self, params, x, out, batch, extras=()):
         b = params.get("b")
         return (x, params["w"], None if b is None else b.shape, self.stride, self.padding)
 

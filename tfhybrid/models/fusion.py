@@ -1,10 +1,15 @@
 """Runs of consecutive fused layers, each compiled into one TensorFlow call.
 
-A layer with ``fused = True`` computes its forward exactly as its ``reference``; so a
-run of such layers is one ``tf.function`` (a concrete function with a fixed signature
-per dtype: no retracing, no argument inspection per call). The call returns only the
-tensors the layers' backward passes need (``fused_needs``) and the run's output, so
-TensorFlow frees the rest inside the call. Each layer then builds its cache from them.
+A layer with ``fused = True`` computes its forward exactly as its ``reference`` (or its
+``fused_forward``, which may also record tensors for the backward, such as max
+pooling's switches); so a run of such layers is one ``tf.function``, a concrete function
+with a fixed signature per dtype: no retracing, no argument inspection per call. The call
+returns only the tensors the layers' backward passes need (``fused_needs``, extras) and
+the run's output, so TensorFlow frees the rest inside the call. Each layer then builds its
+cache from them.
+
+Parameters enter as one flat vector (every parameter of the network, in order), so a
+step converts one array for TensorFlow, not one per parameter.
 """
 
 from __future__ import annotations
@@ -23,58 +28,56 @@ class FusedRun:
 
     ``kept``: indices k whose output (activation k) the call returns for the caches;
     activation ``start - 1`` is the run's input, which the caller already holds.
+    ``cached``: indices of the layers whose caches are built (their backward runs).
+    ``slices``: per layer, {local name: (offset, shape)} in the flat parameter vector.
     """
 
     start: int
     stop: int
     kept: tuple[int, ...]
+    cached: tuple[int, ...]
     layers: list
-    param_keys: list[dict[str, str]]
+    slices: list[dict[str, tuple[int, tuple]]]
     input_shape: tuple
     dtype: np.dtype
+    size: int  # length of the flat parameter vector
 
-    @functools.cached_property
-    def _signature(self):
-        spec = functools.partial(tf.TensorSpec, dtype=tf.as_dtype(self.dtype))
-        params = [[spec(shape) for shape in layer.param_shapes(layer.input_shape).values()]
-                  for layer in self.layers]
-        return spec([None, *self.input_shape]), params
-
-    def _run(self, x, params, keep):
-        outputs = []
+    def _run(self, x, flat, keep_everything: bool):
+        kept, extras = [], []
         h = x
-        for offset, (layer, values) in enumerate(zip(self.layers, params, strict=True)):
-            local = dict(zip(layer.param_shapes(layer.input_shape), values, strict=True))
-            h = layer.reference(local, h)
-            if self.start + offset in keep:
-                outputs.append(h)
-        return outputs + [h]
+        for offset, (layer, slices) in enumerate(zip(self.layers, self.slices, strict=True)):
+            local = {name: tf.reshape(flat[at:at + int(np.prod(shape))], shape)
+                     for name, (at, shape) in slices.items()}
+            h, extra = layer.fused_forward(local, h)
+            if keep_everything and self.start + offset in self.kept:
+                kept.append(h)
+            if keep_everything and self.start + offset in self.cached:
+                extras.append(tuple(extra))
+        return kept, extras, h
+
+    def _compile(self, keep_everything: bool):
+        spec = functools.partial(tf.TensorSpec, dtype=tf.as_dtype(self.dtype))
+        fn = tf.function(lambda x, flat: self._run(x, flat, keep_everything),
+                         input_signature=[spec([None, *self.input_shape]), spec([self.size])])
+        return fn.get_concrete_function()
 
     @functools.cached_property
     def training_call(self):
-        """f(x, params) -> [activation k for k in kept] + [the run's output]."""
-        x_spec, p_spec = self._signature
-        keep = set(self.kept)
-        fn = tf.function(lambda x, params: self._run(x, params, keep),
-                         input_signature=[x_spec, p_spec])
-        return fn.get_concrete_function()
+        """f(x, flat params) -> ([activation k for k in kept], [extras of each cached
+        layer], the run's output)."""
+        return self._compile(True)
 
     @functools.cached_property
     def predict_call(self):
-        """f(x, params) -> [the run's output] (nothing kept: for evaluation)."""
-        x_spec, p_spec = self._signature
-        fn = tf.function(lambda x, params: self._run(x, params, set()),
-                         input_signature=[x_spec, p_spec])
-        return fn.get_concrete_function()
-
-    def param_values(self, params: dict[str, np.ndarray]) -> list[list[np.ndarray]]:
-        return [[params[key] for key in keys.values()] for keys in self.param_keys]
+        """f(x, flat params) -> ([], [], the run's output): nothing kept, for evaluation."""
+        return self._compile(False)
 
 
-def plan_runs(layers: list, param_keys: list[dict[str, str]], first: int,
-              dtype: np.dtype) -> list[FusedRun]:
-    """Group consecutive fused layers; ``first``: the first layer whose backward runs
-    (no cache is kept below it)."""
+def plan_runs(layers: list, param_keys: list[dict[str, str]], offsets: dict[str, int],
+              first: int, dtype: np.dtype, size: int) -> list[FusedRun]:
+    """Group consecutive fused layers that include a layer only TensorFlow runs
+    (``needs_tf``); ``first``: the first layer whose backward runs (no cache below it);
+    ``offsets``: each global parameter's place in the flat vector of ``size``."""
     runs, index = [], 0
     while index < len(layers):
         if not layers[index].fused:
@@ -83,14 +86,20 @@ def plan_runs(layers: list, param_keys: list[dict[str, str]], first: int,
         start = index
         while index < len(layers) and layers[index].fused:
             index += 1
+        if not any(layer.needs_tf for layer in layers[start:index]):
+            continue
+        cached = tuple(range(max(start, first), index))
         kept = set()
-        for i in range(max(start, first), index):
+        for i in cached:
             needs = layers[i].fused_needs
             if "x" in needs and i - 1 >= start:
                 kept.add(i - 1)
             if "out" in needs:
                 kept.add(i)
         kept.discard(index - 1)  # the run's output is returned anyway
-        runs.append(FusedRun(start, index, tuple(sorted(kept)), layers[start:index],
-                             param_keys[start:index], layers[start].input_shape, dtype))
+        slices = [{local: (offsets[key], layer.param_shapes(layer.input_shape)[local])
+                   for local, key in param_keys[i].items()}
+                  for i, layer in zip(range(start, index), layers[start:index], strict=True)]
+        runs.append(FusedRun(start, index, tuple(sorted(kept)), cached, layers[start:index],
+                             slices, layers[start].input_shape, dtype, size))
     return runs

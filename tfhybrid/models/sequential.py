@@ -9,7 +9,7 @@ Layer outputs are named z{k} (Conv2D, Dense), a{k} (ReLU), s{k} (Sigmoid), p{k}
 (pooling), flat (Flatten), after the latest k, unless a layer is given a ``name``;
 the backward pass reports the gradient of the loss with respect to output NAME as
 ``intermediates["d" + NAME]``, for every output from the first layer with parameters on
-(last layer first, as the backward pass meets them).
+(in layer order).
 
 Consecutive fused layers (every built-in layer) run their forward as one compiled
 TensorFlow call (:mod:`tfhybrid.models.fusion`); the backward runs layer by layer,
@@ -72,7 +72,12 @@ class Sequential:
         if not self.param_shapes:
             raise ValueError("the network has no parameters to train")
         self.first = next(i for i, keys in enumerate(self.param_keys) if keys)
-        self.runs = plan_runs(layers, self.param_keys, self.first, self.dtype)
+        self._offsets, at = {}, 0
+        for key, shape in self.param_shapes.items():
+            self._offsets[key], at = at, at + int(np.prod(shape))
+        self._flat = np.zeros(at, dtype=self.dtype)  # every parameter, in order
+        self.runs = plan_runs(layers, self.param_keys, self._offsets, self.first, self.dtype,
+                              at)
         self._run_at = {run.start: run for run in self.runs}
         self._params: dict[str, np.ndarray] = {}
         self.params = self._init_params(seed) if params is None else params
@@ -115,6 +120,13 @@ class Sequential:
                 params.update({keys[name]: values[name] for name in keys})
         return params
 
+    def __getattr__(self, name: str):
+        """The options a catalog network was built with, as attributes (``net.pool_ties``)."""
+        options = self.__dict__.get("options", {})
+        if name in options:
+            return options[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
     # --- parameters ------------------------------------------------------------------
     @property
     def params(self) -> dict[str, np.ndarray]:
@@ -130,9 +142,26 @@ class Sequential:
             if np.shape(values[key]) != shape:
                 raise ValueError(f"param {key} must have shape {shape}, "
                                  f"got {np.shape(values[key])}")
-        # Copies: two networks built from one dict must not train the same arrays.
-        self._params = {k: np.array(values[k], dtype=self.dtype, order="C", copy=True)
-                        for k in self.param_shapes}
+        # Copies into this network's own flat buffer: two networks built from one dict
+        # must not train the same arrays, and the compiled forward reads the buffer whole.
+        flat = np.empty_like(self._flat)
+        self._params = {}
+        for key, shape in self.param_shapes.items():
+            at = self._offsets[key]
+            view = flat[at:at + int(np.prod(shape))].reshape(shape)
+            view[...] = np.asarray(values[key])
+            self._params[key] = view
+        self._flat, self._views = flat, dict(self._params)
+
+    def flat_params(self) -> np.ndarray:
+        """Every parameter in one vector, in the order of :attr:`params`.
+
+        The parameters are views of one buffer, which optimizers update in place; if a
+        caller replaced an array in the dict, the vector is assembled afresh."""
+        if all(self._params.get(k) is v for k, v in self._views.items()):
+            return self._flat
+        return np.concatenate([np.asarray(self._params[k], self.dtype).ravel()
+                               for k in self.param_shapes])
 
     def layer_params(self, index: int, params: dict | None = None) -> dict:
         """Layer ``index``'s parameters under its own names ("w", "b")."""
@@ -156,6 +185,7 @@ class Sequential:
         h = self._check_input(x)
         batch = len(h)
         caches: list = [None] * len(self.layers)
+        flat = self._flat_tensor()
         index = 0
         while index < len(self.layers):
             run = self._run_at.get(index)
@@ -165,16 +195,19 @@ class Sequential:
                 index += 1
                 continue
             h_in = tf.convert_to_tensor(h)
-            *kept, h = run.training_call(h_in, run.param_values(self._params))
+            kept, extras, h = run.training_call(h_in, flat)
             acts = dict(zip(run.kept, kept, strict=True))
             acts[run.start - 1], acts[run.stop - 1] = h_in, h
-            for i in range(max(run.start, self.first), run.stop):
+            for i, extra in zip(run.cached, extras, strict=True):
                 needs = self.layers[i].fused_needs
                 caches[i] = self.layers[i].cache_from(
                     self.layer_params(i), acts[i - 1] if "x" in needs else None,
-                    acts[i] if "out" in needs else None, batch)
+                    acts[i] if "out" in needs else None, batch, tuple(extra))
             index = run.stop
         return np.asarray(h), caches
+
+    def _flat_tensor(self):
+        return tf.convert_to_tensor(self.flat_params()) if self.runs else None
 
     def backward(self, dlogits: np.ndarray, caches: list,
                  per_example: bool = False) -> tuple[dict, dict]:
@@ -243,6 +276,7 @@ class Sequential:
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         h = self._check_input(x)
+        flat = self._flat_tensor()
         index = 0
         while index < len(self.layers):
             run = self._run_at.get(index)
@@ -250,7 +284,7 @@ class Sequential:
                 h, _ = self.layers[index].forward(self.layer_params(index), np.asarray(h))
                 index += 1
             else:
-                h = run.predict_call(tf.convert_to_tensor(h), run.param_values(self._params))[0]
+                h = run.predict_call(tf.convert_to_tensor(h), flat)[2]
                 index = run.stop
         return np.asarray(h)
 
@@ -270,12 +304,11 @@ class Sequential:
         """
         dtype = tf.as_dtype(next(iter(params.values())).dtype)
         h = tf.cast(tf.convert_to_tensor(x), dtype)
-        outputs = {}
+        inter = {}
         for index, layer in enumerate(self.layers):
             h = layer.reference(self.layer_params(index, params), h)
             if index >= self.first and layer.report_gradient:
-                outputs[self.names[index]] = h
-        inter = dict(reversed(outputs.items()))  # in the order the backward pass meets them
+                inter[self.names[index]] = h
         y = tf.cast(tf.convert_to_tensor(y), h.dtype)
         if self.loss == "sigmoid_cross_entropy":
             per_output = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=h)

@@ -98,8 +98,17 @@ def max_pool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     x_shape, size, stride, pad, routes = cache
     n, h, w, c = x_shape
     _, ho, wo, _ = dout.shape
-    dxp = np.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=dout.dtype)
-    zero = np.zeros((), dtype=dout.dtype)
-    for q, view in enumerate(_window_views(dxp, size, stride, ho, wo)):
-        view += np.where(routes[q], dout, zero)
+    padded = (n, h + 2 * pad, w + 2 * pad, c)
+    if stride == size:
+        # Windows tile the input: each input is in at most one window, so each window
+        # position's gradient is written straight into its strided view, no sum needed.
+        tiled = ho * size == padded[1] and wo * size == padded[2]
+        dxp = (np.empty if tiled else np.zeros)(padded, dtype=dout.dtype)
+        for q, view in enumerate(_window_views(dxp, size, stride, ho, wo)):
+            np.multiply(dout, routes[q], out=view)
+    else:
+        dxp = np.zeros(padded, dtype=dout.dtype)
+        zero = np.zeros((), dtype=dout.dtype)
+        for q, view in enumerate(_window_views(dxp, size, stride, ho, wo)):
+            view += np.where(routes[q], dout, zero)
     return dxp[:, pad:pad + h, pad:pad + w, :]
