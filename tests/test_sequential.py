@@ -172,3 +172,23 @@ def test_bad_networks_are_refused_with_what_was_received():
         net.loss_and_gradients(np.zeros((2, 28, 28)), np.zeros((2, 10)))
     with pytest.raises(ValueError, match="one-hot"):
         net.loss_and_gradients(np.zeros((2, 28, 28, 1)), np.zeros((2, 9)))
+
+
+@pytest.mark.parametrize("name", ["seed-cnn", "lenet5"])
+def test_large_batches_in_pieces_give_the_whole_batch_result(name):
+    x, y = batch(8, 16)
+    whole = build_model(name, seed=3, dtype=np.float64).loss_and_gradients(
+        x, y, per_example=True)
+    net = build_model(name, seed=3, dtype=np.float64)
+    net.chunk_size = 7  # pieces of 7, 7 and 2
+    pieces = net.loss_and_gradients(x, y, per_example=True)
+    assert pieces["loss"] == pytest.approx(whole["loss"], rel=RTOL)
+    assert pieces["cost"] == pytest.approx(whole["cost"], rel=RTOL)
+    for group in ("grads", "per_example_grads", "intermediates"):
+        assert set(pieces[group]) == set(whole[group])
+        for key, value in whole[group].items():
+            assert_close(f"{name} {group} {key} in pieces", pieces[group][key], value, RTOL)
+    lean = net.loss_and_gradients(x, y, intermediates=False)
+    assert lean["intermediates"] == {}
+    for key, value in whole["grads"].items():
+        assert_close(f"{name} d{key} without intermediates", lean["grads"][key], value, RTOL)

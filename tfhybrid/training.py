@@ -85,8 +85,8 @@ def batch_indices(size: int, batch_size: int, steps: int, seed: int) -> Iterator
 def train_step(model, optimizer, x: np.ndarray, y: np.ndarray) -> dict:
     """One update: the network's hand-written ``loss_and_gradients`` on the batch x,
     one-hot y, then ``optimizer.update`` of its params in place. Returns the result of
-    ``loss_and_gradients`` (loss and cost from before the update)."""
-    result = model.loss_and_gradients(x, y)
+    ``loss_and_gradients`` (loss and cost from before the update; no intermediates)."""
+    result = model.loss_and_gradients(x, y, intermediates=False)
     optimizer.update(model.params, result["grads"])
     return result
 

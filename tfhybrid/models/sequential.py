@@ -29,6 +29,9 @@ from tfhybrid.ops.losses import sigmoid_cross_entropy, softmax_cross_entropy
 
 LOSSES = ("softmax_cross_entropy", "sigmoid_cross_entropy")
 EVAL_BATCH = 1_000  # as fast per image as larger batches here, with less peak memory
+# Training batches above this many images are worked through in pieces of this size:
+# a larger piece is no faster per image here and its activations only cost memory.
+CHUNK_SIZE = 1_000
 
 
 class Sequential:
@@ -61,6 +64,7 @@ class Sequential:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
         self.layers, self.loss, self.name, self.input_shape = layers, loss, name, shape
         self.options: dict[str, object] = {}  # the catalog options it was built with
+        self.chunk_size = CHUNK_SIZE
         self.param_shapes: dict[str, tuple] = {}
         self.param_keys: list[dict[str, str]] = []  # per layer: local name -> global name
         self.names: list[str] = []
@@ -209,15 +213,16 @@ class Sequential:
     def _flat_tensor(self):
         return tf.convert_to_tensor(self.flat_params()) if self.runs else None
 
-    def backward(self, dlogits: np.ndarray, caches: list,
-                 per_example: bool = False) -> tuple[dict, dict]:
+    def backward(self, dlogits: np.ndarray, caches: list, per_example: bool = False,
+                 intermediates: bool = True) -> tuple[dict, dict]:
         """dL/dlogits -> (grads keyed like params, {"d" + NAME: dL/dNAME}).
 
         ``per_example``: each parameter's gradient is [N, *shape], sample n's own share
-        of the batch loss (the batch gradient is their sum over N).
+        of the batch loss (the batch gradient is their sum over N). ``intermediates=False``:
+        the second dict stays empty, and each layer's output gradient is freed once used.
         """
         grads: dict[str, np.ndarray] = {}
-        inter = {"d" + self.names[-1]: dlogits}
+        inter = {"d" + self.names[-1]: dlogits} if intermediates else {}
         dout = dlogits
         for index in range(len(self.layers) - 1, self.first - 1, -1):
             layer = self.layers[index]
@@ -231,33 +236,62 @@ class Sequential:
                                  f"{sorted(unknown)} for parameters it does not own "
                                  f"({sorted(keys) or 'none'})")
             grads.update({keys[name]: value for name, value in local.items()})
-            if need_dx and self.layers[index - 1].report_gradient:
+            if intermediates and need_dx and self.layers[index - 1].report_gradient:
                 inter["d" + self.names[index - 1]] = dout
         return {key: grads[key] for key in self.param_shapes if key in grads}, inter
 
-    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray, per_example: bool = False
-                           ) -> dict:
+    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray, per_example: bool = False,
+                           intermediates: bool = True) -> dict:
         """One forward and backward pass on x [N, *input_shape], one-hot y [N,K].
 
         Returns {"loss": the minimised loss, "cost": the softmax cross-entropy of the
         logits (the article's printed cost; the loss itself for a softmax network),
         "logits", "grads" (keyed like params), "intermediates"}. ``per_example=True``
         also returns "per_example_grads": each sample's own gradient of every parameter
-        [N, *shape], whose sum over N is "grads".
+        [N, *shape], whose sum over N is "grads". ``intermediates=False`` leaves the
+        intermediate gradients out (training needs none), which saves their memory.
+
+        A batch larger than :attr:`chunk_size` is worked through in pieces of that size
+        (forward and backward of one piece at a time, gradients added up), so memory and
+        time per image stay those of a piece; the result is the whole batch's.
         """
+        x = self._check_input(x)
         y = np.asarray(y, dtype=self.dtype)
+        if y.shape != (len(x), *self.output_shape):
+            raise ValueError(f"labels must be one-hot [N,{self.output_shape[0]}] like the "
+                             f"logits [{len(x)},{self.output_shape[0]}], got {list(y.shape)}")
+        n = len(x)
+        if n <= self.chunk_size:
+            return self._pass(x, y, 1.0, per_example, intermediates)
+        pieces = [self._pass(x[i:i + self.chunk_size], y[i:i + self.chunk_size],
+                             min(self.chunk_size, n - i) / n, per_example, intermediates)
+                  for i in range(0, n, self.chunk_size)]
+        result = {"loss": sum(p["loss"] for p in pieces), "cost": sum(p["cost"] for p in pieces),
+                  "logits": np.concatenate([p["logits"] for p in pieces]),
+                  "grads": {k: sum(p["grads"][k] for p in pieces) for k in self.param_shapes},
+                  "intermediates": {k: np.concatenate([p["intermediates"][k] for p in pieces])
+                                    for k in pieces[0]["intermediates"]}}
+        if per_example:
+            result["per_example_grads"] = {
+                k: np.concatenate([p["per_example_grads"][k] for p in pieces])
+                for k in self.param_shapes}
+        return result
+
+    def _pass(self, x: np.ndarray, y: np.ndarray, share: float, per_example: bool,
+              intermediates: bool) -> dict:
+        """Forward and backward on one piece; loss and gradients weighted by ``share``, the
+        piece's fraction of the batch (the loss is a mean over the whole batch)."""
         logits, caches = self.forward(x)
-        if y.shape != logits.shape:
-            raise ValueError(f"labels must be one-hot [N,{logits.shape[1]}] like the logits "
-                             f"{list(logits.shape)}, got {list(y.shape)}")
         if self.loss == "sigmoid_cross_entropy":
             loss, dlogits = sigmoid_cross_entropy(logits, y)
             cost, _ = softmax_cross_entropy(logits, y)
         else:
             loss, dlogits = softmax_cross_entropy(logits, y)
             cost = loss
+        if share != 1.0:
+            loss, cost, dlogits = loss * share, cost * share, dlogits * share
         dlogits = dlogits.astype(self.dtype, copy=False)
-        grads, inter = self.backward(dlogits, caches, per_example)
+        grads, inter = self.backward(dlogits, caches, per_example, intermediates)
         result = {"loss": loss, "cost": cost, "logits": logits, "grads": grads,
                   "intermediates": inter}
         if per_example:
