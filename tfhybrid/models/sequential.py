@@ -34,6 +34,14 @@ EVAL_BATCH = 1_000  # as fast per image as larger batches here, with less peak m
 CHUNK_SIZE = 1_000
 
 
+def batch_sum(per_example: np.ndarray) -> np.ndarray:
+    """Sum over the leading (batch) axis as one matrix-vector product: several times
+    faster than ``sum(axis=0)`` for [N, large] arrays."""
+    n = len(per_example)
+    ones = np.ones(n, dtype=per_example.dtype)
+    return (ones @ per_example.reshape(n, -1)).reshape(per_example.shape[1:])
+
+
 class Sequential:
     """A chain of layers from images [N, *input_shape] to logits [N, K].
 
@@ -296,7 +304,7 @@ class Sequential:
                   "intermediates": inter}
         if per_example:
             result["per_example_grads"] = grads
-            result["grads"] = {key: value.sum(axis=0) for key, value in grads.items()}
+            result["grads"] = {key: batch_sum(value) for key, value in grads.items()}
         return result
 
     def gradients(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
