@@ -195,3 +195,24 @@ def test_checkpoint_with_pickled_object_is_refused(tmp_path):
     result = run_train_script("--resume", str(tmp_path))
     assert_one_line_error(result, "damaged")
     assert os.path.exists(tmp_path / CHECKPOINT_NAME)
+
+
+def test_checkpoint_of_the_previous_layout_resumes(data_dir, tmp_path):
+    """Checkpoints written before the layer framework kept convolution biases as [F]; they
+    load as [1,F] with the same values, and the run continues."""
+    from tfhybrid.catalog import build_model
+
+    config = TrainConfig.for_model("lenet5", epochs=2, train_limit=200, batch_size=50,
+                                   test_limit=100, data_dir=str(data_dir))
+    params = build_model("lenet5", seed=0).params
+    old = {k: (v.reshape(-1) if k in ("b1", "b2") else v) for k, v in params.items()}
+    assert old["b1"].shape == (6,) and old["b2"].shape == (16,)
+    from tfhybrid.optimizers import build_optimizer
+
+    state = build_optimizer(config.optimizer, config.lr).state_dict()
+    save_checkpoint(tmp_path, TrainingState(model="lenet5", config=config.to_dict(),
+                                            params=old, optimizer_state=state, epoch=2))
+    metrics = train_and_evaluate(config, tmp_path, log=quiet, resume=True)
+    assert [row["epoch"] for row in metrics["epochs"]] == [2]
+    with np.load(tmp_path / "params.npz", allow_pickle=False) as saved:
+        assert saved["b1"].shape == (1, 6) and saved["b2"].shape == (1, 16)
