@@ -246,7 +246,8 @@ class Sequential:
             grads.update({keys[name]: value for name, value in local.items()})
             if intermediates and need_dx and self.layers[index - 1].report_gradient:
                 inter["d" + self.names[index - 1]] = dout
-        return {key: grads[key] for key in self.param_shapes if key in grads}, inter
+        grads = {key: grads[key] for key in self.param_shapes if key in grads}
+        return grads, dict(reversed(inter.items()))  # in layer order, as reference_forward
 
     def loss_and_gradients(self, x: np.ndarray, y: np.ndarray, per_example: bool = False,
                            intermediates: bool = True) -> dict:
