@@ -111,3 +111,21 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits():
     loss, dz = softmax_cross_entropy(np.array([[1000.0, 0.0]]), np.array([[0.0, 1.0]]))
     assert loss == pytest.approx(1000.0)
     assert np.all(np.isfinite(dz))
+
+
+@pytest.mark.parametrize("shape,kernel,stride,pad", [
+    ((3, 9, 9, 1), 3, 1, 0), ((3, 10, 11, 2), 3, 2, 1), ((2, 8, 8, 3), 5, 3, 2),
+])
+def test_conv_per_example_gradients_are_each_samples_own(rng, shape, kernel, stride, pad):
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((kernel, kernel, shape[3], 4))
+    b = rng.standard_normal((1, 4))
+    out, cache = conv2d_forward(x, w, b, stride, pad)
+    dout = rng.standard_normal(out.shape)
+    per = conv2d_backward(dout, cache, need_dx=False, per_example=True)
+    assert per["dw"].shape == (len(x), *w.shape) and per["db"].shape == (len(x), *b.shape)
+    for n in range(len(x)):
+        _, alone = conv2d_forward(x[n:n + 1], w, b, stride, pad)
+        own = conv2d_backward(dout[n:n + 1], alone, need_dx=False)
+        assert_close(f"conv dw of sample {n}", per["dw"][n], own["dw"], RTOL)
+        assert_close(f"conv db of sample {n}", per["db"][n], own["db"], RTOL)

@@ -40,16 +40,20 @@ def filter_grad(x, dout, filter_shape, stride: int, pad: int):
 
 
 def filter_grad_per_sample(x, dout, filter_shape, stride: int, pad: int):
-    """Each sample's own filter gradient [N,kh,kw,C,F], as the source article computes it.
+    """Each sample's own filter gradient [N,kh,kw,C,F]; their sum over N is :func:`filter_grad`.
 
-    For sample n the image (channels moved to the batch axis, [C,H,W,1]) is convolved
-    with its own upstream gradient used as a filter ([Ho,Wo,1,F], dilated by the
-    stride). ``tf.vectorized_map`` runs the N convolutions inside one compiled call.
-    Their sum over N is :func:`filter_grad`.
+    One input channel (the source article's network): for sample n the image is convolved
+    with its own upstream gradient used as a filter ([Ho,Wo,1,F], dilated by the stride),
+    as the article computes it; ``tf.vectorized_map`` runs the N convolutions inside one
+    compiled call. Several input channels: the kh*kw shifted views of the input, stacked,
+    times dout in one batched matrix product (several times faster there, slower for the
+    article's 81 taps of one channel).
     """
     kh, kw = filter_shape[0], filter_shape[1]
     if pad:
         x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    if x.shape[-1] != 1:
+        return _per_sample_by_taps(x, dout, filter_shape, stride)
 
     def one_sample(args):
         image, grad = args  # [H,W,C], [Ho,Wo,F]
@@ -60,6 +64,19 @@ def filter_grad_per_sample(x, dout, filter_shape, stride: int, pad: int):
         return tf.transpose(out[:, :kh, :kw, :], [1, 2, 0, 3])  # [kh,kw,C,F]
 
     return tf.vectorized_map(one_sample, (x, dout))
+
+
+def _per_sample_by_taps(x, dout, filter_shape, stride: int):
+    """dw_n[i,j,c,f] = sum_{h,w} x_n[h*s+i, w*s+j, c] dout_n[h,w,f] for every n, as
+    [N, Ho*Wo, kh*kw*C]^T @ [N, Ho*Wo, F] (x already padded)."""
+    kh, kw, c, f = filter_shape
+    ho, wo = tf.shape(dout)[1], tf.shape(dout)[2]
+    rows, cols = stride * (ho - 1) + 1, stride * (wo - 1) + 1
+    taps = [x[:, i:i + rows:stride, j:j + cols:stride, :] for i in range(kh) for j in range(kw)]
+    n = tf.shape(x)[0]
+    patches = tf.reshape(tf.stack(taps, axis=3), [n, ho * wo, kh * kw * c])
+    grads = tf.reshape(dout, [n, ho * wo, f])
+    return tf.reshape(tf.matmul(patches, grads, transpose_a=True), [n, kh, kw, c, f])
 
 
 def input_grad(dout, w, input_shape, stride: int, pad: int):
