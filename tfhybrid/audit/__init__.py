@@ -5,13 +5,18 @@ float64) and float64 central finite differences, with a verdict per tensor.
     report = audit(model, x, y_onehot)      # an AuditReport; report.to_dict() for JSON
     print(format_table(report))
 
+    from tfhybrid.audit import check_layer, check_op     # code written outside the project
+    print(check_op(forward, backward, {"x": x, "w": w}, reference))
+
 Importing this package does not import TensorFlow; :func:`audit` does, when called.
 """
 
 from tfhybrid.audit.core import audit
+from tfhybrid.audit.ops import OpReport, check_layer, check_op
 from tfhybrid.audit.plots import plot_report
 from tfhybrid.audit.registry import RULES
 from tfhybrid.audit.report import AuditReport, TensorAudit
 from tfhybrid.audit.table import format_table
 
-__all__ = ["RULES", "AuditReport", "TensorAudit", "audit", "format_table", "plot_report"]
+__all__ = ["RULES", "AuditReport", "OpReport", "TensorAudit", "audit", "check_layer",
+           "check_op", "format_table", "plot_report"]
