@@ -206,3 +206,42 @@ def test_check_layer_catches_a_planted_bug_in_a_users_layer():
     assert check_layer(LeakyReLU(), (4, 4, 2)).ok
     broken = check_layer(LeakyReLU(bug=True), (4, 4, 2))
     assert broken.verdicts == {"x": WRONG} and broken.input("x").vote.odd_one_out == "manual"
+
+
+def test_a_keras_layer_as_the_reference():
+    keras = tf.keras
+    values = inputs(5, d=4, m=3)
+    report = check_op(affine_forward, affine_backward, values, keras.layers.Dense(3),
+                      weights=("w", "b"))  # Keras's bias is [3]; ours [1,3]: reshaped
+    assert report.ok and report.reference.startswith("keras Dense"), str(report)
+    wrong = check_op(affine_forward, planted("bias averaged"), values, keras.layers.Dense(3),
+                     weights=("w", "b"))
+    assert wrong.verdicts == {"x": MATCH, "w": MATCH, "b": f"{FACTOR} 1/{N}"}
+
+    from tfhybrid.ops.conv import conv2d_backward, conv2d_forward
+
+    def conv_forward(x, w, b):
+        return conv2d_forward(x, w, b, 2, 0)
+
+    def conv_backward(dout, cache):
+        grads = conv2d_backward(dout, cache)
+        return {"x": grads["dx"], "w": grads["dw"], "b": grads["db"]}
+
+    rng = np.random.default_rng(6)
+    conv = {"x": rng.standard_normal((2, 7, 7, 2)), "w": rng.standard_normal((3, 3, 2, 4)),
+            "b": rng.standard_normal(4)}
+    assert check_op(conv_forward, conv_backward, conv, keras.layers.Conv2D(4, 3, strides=2),
+                    weights=("w", "b")).ok
+
+
+@pytest.mark.parametrize("bias,weights,needle", [
+    (False, ("w", "b"), "has 1 weights (kernel), but weights= names 2"),
+    (True, ("b", "w"), "input 'b' has shape [1, 3], but Dense's kernel has shape [4, 3]"),
+    (True, (), "one call input besides its weights"),
+    (True, ("w", "v"), "weights ['v'] are not inputs"),
+])
+def test_keras_reference_errors_name_the_problem(bias, weights, needle):
+    with pytest.raises(ValueError) as caught:
+        check_op(affine_forward, affine_backward, inputs(5, d=4, m=3),
+                 tf.keras.layers.Dense(3, use_bias=bias), weights=weights)
+    assert needle in str(caught.value)

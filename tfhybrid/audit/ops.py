@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -171,24 +171,37 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 
 def check_op(forward: Callable, backward: Callable, inputs: Mapping[str, np.ndarray],
-             reference: Callable | None = None, *, seed: int = 0, rtol: float | None = None,
-             atol: float = 0.0, fd_samples: int = OP_FD_SAMPLES,
+             reference=None, *, weights: Sequence[str] = (), seed: int = 0,
+             rtol: float | None = None, atol: float = 0.0, fd_samples: int = OP_FD_SAMPLES,
              name: str | None = None) -> OpReport:
     """Check ``backward`` against finite differences (and ``reference``'s tape, if given).
 
-    ``inputs``: name -> float array, passed to ``forward`` as keywords. ``rtol``: the
-    largest relative error that matches (default: float64's, or the finite differences'
-    where they are the reference); ``atol``: absolute differences up to this match too.
-    Bad input raises one ``ValueError`` that names the problem.
+    ``inputs``: name -> float array, passed to ``forward`` as keywords. ``reference``:
+    ``reference(**tensors) -> out`` in TensorFlow ops, or a Keras layer; for a layer,
+    ``weights`` names the inputs that are its weights, in ``layer.weights`` order (a
+    weight of the same size in another shape, such as a bias [1,M] for Keras's [M], is
+    reshaped), and the one other input is its call input. ``rtol``: the largest relative
+    error that matches (default: float64's, or the finite differences' where they are the
+    reference); ``atol``: absolute differences up to this match too. Bad input raises one
+    ``ValueError`` that names the problem.
     """
     values = _checked_inputs(inputs)
     if not isinstance(fd_samples, int) or fd_samples < 1:
         raise ValueError(f"fd_samples must be an integer >= 1, got {fd_samples!r}")
+    if weights and not _is_keras_layer(reference):
+        raise ValueError("weights= names a Keras layer's weights; pass the layer as reference")
     out, cache = _run_forward(forward, values)
     rng = np.random.default_rng(seed)
     dout = rng.standard_normal(out.shape)
     manual = _run_backward(backward, dout, cache, values)
-    tapes = _tapes(reference, values, dout, out.shape) if reference is not None else None
+    tapes = None
+    if _is_keras_layer(reference):
+        tapes = _keras_tapes(reference, tuple(weights), values, dout, out.shape)
+    elif reference is not None:
+        if not callable(reference):
+            raise ValueError("reference must be a function of the inputs in TensorFlow ops or "
+                             f"a Keras layer, got {type(reference).__name__}")
+        tapes = _tapes(reference, values, dout, out.shape)
 
     def loss_at(point: dict[str, np.ndarray]) -> float:
         return float(np.sum(dout * np.asarray(forward(**point)[0], dtype=np.float64)))
@@ -203,7 +216,9 @@ def check_op(forward: Callable, backward: Callable, inputs: Mapping[str, np.ndar
         checks.append(_check_input(key, manual[key], tapes, values, loss_at, loss, rng,
                                    fd_samples, manual_rtol, rtol, atol))
     op_name = name or getattr(forward, "__name__", "op")
-    return OpReport(op=op_name, reference=TAPES if tapes else FD_ONLY, inputs=checks,
+    label = FD_ONLY if not tapes else (
+        f"keras {type(reference).__name__}: {TAPES}" if _is_keras_layer(reference) else TAPES)
+    return OpReport(op=op_name, reference=label, inputs=checks,
                     tolerances={"manual": manual_rtol, "float32": tol.RTOL_FLOAT32,
                                 "finite_differences": tol.RTOL_FINITE_DIFF, "atol": atol},
                     seed=seed)
@@ -337,6 +352,56 @@ def _tapes(reference: Callable, values: dict[str, np.ndarray], dout: np.ndarray,
             target = tf.reduce_sum(tf.cast(out, dtype) * tf.constant(dout, dtype=dtype))
         grads = tape.gradient(target, tensors, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         results.append({k: g.numpy().astype(np.float64) for k, g in grads.items()})
+    return results[0], results[1]
+
+
+def _is_keras_layer(obj) -> bool:
+    return any(cls.__module__.startswith("keras") and cls.__name__ == "Layer"
+               for cls in type(obj).__mro__)
+
+
+def _keras_tapes(layer, weights: tuple[str, ...], values: dict[str, np.ndarray],
+                 dout: np.ndarray, out_shape: tuple) -> tuple[dict, dict]:
+    """The tapes of ``sum(dout * layer(x))``, with the layer's weights set from ``values``:
+    a copy of the layer in float64 and one in float32 (from its config)."""
+    from tfhybrid._tf import tf
+
+    unknown = [w for w in weights if w not in values]
+    if unknown:
+        raise ValueError(f"weights {unknown} are not inputs (inputs: {sorted(values)})")
+    calls = [k for k in values if k not in weights]
+    if len(calls) != 1:
+        raise ValueError(f"a Keras layer takes one call input besides its weights {list(weights)}"
+                         f"; the other inputs are {calls}: name the rest in weights=")
+    call = calls[0]
+    results = []
+    for dtype in ("float64", "float32"):
+        copy = type(layer).from_config({**layer.get_config(), "dtype": dtype})
+        copy.build((None, *values[call].shape[1:]))
+        if len(copy.weights) != len(weights):
+            raise ValueError(f"{type(layer).__name__} has {len(copy.weights)} weights "
+                             f"({', '.join(w.name for w in copy.weights)}), but weights= names "
+                             f"{len(weights)}: {list(weights)}")
+        for variable, key in zip(copy.weights, weights, strict=True):
+            if int(np.prod(variable.shape)) != values[key].size:
+                raise ValueError(f"input {key!r} has shape {list(values[key].shape)}, but "
+                                 f"{type(layer).__name__}'s {variable.name} has shape "
+                                 f"{list(variable.shape)}")
+            variable.assign(values[key].reshape(variable.shape))
+        x = tf.constant(values[call], dtype=dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = copy(x)
+            if tuple(out.shape) != tuple(out_shape):
+                raise ValueError(f"{type(layer).__name__}'s output has shape {list(out.shape)}, "
+                                 f"forward's {list(out_shape)}: they must compute the same "
+                                 "function")
+            target = tf.reduce_sum(out * tf.constant(dout, dtype=dtype))
+        grads = tape.gradient(target, [x, *copy.weights],
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        named = {call: grads[0], **dict(zip(weights, grads[1:], strict=True))}
+        results.append({k: np.asarray(g, dtype=np.float64).reshape(values[k].shape)
+                        for k, g in named.items()})
     return results[0], results[1]
 
 
