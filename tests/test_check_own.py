@@ -245,3 +245,14 @@ def test_keras_reference_errors_name_the_problem(bias, weights, needle):
         check_op(affine_forward, affine_backward, inputs(5, d=4, m=3),
                  tf.keras.layers.Dense(3, use_bias=bias), weights=weights)
     assert needle in str(caught.value)
+
+
+def test_every_example_in_docs_check_your_own_runs():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "check-your-own.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 3
+    for block in blocks:
+        exec(block, {})  # each block is self-contained and asserts what it shows
