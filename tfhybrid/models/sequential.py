@@ -12,8 +12,8 @@ the backward pass reports the gradient of the loss with respect to output NAME a
 (in layer order).
 
 Consecutive fused layers (every built-in layer) run their forward as one compiled
-TensorFlow call (:mod:`tfhybrid.models.fusion`); the backward runs layer by layer,
-NumPy by hand except the convolutions' dw and dx.
+TensorFlow call when the run holds a convolution (:mod:`tfhybrid.models.fusion`); the
+backward runs layer by layer, NumPy by hand except the convolutions' dw and dx.
 """
 
 from __future__ import annotations
