@@ -129,3 +129,38 @@ def test_conv_per_example_gradients_are_each_samples_own(rng, shape, kernel, str
         own = conv2d_backward(dout[n:n + 1], alone, need_dx=False)
         assert_close(f"conv dw of sample {n}", per["dw"][n], own["dw"], RTOL)
         assert_close(f"conv db of sample {n}", per["db"][n], own["db"], RTOL)
+
+
+def _op_pairs(rng):
+    """Each op pair of tfhybrid/ops as (forward, backward -> {input: grad}, inputs, reference)."""
+    from tfhybrid.ops.activations import relu_backward, relu_forward
+    from tfhybrid.ops.reshape import flatten_backward, flatten_forward
+
+    x4 = rng.standard_normal((2, 6, 7, 3))
+    return {
+        "sigmoid": (sigmoid_forward, lambda d, c: {"z": sigmoid_backward(d, c)},
+                    {"z": x4 * 3}, lambda z: tf.sigmoid(z)),
+        "relu": (relu_forward, lambda d, c: {"z": relu_backward(d, c)}, {"z": x4},
+                 lambda z: tf.nn.relu(z)),
+        "flatten": (flatten_forward, lambda d, c: {"x": flatten_backward(d, c)}, {"x": x4},
+                    lambda x: tf.reshape(x, [2, -1])),
+        "avg_pool": (lambda x: avg_pool_forward(x, 3, 2),
+                     lambda d, c: {"x": avg_pool_backward(d, c)}, {"x": x4},
+                     lambda x: tf.nn.avg_pool2d(x, 3, 2, "VALID")),
+        "dense": (dense_forward,
+                  lambda d, c: {k[1:]: v for k, v in dense_backward(d, c).items()},
+                  {"x": rng.standard_normal((4, 5)), "w": rng.standard_normal((5, 3)),
+                   "b": rng.standard_normal((1, 3))}, lambda x, w, b: tf.matmul(x, w) + b),
+        "conv": (lambda x, w, b: conv2d_forward(x, w, b, 2, 1),
+                 lambda d, c: {k[1:]: v for k, v in conv2d_backward(d, c).items()},
+                 {"x": x4, "w": rng.standard_normal((3, 3, 3, 2)), "b": rng.standard_normal(2)},
+                 lambda x, w, b: tf.nn.conv2d(x, w, 2, [[0, 0], [1, 1], [1, 1], [0, 0]]) + b),
+    }
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "relu", "flatten", "avg_pool", "dense", "conv"])
+def test_every_op_pair_passes_the_gradient_check(rng, name):
+    from tfhybrid.testing import assert_gradients_match
+
+    forward, backward, inputs, reference = _op_pairs(rng)[name]
+    assert_gradients_match(forward, backward, inputs, reference)  # tape, fd and the vote
