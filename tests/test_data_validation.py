@@ -10,7 +10,13 @@ import pytest
 
 from tests.conftest import run_train_script
 from tests.test_cli import assert_one_line_error, link_originals
-from tfhybrid.data import MNIST_FILES, load_mnist, read_mnist_folder
+from tfhybrid.data import (
+    MNIST_FILES,
+    identify_dataset,
+    load_mnist,
+    read_mnist_folder,
+    registered_mismatches,
+)
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
@@ -54,6 +60,8 @@ def damage(kind: str, data_dir, folder):
         labels = np.frombuffer(original_raw(data_dir, target), np.uint8, offset=8).copy()
         labels[123] = 10
         write_gz(path, idx_bytes(labels, 0x00000801))
+    elif kind == "a folder":
+        path.mkdir()
     elif kind == "missing":
         pass
     return target
@@ -68,6 +76,7 @@ CASES = {  # kind -> words the message must contain
     "wrong image size": ["27x27", "28x28"],
     "counts disagree": ["60000 images", "59999 labels"],
     "label outside 0-9": ["10", "outside 0-9"],
+    "a folder": ["is a folder", "not the MNIST file"],
 }
 
 
@@ -103,9 +112,43 @@ def test_recompressed_files_load_with_a_notice(data_dir, tmp_path):
 
 
 def test_original_folder_validates(data_dir):
+    """The originals pass every check: parsed whole, and recognised byte for byte."""
     parsed = read_mnist_folder(data_dir)
-    assert {k: len(v[0]) for k, v in parsed.items()} == {"train": 60000, "test": 10000}
-    assert set(MNIST_FILES) == {p.name for p in data_dir.glob("*.gz")}
+    assert {k: (v[0].shape, v[1].shape) for k, v in parsed.items()} == {
+        "train": ((60000, 28, 28), (60000,)), "test": ((10000, 28, 28), (10000,))}
+    for images, labels in parsed.values():
+        assert images.dtype == labels.dtype == np.uint8 and int(labels.max()) == 9
+    assert registered_mismatches(data_dir) == [] and identify_dataset(data_dir) == "mnist"
+    assert len(MNIST_FILES) == 4
+
+
+def test_a_data_dir_that_is_a_file_is_named_as_such(tmp_path):
+    afile = tmp_path / "mnist.gz"
+    afile.write_bytes(b"x")
+    result = run_train_script("--data-dir", str(afile), "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, str(afile), "is a file, not a folder", "--data-dir")
+
+
+def test_offline_without_a_data_dir_fails_in_seconds(monkeypatch):
+    """tfds would retry a failing download for minutes; the probe answers in seconds."""
+    import time
+
+    from tfhybrid import data
+    from tfhybrid.errors import DataError
+
+    monkeypatch.setattr(data, "_is_prepared", lambda tfds, dataset: False)
+    monkeypatch.setattr(data, "_download_url", lambda dataset: "http://127.0.0.1:9/mnist.gz")
+    started = time.perf_counter()
+    with pytest.raises(DataError, match="download cannot start .* pass --data-dir"):
+        load_mnist(None)
+    assert time.perf_counter() - started < 2 * data.DOWNLOAD_PROBE_SECONDS + 5
+
+
+def test_download_probe_reports_why():
+    from tfhybrid.data import download_reachable
+
+    assert download_reachable("http://127.0.0.1:9/", timeout=2) is not None  # nothing listens
+    assert "gaierror" in (download_reachable("https://no-such-host.invalid/x", timeout=2) or "")
 
 
 def test_folder_of_another_dataset_is_named(data_dir, tmp_path):

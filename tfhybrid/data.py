@@ -60,6 +60,9 @@ def read_idx(path: Path, kind: str) -> np.ndarray:
     Returns uint8 [N, 28, 28] for ``kind="images"`` and uint8 [N] for ``"labels"``.
     """
     where = f"{path.name} in {path.parent}"
+    if path.is_dir():
+        raise DataError(f"{where} is a folder, not the MNIST file of that name; remove or "
+                        f"rename the folder and {FIX_HINT}")
     if not path.is_file():
         raise DataError(f"MNIST file missing: {where}; {FIX_HINT}")
     if path.stat().st_size == 0:
@@ -121,6 +124,10 @@ def read_mnist_folder(folder: str | os.PathLike) -> dict[str, tuple[np.ndarray, 
     and labels agree in number, and the number MNIST has.
     """
     root = Path(folder)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data folder {root} is a file, not a folder; point --data-dir / "
+                        "TFHYBRID_DATA_DIR at the folder holding the four original MNIST .gz "
+                        "files")
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist; {FIX_HINT}, "
                         "or point --data-dir / TFHYBRID_DATA_DIR at the folder that has them")
@@ -190,6 +197,33 @@ def identify_dataset(folder: str | os.PathLike) -> str | None:
     return None
 
 
+DOWNLOAD_PROBE_SECONDS = 5.0  # how long to wait for the download server before giving up
+
+
+def download_reachable(url: str, timeout: float = DOWNLOAD_PROBE_SECONDS) -> str | None:
+    """None if a TCP connection to ``url``'s host opens within ``timeout`` seconds, else why not.
+
+    tensorflow-datasets retries a failing download for minutes; this answers in seconds.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return None
+    except OSError as err:
+        return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
+def _download_url(dataset: str) -> str:
+    """The first download address tensorflow-datasets registers for ``dataset``."""
+    spec = importlib.util.find_spec("tensorflow_datasets")
+    table = Path(spec.submodule_search_locations[0]) / "url_checksums" / f"{dataset}.txt"
+    return table.read_text().split("\t", 1)[0].strip()
+
+
 def load_mnist(data_dir: str | None, train_limit: int | None = None,
                notice=None, dataset: str = "mnist") -> Splits:
     """Load train (tfds ``train[5000:]``), validation (``train[:5000]``) and test splits.
@@ -256,6 +290,14 @@ def _load_with_tfds(data_dir: str | None, train_limit: int | None, dataset: str)
     if data_dir is not None:
         config = tfds.download.DownloadConfig(manual_dir=os.fspath(data_dir))
         kwargs["download_and_prepare_kwargs"] = {"download_config": config}
+    elif not _is_prepared(tfds, dataset):
+        url = _download_url(dataset)
+        problem = download_reachable(url)
+        if problem is not None:
+            raise DataError(
+                f"{dataset} is not prepared on this machine and its download cannot start "
+                f"({problem} for {url}); pass --data-dir (or set TFHYBRID_DATA_DIR) to a folder "
+                "holding the four original MNIST .gz files")
     try:
         loaded = tfds.load(dataset, split=splits, batch_size=-1, as_supervised=True, **kwargs)
     except Exception as err:  # tfds raises many types; the user needs the one-line reason
@@ -269,6 +311,20 @@ def _load_with_tfds(data_dir: str | None, train_limit: int | None, dataset: str)
         arrays.append(_as_float_images(images))
         arrays.append(labels.astype(np.int64))
     return Splits(*arrays)
+
+
+def _is_prepared(tfds, dataset: str) -> bool:
+    """Whether tfds already holds ``dataset`` (then nothing needs the network). Quietly:
+    tfds logs a warning about a half-made folder a failed download leaves behind."""
+    import logging
+
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        return tfds.builder(dataset).is_prepared()
+    finally:
+        absl.setLevel(level)
 
 
 def one_hot(labels: np.ndarray, dtype: type = np.float32) -> np.ndarray:
