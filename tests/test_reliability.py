@@ -82,12 +82,15 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(data_dir, tmp_path, refe
     assert not (out / "metrics.json").exists(), "the run finished before it could be killed"
     meta, _ = read_checkpoint(out)
     assert meta["step"] == 0 and 2 <= meta["epoch"] <= 5  # an end-of-epoch checkpoint survived
-    assert not list(out.glob("*.tmp")) or (out / CHECKPOINT_NAME).exists()
+    # A kill in the middle of a write leaves a half-written temporary file beside the
+    # checkpoint: resuming must neither read it nor trip over it.
+    (out / (CHECKPOINT_NAME + ".tmp")).write_bytes(b"PK\x03\x04 half a zip")
 
     resumed = run_train_script("--resume", str(out), "--data-dir", str(data_dir))
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {out} at epoch {meta['epoch']}" in resumed.stdout
     assert_same_run(out, reference_run)
+    assert not list(out.glob("*.tmp")), "the next save replaces the temporary file"
 
 
 def test_ctrl_c_saves_prints_resume_command_and_exits_130(data_dir, tmp_path, reference_run):
