@@ -47,7 +47,8 @@ def parse_seeds(text: str) -> list[int]:
             elif part:
                 seeds.add(int(part))
     except ValueError:
-        raise ConfigError(f"--seeds takes a range or list such as 0-4 or 0,3,7; got {text!r}")
+        raise ConfigError(
+            f"--seeds takes a range or list such as 0-4 or 0,3,7; got {text!r}") from None
     if not seeds or min(seeds) < 0:
         raise ConfigError(f"--seeds must name seeds >= 0; got {text!r}")
     return sorted(seeds)
