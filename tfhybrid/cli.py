@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(learned first-layer filters) into the run folder")
     parser.add_argument("--tensorboard", action="store_true",
                         help="log scalars, filters and gradient histograms to RUN/tensorboard")
+    parser.add_argument("--audit-every", type=int, metavar="N",
+                        help="audit the hand-written gradients after every N-th epoch on the "
+                             "first 8 validation images; per-tensor verdicts go into "
+                             "metrics.json (and TensorBoard), a changed verdict is printed")
     parser.add_argument("--resume", metavar="DIR",
                         help="continue the run saved in DIR from its last checkpoint")
     parser.add_argument("--force", action="store_true",

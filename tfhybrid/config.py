@@ -39,7 +39,8 @@ class TrainConfig:
     10 epochs over 55,000 images. :meth:`for_model` gives another network its own
     source's settings. ``iterations``, when set, counts updates instead of epochs.
     Model options (``dw_mode``, ``bias_grad``, ``pool_ties``) are None for a model
-    that does not have them.
+    that does not have them. ``audit_every``: audit the gradients after every N-th epoch
+    (None: never); it changes no computation.
     """
 
     model: str = "seed-cnn"
@@ -59,6 +60,7 @@ class TrainConfig:
     test_limit: int | None = None
     plot: bool = False
     tensorboard: bool = False
+    audit_every: int | None = None
 
     @classmethod
     def for_model(cls, model: str = "seed-cnn", **overrides) -> TrainConfig:
@@ -120,6 +122,8 @@ class TrainConfig:
                                   f"(its options: {_flags(MODEL_OPTIONS[self.model])}); "
                                   f"got {flag} {value}")
         _check_choice("--dataset", self.dataset, DATASETS)
+        if self.audit_every is not None:
+            _check_int("--audit-every", self.audit_every, minimum=1)
         return self
 
     def resolved_data_dir(self) -> str | None:

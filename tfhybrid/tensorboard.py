@@ -19,12 +19,15 @@ class TensorBoardLogger:
 
     def epoch(self, row: dict, params: dict[str, np.ndarray],
               grads: dict[str, np.ndarray] | None) -> None:
-        """Log one epoch's figures; ``grads`` are the last step's gradients (or None)."""
+        """Log one epoch's figures; ``grads`` are the last step's gradients (or None).
+        A row with an ``audit`` logs each tensor's relative error as ``audit/rel_error/NAME``."""
         step = int(row["epoch"])
         with self._writer.as_default(step=step):
             for key in ("loss", "cost", "val_accuracy", "seconds"):
                 if key in row:
                     tf.summary.scalar(key, row[key])
+            for name, item in row.get("audit", {}).items():
+                tf.summary.scalar(f"audit/rel_error/{name}", item["rel_error"])
             found = first_conv_filters(params)
             if found is not None:
                 name, filters = found

@@ -1,9 +1,14 @@
 """Command line of ``scripts/check_gradients.py``: options -> batch and model -> audit.
 
-Options are checked before TensorFlow is imported; a bad one is one line on stderr
-and exit code 2. ``--expect`` names depend on the model's architecture, so they are
-checked right after the model is built (before MNIST is read). Exit code 0 when every
-gradient matches (or only the ``--expect``ed ones do not), 1 otherwise.
+The network is one of the catalog's, one defined outside the project (``--model
+MODULE:NAME`` or ``--model path/to/file.py:NAME``), or a training run's at its saved
+parameters (``--from RUN_DIR``).
+
+Options are checked before TensorFlow is imported (an outside network's module is
+imported right after); a bad one is one line on stderr and exit code 2. ``--expect``
+names depend on the model's architecture, so they are checked right after the model is
+built (before MNIST is read). Exit code 0 when every gradient matches (or only the
+``--expect``ed ones do not), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from tfhybrid.errors import ConfigError
 EXIT_MISMATCH = 1
 DEFAULT_BATCH = 8
 MNIST_TEST_SIZE = 10_000
+MNIST_SHAPE, MNIST_CLASSES = (28, 28, 1), 10
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,11 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="check_gradients.py",
         description="Audit the hand-written gradients: manual vs tf.GradientTape (float32, "
                     "float64) vs float64 finite differences, on real MNIST test images.")
-    parser.add_argument("--model", default="seed-cnn", metavar="|".join(MODEL_NAMES),
+    parser.add_argument("--model", default=None,
+                        metavar="|".join(MODEL_NAMES) + "|MODULE:NAME|FILE.py:NAME",
                         help="the network to audit (default seed-cnn); it scales the "
-                             "[0, 1] images itself, as in training")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seeds the initial weights and the finite-difference coordinates")
+                             "[0, 1] images itself, as in training. MODULE:NAME or "
+                             "FILE.py:NAME: a tfhybrid.Sequential defined outside the "
+                             "project, or a function returning one (called with no "
+                             "arguments), taking [28,28,1] images to 10 classes")
+    parser.add_argument("--from", dest="run_dir", default=None, metavar="RUN_DIR",
+                        help="audit a training run at its saved parameters (RUN_DIR/params.npz, "
+                             "else its checkpoint), with its model and options")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seeds the initial weights and the finite-difference coordinates "
+                             "(default 0; with --from, the run's seed, and the weights are the "
+                             "run's; for MODULE:NAME, the weights are the network's own)")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="N",
                         help="audit on the first N MNIST test images")
     for rule in RULES:
@@ -52,24 +67,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse and check every option; raises ConfigError (or exits 2 when unparsable)."""
+    """Parse and check every option; raises ConfigError (or exits 2 when unparsable).
+
+    Sets ``args.external`` (a :class:`registry.External` or None), ``args.run`` (a
+    :class:`registry.SavedRun` or None) and ``args.rules`` / ``args.options`` (the model
+    options the network is built with: the gradient rules / every option).
+    """
     args = build_parser().parse_args(argv)
-    _check_choice("--model", args.model, MODEL_NAMES)
+    args.external = args.run = None
+    if args.run_dir is not None:
+        args.run = registry.read_run(args.run_dir)
+        if args.model is not None and args.model != args.run.model:
+            raise ConfigError(f"--model {args.model} contradicts --from {args.run_dir}, a run "
+                              f"of {args.run.model}; leave --model out")
+        args.model = args.run.model
+    elif args.model is not None and registry.is_external(args.model):
+        args.external = registry.parse_external(args.model)
+    args.model = args.model or "seed-cnn"
+    if args.external is None:
+        _check_model_name(args.model)
+    if args.seed is None:
+        args.seed = args.run.seed if args.run is not None else 0
     _check_int("--seed", args.seed, minimum=0)
     _check_int("--batch", args.batch, minimum=1)
     if args.batch > MNIST_TEST_SIZE:
         raise ConfigError(f"--batch must not exceed the {MNIST_TEST_SIZE} MNIST test images, "
                           f"got {args.batch}")
-    args.rules = {}  # model option -> choice, for the rules this model takes
-    for rule in RULES:
-        value = getattr(args, rule.keyword)
-        if args.model not in rule.models:
-            if value is not None:
-                raise ConfigError(f"{rule.flag} applies only to --model "
-                                  f"{' or '.join(rule.models)}, not {args.model}")
-            continue
-        _check_choice(rule.flag, value if value is not None else rule.default, rule.choices)
-        args.rules[rule.keyword] = value if value is not None else rule.default
+    args.rules = _rules(args)
+    args.options = dict(args.run.options) if args.run is not None else dict(args.rules)
     if args.plot is not None and Path(args.plot).suffix.lower() != ".png":
         raise ConfigError(f"--plot must name a .png file, got {args.plot!r}")
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
@@ -77,6 +102,43 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
             raise ConfigError(f"{flag}: the folder of {path!r} does not exist")
     args.data_dir = resolve_data_dir(args.data_dir)
     return args
+
+
+def _check_model_name(name: str) -> None:
+    if name in MODEL_NAMES:
+        return
+    if name.endswith(".py"):
+        raise ConfigError(f"--model {name}: name the network in the file after a colon, "
+                          f"--model {name}:NAME")
+    raise ConfigError(f"--model must be one of {', '.join(MODEL_NAMES)}, or "
+                      f"{registry.EXTERNAL_FORMS} for a network of your own; got {name!r}")
+
+
+def _rules(args: argparse.Namespace) -> dict[str, str]:
+    """Model option -> choice, for the gradient rules this model takes."""
+    rules = {}
+    for rule in RULES:
+        value = getattr(args, rule.keyword)
+        if args.external is not None:
+            if value is not None:
+                raise ConfigError(f"{rule.flag} applies only to the built-in "
+                                  f"{', '.join(rule.models)}, not to --model {args.model}: "
+                                  "give its layers the rule you want")
+            continue
+        if args.model not in rule.models:
+            if value is not None:
+                raise ConfigError(f"{rule.flag} applies only to --model "
+                                  f"{' or '.join(rule.models)}, not {args.model}")
+            continue
+        if args.run is not None:
+            saved = args.run.options[rule.keyword]
+            if value is not None and value != saved:
+                raise ConfigError(f"{rule.flag} {value} contradicts --from {args.run_dir}, "
+                                  f"trained with {rule.flag} {saved}; leave {rule.flag} out")
+            value = saved
+        _check_choice(rule.flag, value if value is not None else rule.default, rule.choices)
+        rules[rule.keyword] = value if value is not None else rule.default
+    return rules
 
 
 def mnist_batch(data_dir: str | None, size: int):
@@ -96,19 +158,49 @@ def check_expect(names: Sequence[str], model_name: str, known: Sequence[str]) ->
                               f"{model_name}; got {name!r}")
 
 
+def check_mnist_shapes(model, name: str) -> None:
+    """An outside network must take MNIST images [N,28,28,1] and give 10 classes."""
+    shape, classes = tuple(model.input_shape), tuple(model.output_shape)
+    if shape != MNIST_SHAPE:
+        raise ConfigError(f"--model {name} takes inputs {shape}; the audit feeds MNIST images "
+                          f"{MNIST_SHAPE}: build it with input_shape={MNIST_SHAPE}")
+    if classes != (MNIST_CLASSES,):
+        raise ConfigError(f"--model {name} gives {classes[-1]} outputs; MNIST has "
+                          f"{MNIST_CLASSES} classes: end it with Dense({MNIST_CLASSES})")
+
+
+def network(args: argparse.Namespace):
+    """(the network to audit, the twin whose update step is checked, a line saying where
+    the network and its weights come from, or None)."""
+    if args.external is not None:
+        model = registry.load_external(args.external)
+        check_mnist_shapes(model, args.model)
+        return model, model, f"network: {args.model} ({model.name}, weights its own)"
+    if args.run is not None:
+        model = registry.build_from_run(args.run)
+        about = f"parameters: {args.run.source} ({args.run.model} {args.run.when})"
+    else:
+        model = registry.build(args.model, seed=args.seed, **args.options)
+        about = None
+    return model, registry.exact_twin(args.model, model), about
+
+
 def check_gradients(args: argparse.Namespace, out=None):
     """Run the audit the options describe; print the table; write JSON and plot if asked."""
     from tfhybrid.audit.core import audit
     from tfhybrid.audit.table import format_table
 
-    model = registry.build(args.model, seed=args.seed, **args.rules)
+    model, twin, about = network(args)  # twin: the update check takes the true step
     check_expect(args.expect, args.model, registry.gradient_names(model))
     x, y = mnist_batch(args.data_dir, args.batch)
-    twin = registry.exact_twin(args.model, model)  # the update check takes the true step
     report = audit(model, x, y, expect=args.expect, seed=args.seed, update_model=twin)
+    if about:
+        print(about, file=out)
     print(format_table(report), file=out)
     if args.json:
-        record = {"images": f"the first {args.batch} MNIST test images", **report.to_dict()}
+        record = {"images": f"the first {args.batch} MNIST test images", "network": args.model,
+                  **({"parameters": args.run.source} if args.run is not None else {}),
+                  **report.to_dict()}
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     if args.plot:
         from tfhybrid.audit.plots import plot_report
