@@ -99,6 +99,30 @@ class ModelSpec:
         return getattr(importlib.import_module(module), function)
 
 
+# Without --lr, an optimizer other than the source's takes its conventional rate (the
+# textbook's defaults that doc 004 follows; Keras's for RMSprop and Adam).
+CONVENTIONAL_LR = {"sgd": 0.01, "adagrad": 0.01, "rmsprop": 0.001, "adam": 0.001}
+
+
+MOMENTUM_SPEEDUP = 10  # momentum 0.9: a steady gradient moves 1 / (1 - 0.9) times as far
+
+
+def default_lr(model: str, optimizer: str) -> tuple[float, str]:
+    """(learning rate, where it comes from) for ``optimizer`` on ``model`` without --lr.
+
+    The source's rate for the source's optimizer. Momentum: the model's SGD rate / 10,
+    the same steady step as plain SGD (a network that needs a small SGD rate needs a small
+    momentum rate too). Otherwise the optimizer's conventional rate.
+    """
+    training = MODELS[model].training
+    if optimizer == training.optimizer:
+        return training.lr, f"{model}'s source rate for {optimizer}"
+    if optimizer == "momentum":
+        sgd = training.lr if training.optimizer == "sgd" else CONVENTIONAL_LR["sgd"]
+        return sgd / MOMENTUM_SPEEDUP, f"{model}'s SGD rate / {MOMENTUM_SPEEDUP} for momentum"
+    return CONVENTIONAL_LR[optimizer], f"{optimizer}'s conventional rate"
+
+
 MODELS = {spec.name: spec for spec in (
     ModelSpec("seed-cnn", "tfhybrid.models.seed_cnn:seed_cnn", (DW_MODE, BIAS_GRAD),
               TrainingDefaults(10, None, 100, "sgd", 0.1, None, None, 0.9695,

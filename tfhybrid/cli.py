@@ -7,11 +7,12 @@ printed as one line on stderr with a non-zero exit code, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 
-from tfhybrid.catalog import MODEL_NAMES, MODELS, OPTIONS
+from tfhybrid.catalog import CONVENTIONAL_LR, MODEL_NAMES, MODELS, OPTIONS
 from tfhybrid.config import DATA_DIR_ENV, DATASETS, TrainConfig
 from tfhybrid.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, TfhybridError
 from tfhybrid.optimizers import OPTIMIZER_NAMES
@@ -22,6 +23,20 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def program_name(script: str) -> str:
+    """How the user called this program: ``script`` (python scripts/NAME.py) or the name of
+    the installed console command (tfhybrid-train, ...), for usage lines and hints."""
+    called = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return called if called.startswith("tfhybrid-") else script
+
+
+def command_line(script: str) -> str:
+    """The command a user types to run this program again: ``python scripts/NAME.py`` from
+    a clone, or the console command when installed."""
+    name = program_name(script)
+    return name if name.startswith("tfhybrid-") else f"python scripts/{script}"
 
 
 def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Options default to "not given" so a resumed run can tell what the user changed."""
     defaults = TrainConfig()
     parser = OneLineParser(
-        prog="train.py", argument_default=argparse.SUPPRESS,
+        prog=program_name("train.py"), argument_default=argparse.SUPPRESS,
         description="Train a source tutorial's network on MNIST with hand-written "
                     "backpropagation (TensorFlow convolutions, NumPy gradients). Unset "
                     "options take the chosen model's source settings; the defaults shown "
@@ -48,8 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="count N updates instead of epochs (two-layer-net's default)")
     parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     parser.add_argument("--optimizer", metavar="|".join(OPTIMIZER_NAMES),
-                        help=f"default {defaults.optimizer}")
-    parser.add_argument("--lr", type=float, help=f"learning rate, default {defaults.lr}")
+                        help=f"default: the model's source optimizer ({defaults.optimizer} "
+                             "for seed-cnn)")
+    parser.add_argument("--lr", type=float,
+                        help="learning rate; default: the source's rate for the source's "
+                             f"optimizer ({defaults.lr} for seed-cnn); momentum: the model's "
+                             "SGD rate / 10; else the optimizer's conventional rate (" + ", ".join(
+                                 f"{k} {v:g}" for k, v in CONVENTIONAL_LR.items()) + ")")
     parser.add_argument("--seed", type=int,
                         help=f"seeds the initial weights and the per-epoch shuffles, "
                              f"default {defaults.seed}")

@@ -18,6 +18,7 @@ from tfhybrid.catalog import (
     MODELS,
     OPTIONS,
     TRAINING_DEFAULTS,
+    default_lr,
 )
 from tfhybrid.catalog import TIE_RULES as POOL_TIE_RULES
 from tfhybrid.errors import ConfigError
@@ -82,7 +83,15 @@ class TrainConfig:
                                            else None) for option in OPTIONS})
         if "epochs" in overrides and "iterations" not in overrides:
             settings["iterations"] = None
+        chosen = overrides.get("optimizer")
+        if "lr" not in overrides and chosen in OPTIMIZER_NAMES:
+            settings["lr"] = default_lr(model, chosen)[0]
         return cls(model=model, **{**settings, **overrides})
+
+    def lr_origin(self) -> str:
+        """Where this config's learning rate comes from, for the run's header."""
+        rate, origin = default_lr(self.model, self.optimizer)
+        return origin if rate == self.lr else "--lr"
 
     @property
     def train_size(self) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import time
 from collections.abc import Callable, Iterator
@@ -49,7 +50,7 @@ ARTICLE_TEST_ACCURACY = 0.9695
 # A loss this many times the run's first loss means training has blown up even while
 # every number is still finite (a saturated sigmoid network never overflows).
 DIVERGENCE_FACTOR = 100.0
-RUN_FILES = (CHECKPOINT_NAME, "metrics.json")
+RUN_FILES = (CHECKPOINT_NAME, "metrics.json", "history.jsonl")
 # Settings that do not change the computation, so a resumed run may give new values.
 RESUME_MAY_CHANGE = ("epochs", "data_dir", "out", "plot", "tensorboard", "audit_every")
 # --audit-every: a fixed batch (the first validation images), so audits compare over epochs.
@@ -155,7 +156,10 @@ def prepare_workdir(workdir: str | Path, *, resume: bool = False, force: bool = 
 
 
 def resume_command(workdir: Path) -> str:
-    return f"python scripts/train.py --resume {shlex.quote(str(workdir))}"
+    """The command that resumes the run, as the user started it (script or console command)."""
+    from tfhybrid.cli import command_line
+
+    return f"{command_line('train.py')} --resume {shlex.quote(str(workdir))}"
 
 
 def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
@@ -176,6 +180,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
     x_test, y_test = data.x_test[:config.test_limit], data.y_test[:config.test_limit]
     log(f"data: {len(data.x_train)} training, {len(data.x_val)} validation, "
         f"{len(x_test)} test images (loaded in {load_seconds:.1f}s)")
+    log(f"model {config.model}, optimizer {config.optimizer}, lr {config.lr:g} "
+        f"({config.lr_origin()}), batch {config.batch_size}, seed {config.seed}")
     from tfhybrid.runtime import tune_for_training
 
     tune_for_training()  # one BLAS thread, freed memory kept: see tfhybrid/runtime.py
@@ -202,6 +208,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
     board = _tensorboard(out) if config.tensorboard else None
     auditor = (EpochAudit(config, data.x_val[:AUDIT_IMAGES], one_hot(data.y_val[:AUDIT_IMAGES]))
                if config.audit_every else None)
+    _write_history(out, state.history)  # a resumed run's history is its checkpoint's
     columns = EpochColumns(article=config.model == "seed-cnn" and config.dataset == "mnist")
     log(columns.header())
     for row in state.history:
@@ -247,6 +254,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
                 news = auditor.news(epoch, row["audit"], state.history)
             state.history.append(row)
             state.epoch, state.step, state.cost_sum, state.loss_sum = epoch + 1, 0, 0.0, 0.0
+            _append_history(out, row)  # first: a kill before the save re-runs this epoch
             _save(out, state, optimizer)
             log(columns.row(row))
             if news:
@@ -255,7 +263,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
                 board.epoch(row, model.params, result["grads"] if result else None)
 
     test_accuracy = model.accuracy(x_test, y_test)
-    reported = TRAINING_DEFAULTS[config.model].reported
+    # The sources report MNIST figures: a comparison on another dataset would mislead.
+    reported = TRAINING_DEFAULTS[config.model].reported if config.dataset == "mnist" else None
     log(f"test accuracy {test_accuracy:.4f}"
         + (f" (source: {reported})" if reported is not None else ""))
     metrics = {
@@ -379,6 +388,23 @@ class EpochColumns:
             cost = f" {reference:>12} {row['cost']:>8.4f}"
         return (f"{row['epoch']:>5}{cost} {row['loss']:>8.4f} {row['val_accuracy']:>8.4f} "
                 f"{row['seconds']:>8.1f}")
+
+
+HISTORY_NAME = "history.jsonl"
+
+
+def _write_history(out: Path, rows: list[dict]) -> None:
+    """``history.jsonl``: one JSON line per finished epoch, as in ``metrics.json``'s
+    "epochs", so a run that dies still leaves its history readable without the checkpoint."""
+    atomic_write(out / HISTORY_NAME, lambda handle: handle.write(
+        "".join(json.dumps(row) + "\n" for row in rows).encode()))
+
+
+def _append_history(out: Path, row: dict) -> None:
+    with open(out / HISTORY_NAME, "a") as handle:
+        handle.write(json.dumps(row) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _tensorboard(out: Path):

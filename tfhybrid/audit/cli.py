@@ -21,7 +21,7 @@ from pathlib import Path
 from tfhybrid.audit import registry
 from tfhybrid.audit.registry import CHECK_NAMES, RULES
 from tfhybrid.catalog import MODEL_NAMES
-from tfhybrid.cli import OneLineParser, add_data_dir_option, run
+from tfhybrid.cli import OneLineParser, add_data_dir_option, program_name, run
 from tfhybrid.config import _check_choice, _check_int, resolve_data_dir
 from tfhybrid.errors import ConfigError
 
@@ -33,7 +33,7 @@ MNIST_SHAPE, MNIST_CLASSES = (28, 28, 1), 10
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
-        prog="check_gradients.py",
+        prog=program_name("check_gradients.py"),
         description="Audit the hand-written gradients: manual vs tf.GradientTape (float32, "
                     "float64) vs float64 finite differences, on real MNIST test images.")
     parser.add_argument("--model", default=None,
