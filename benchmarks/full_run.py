@@ -20,8 +20,16 @@ def full_run(model: str, data_dir: str) -> dict:
     """
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile("w+") as log:
         out = Path(tmp) / "run"
-        args = [sys.executable, str(REPO / "scripts" / "train.py"), "--model", model,
-                "--data-dir", data_dir, "--out", str(out)]
+        args = [
+            sys.executable,
+            str(REPO / "scripts" / "train.py"),
+            "--model",
+            model,
+            "--data-dir",
+            data_dir,
+            "--out",
+            str(out),
+        ]
         start = time.perf_counter()
         code, peak = run_subprocess(args, log)
         wall = time.perf_counter() - start
@@ -32,11 +40,15 @@ def full_run(model: str, data_dir: str) -> dict:
         except (OSError, ValueError):
             metrics = {}
     epochs = metrics.get("epochs") or []
-    return {"model": model,
-            "command": f"python scripts/train.py --model {model} --data-dir {data_dir}",
-            "exit_code": code, "wall_seconds": wall, "peak_rss_mb": peak,
-            "data_seconds": metrics.get("data_seconds"),
-            "total_seconds": metrics.get("total_seconds"),
-            "epoch_seconds": [row.get("seconds") for row in epochs if isinstance(row, dict)],
-            "test_accuracy": metrics.get("test_accuracy"),
-            "log_tail": text.strip().splitlines()[-3:]}
+    return {
+        "model": model,
+        "command": f"python scripts/train.py --model {model} --data-dir {data_dir}",
+        "exit_code": code,
+        "wall_seconds": wall,
+        "peak_rss_mb": peak,
+        "data_seconds": metrics.get("data_seconds"),
+        "total_seconds": metrics.get("total_seconds"),
+        "epoch_seconds": [row.get("seconds") for row in epochs if isinstance(row, dict)],
+        "test_accuracy": metrics.get("test_accuracy"),
+        "log_tail": text.strip().splitlines()[-3:],
+    }

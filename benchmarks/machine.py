@@ -16,7 +16,12 @@ def machine_info() -> dict:
     """Versions, cores, processor and the load average at the start (imports TensorFlow)."""
     from tfhybrid._tf import tf
 
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "numpy": np.__version__, "cpus": os.cpu_count(), "machine": platform.machine(),
-            "processor": platform.processor() or platform.machine(),
-            "load_average": load_average()}
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "numpy": np.__version__,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "load_average": load_average(),
+    }

@@ -84,16 +84,31 @@ def worker(model: str, method: str, batch: int, steps: int, warmup: int, seed: i
     baseline = current_rss_mb()
     step = make_step(model, method, batch, seed)
     times = time_calls(step, steps, warmup)
-    return {"model": model, "method": method, "batch": batch, **summarise(times),
-            "rss_before_mb": baseline, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "model": model,
+        "method": method,
+        "batch": batch,
+        **summarise(times),
+        "rss_before_mb": baseline,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def measure(model: str, method: str, batch: int, seed: int, timeout: float = 1800) -> dict:
     """Peak RSS of ``method`` on ``model`` at ``batch``, from :func:`worker` in a fresh
     process: {"peak_rss_mb", "rss_before_mb" (after imports), ...}, or {"error": ...}."""
     steps, warmup = (10, 3) if batch <= 1000 else (3, 1)
-    args = [sys.executable, "-m", "benchmarks.memory", model, method, str(batch), str(steps),
-            str(warmup), str(seed)]
+    args = [
+        sys.executable,
+        "-m",
+        "benchmarks.memory",
+        model,
+        method,
+        str(batch),
+        str(steps),
+        str(warmup),
+        str(seed),
+    ]
     with tempfile.TemporaryFile("w+") as out:
         code, _ = run_subprocess(args, out, timeout=timeout)
         out.seek(0)

@@ -29,42 +29,57 @@ def scaling_steps(batch: int, steps: int) -> int:
     return min(steps, 50 if batch <= 100 else 20 if batch <= 1000 else 5)
 
 
-def time_model(model: str, methods: tuple[str, ...], batch: int, steps: int, warmup: int,
-               seed: int, log) -> list[dict]:
+def time_model(
+    model: str, methods: tuple[str, ...], batch: int, steps: int, warmup: int, seed: int, log
+) -> list[dict]:
     """One row per method: step-time summary, ratio to autodiff, seconds per epoch."""
     from tfhybrid.catalog import TRAINING_DEFAULTS
 
-    log(f"{model}: timing {', '.join(methods)} at batch {batch}, {steps} steps each after "
-        f"{warmup} warm-up steps, interleaved (load average {load_average()})")
+    log(
+        f"{model}: timing {', '.join(methods)} at batch {batch}, {steps} steps each after "
+        f"{warmup} warm-up steps, interleaved (load average {load_average()})"
+    )
     step_fns = {method: make_step(model, method, batch, seed) for method in methods}
     times = interleaved_times(step_fns, steps, warmup)
     del step_fns
     rows = {method: summarise(times[method]) for method in methods}
     reference = rows["autodiff"]["median_ms"] if "autodiff" in rows else None
     per_epoch = steps_per_epoch(batch)
-    return [{"model": model, "method": method, "batch": batch,
-             "lr": TRAINING_DEFAULTS[model].lr,
-             "source_batch": TRAINING_DEFAULTS[model].batch_size,
-             "source_train_limit": TRAINING_DEFAULTS[model].train_limit, **row,
-             "x_autodiff": row["median_ms"] / reference if reference else None,
-             "steps_per_epoch": per_epoch,
-             "seconds_per_epoch": row["median_ms"] * per_epoch / 1e3,
-             "peak_rss_mb": None, "rss_before_mb": None}
-            for method, row in rows.items()]
+    return [
+        {
+            "model": model,
+            "method": method,
+            "batch": batch,
+            "lr": TRAINING_DEFAULTS[model].lr,
+            "source_batch": TRAINING_DEFAULTS[model].batch_size,
+            "source_train_limit": TRAINING_DEFAULTS[model].train_limit,
+            **row,
+            "x_autodiff": row["median_ms"] / reference if reference else None,
+            "steps_per_epoch": per_epoch,
+            "seconds_per_epoch": row["median_ms"] * per_epoch / 1e3,
+            "peak_rss_mb": None,
+            "rss_before_mb": None,
+        }
+        for method, row in rows.items()
+    ]
 
 
-def scaling_rows(model: str, sizes: tuple[int, ...], steps: int, warmup: int, memory: bool,
-                 seed: int, log) -> list[dict]:
+def scaling_rows(
+    model: str, sizes: tuple[int, ...], steps: int, warmup: int, memory: bool, seed: int, log
+) -> list[dict]:
     """Hybrid and autodiff at each batch size: times interleaved in this process (so their
     ratio holds under load), memory from a fresh process per method and size."""
     rows = []
     for size in sizes:
         count = scaling_steps(size, steps)
-        log(f"{model}: scaling, hybrid and autodiff at batch {size}, {count} steps each, "
-            "interleaved")
+        log(
+            f"{model}: scaling, hybrid and autodiff at batch {size}, {count} steps each, "
+            "interleaved"
+        )
         step_fns = {method: make_step(model, method, size, seed) for method in SCALING_METHODS}
-        times = interleaved_times(step_fns, count, warmup=min(warmup, 2),
-                                  chunk=max(1, min(10, count // 5)))
+        times = interleaved_times(
+            step_fns, count, warmup=min(warmup, 2), chunk=max(1, min(10, count // 5))
+        )
         del step_fns
         for method, samples in times.items():
             row = {"model": model, "method": method, "batch": size, **summarise(samples)}
@@ -73,8 +88,7 @@ def scaling_rows(model: str, sizes: tuple[int, ...], steps: int, warmup: int, me
             rows.append(row)
     if memory:
         for row in rows:
-            log(f"{model}: peak memory of {row['method']} at batch {row['batch']} "
-                "(fresh process)")
+            log(f"{model}: peak memory of {row['method']} at batch {row['batch']} (fresh process)")
             add_memory(row, measure(model, row["method"], row["batch"], seed))
     return rows
 
@@ -86,21 +100,42 @@ def add_memory(row: dict, measured: dict) -> None:
         row["memory_error"] = measured["error"]
 
 
-def benchmark(models: tuple[str, ...], methods: tuple[str, ...], *, batch: int | None = None,
-              steps: int = 60, warmup: int = 10, scaling: tuple[int, ...] = (),
-              memory: bool = True, data_dir: str | None = None, seed: int = SEED,
-              log=print) -> dict:
+def benchmark(
+    models: tuple[str, ...],
+    methods: tuple[str, ...],
+    *,
+    batch: int | None = None,
+    steps: int = 60,
+    warmup: int = 10,
+    scaling: tuple[int, ...] = (),
+    memory: bool = True,
+    data_dir: str | None = None,
+    seed: int = SEED,
+    log=print,
+) -> dict:
     """The whole benchmark. ``batch`` None: each model's source batch size."""
     from tfhybrid.catalog import TRAINING_DEFAULTS
     from tfhybrid.runtime import tune_for_training
 
-    report = {"machine": machine_info(),
-              "runtime_settings": tune_for_training(),  # as training applies them
-              "settings": {"models": list(models), "methods": list(methods), "batch": batch,
-                           "steps": steps, "warmup": warmup, "scaling": list(scaling),
-                           "memory": memory, "seed": seed, "optimizer": "sgd",
-                           "train_images": TRAIN_IMAGES},
-              "results": [], "scaling": [], "full_runs": []}
+    report = {
+        "machine": machine_info(),
+        "runtime_settings": tune_for_training(),  # as training applies them
+        "settings": {
+            "models": list(models),
+            "methods": list(methods),
+            "batch": batch,
+            "steps": steps,
+            "warmup": warmup,
+            "scaling": list(scaling),
+            "memory": memory,
+            "seed": seed,
+            "optimizer": "sgd",
+            "train_images": TRAIN_IMAGES,
+        },
+        "results": [],
+        "scaling": [],
+        "full_runs": [],
+    }
     for model in models:
         size = batch or TRAINING_DEFAULTS[model].batch_size
         report["results"] += time_model(model, methods, size, steps, warmup, seed, log)
@@ -108,14 +143,20 @@ def benchmark(models: tuple[str, ...], methods: tuple[str, ...], *, batch: int |
         report["scaling"] += scaling_rows(model, scaling, steps, warmup, memory, seed, log)
     if memory:
         for row in report["results"]:
-            known = [r for r in report["scaling"] if r.get("peak_rss_mb") is not None
-                     and (r["model"], r["method"], r["batch"])
-                     == (row["model"], row["method"], row["batch"])]
+            known = [
+                r
+                for r in report["scaling"]
+                if r.get("peak_rss_mb") is not None
+                and (r["model"], r["method"], r["batch"])
+                == (row["model"], row["method"], row["batch"])
+            ]
             if known:
                 add_memory(row, known[0])
                 continue
-            log(f"{row['model']}: peak memory of {row['method']} at batch {row['batch']} "
-                "(fresh process)")
+            log(
+                f"{row['model']}: peak memory of {row['method']} at batch {row['batch']} "
+                "(fresh process)"
+            )
             add_memory(row, measure(row["model"], row["method"], row["batch"], seed))
     for model in models if data_dir is not None else ():
         log(f"{model}: full run, scripts/train.py at its source settings, data loading included")

@@ -39,6 +39,10 @@ def interleaved_times(steps: dict, repeats: int, warmup: int, chunk: int = 10) -
 def summarise(times: list[float]) -> dict:
     """Median, 10th and 90th percentile in ms, the count, and every time (ms)."""
     ms = np.asarray(times) * 1e3
-    return {"median_ms": float(np.median(ms)), "p10_ms": float(np.percentile(ms, 10)),
-            "p90_ms": float(np.percentile(ms, 90)), "steps": len(ms),
-            "times_ms": [round(float(t), 4) for t in ms]}
+    return {
+        "median_ms": float(np.median(ms)),
+        "p10_ms": float(np.percentile(ms, 10)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "steps": len(ms),
+        "times_ms": [round(float(t), 4) for t in ms],
+    }

@@ -32,6 +32,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def count(minimum: int):
     """An argparse type: an integer >= ``minimum``."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -40,6 +41,7 @@ def count(minimum: int):
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         return value
+
     return parse
 
 
@@ -57,38 +59,70 @@ def method_list(text: str) -> tuple[str, ...]:
     methods = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
-        raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(unknown) or repr(text)}; "
-                                         f"choose from {','.join(METHODS)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {', '.join(unknown) or repr(text)}; choose from {','.join(METHODS)}"
+        )
     return methods
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="benchmark.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", choices=(*MODEL_NAMES, "all"),
-                        metavar="NAME", help=f"repeatable, or all: {', '.join(MODEL_NAMES)} "
-                                             "(default seed-cnn)")
-    parser.add_argument("--methods", type=method_list, default=DEFAULT_METHODS,
-                        help=f"comma-separated subset of {','.join(METHODS)} "
-                             f"(default {','.join(DEFAULT_METHODS)})")
-    parser.add_argument("--per-example", action="store_true",
-                        help="also time the hybrid step with per_example=True")
-    parser.add_argument("--batch", type=count(1),
-                        help="batch size for every model (default: each model's source batch)")
-    parser.add_argument("--steps", type=count(1), default=60,
-                        help="timed steps per method, the median is reported (default 60)")
-    parser.add_argument("--warmup", type=count(0), default=10,
-                        help="untimed steps per method first (default 10)")
-    parser.add_argument("--scaling", type=batch_sizes, default=(), metavar="SIZES",
-                        help="also time hybrid and autodiff at these batch sizes, e.g. "
-                             "100,1000,10000 (default: none)")
-    parser.add_argument("--no-memory", action="store_true",
-                        help="skip the peak-RSS measurements (a fresh process each)")
-    parser.add_argument("--seed", type=count(0), default=0,
-                        help="seeds the initial weights and the random batch (default 0)")
-    parser.add_argument("--full-run", action="store_true",
-                        help="also run scripts/train.py --model NAME for each model and report "
-                             f"wall time, peak memory and test accuracy; needs --data-dir or "
-                             f"${DATA_DIR_ENV}")
+    parser.add_argument(
+        "--model",
+        action="append",
+        choices=(*MODEL_NAMES, "all"),
+        metavar="NAME",
+        help=f"repeatable, or all: {', '.join(MODEL_NAMES)} (default seed-cnn)",
+    )
+    parser.add_argument(
+        "--methods",
+        type=method_list,
+        default=DEFAULT_METHODS,
+        help=f"comma-separated subset of {','.join(METHODS)} (default {','.join(DEFAULT_METHODS)})",
+    )
+    parser.add_argument(
+        "--per-example", action="store_true", help="also time the hybrid step with per_example=True"
+    )
+    parser.add_argument(
+        "--batch",
+        type=count(1),
+        help="batch size for every model (default: each model's source batch)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=count(1),
+        default=60,
+        help="timed steps per method, the median is reported (default 60)",
+    )
+    parser.add_argument(
+        "--warmup", type=count(0), default=10, help="untimed steps per method first (default 10)"
+    )
+    parser.add_argument(
+        "--scaling",
+        type=batch_sizes,
+        default=(),
+        metavar="SIZES",
+        help="also time hybrid and autodiff at these batch sizes, e.g. "
+        "100,1000,10000 (default: none)",
+    )
+    parser.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the peak-RSS measurements (a fresh process each)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=count(0),
+        default=0,
+        help="seeds the initial weights and the random batch (default 0)",
+    )
+    parser.add_argument(
+        "--full-run",
+        action="store_true",
+        help="also run scripts/train.py --model NAME for each model and report "
+        f"wall time, peak memory and test accuracy; needs --data-dir or "
+        f"${DATA_DIR_ENV}",
+    )
     parser.add_argument("--data-dir", help="MNIST folder for --full-run")
     parser.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     return parser
@@ -127,11 +161,18 @@ def main(argv=None) -> int:
     from benchmarks.suite import benchmark
 
     try:
-        report = benchmark(args.models, args.methods, batch=args.batch, steps=args.steps,
-                           warmup=args.warmup, scaling=args.scaling,
-                           memory=not args.no_memory,
-                           data_dir=args.data_dir if args.full_run else None, seed=args.seed,
-                           log=lambda m: print(m, file=sys.stderr, flush=True))
+        report = benchmark(
+            args.models,
+            args.methods,
+            batch=args.batch,
+            steps=args.steps,
+            warmup=args.warmup,
+            scaling=args.scaling,
+            memory=not args.no_memory,
+            data_dir=args.data_dir if args.full_run else None,
+            seed=args.seed,
+            log=lambda m: print(m, file=sys.stderr, flush=True),
+        )
     except KeyboardInterrupt:
         print("benchmark.py: interrupted", file=sys.stderr)
         return 130

@@ -30,8 +30,13 @@ from tfhybrid.runtime import tune_for_training  # noqa: E402
 
 # The source's optimizers with their default hyper-parameters (doc 004's textbook).
 SOURCE_LR = {"sgd": 0.01, "momentum": 0.01, "adagrad": 0.01, "adam": 0.001, "rmsprop": 0.01}
-LABELS = {"sgd": "SGD", "momentum": "Momentum", "adagrad": "AdaGrad", "adam": "Adam",
-          "rmsprop": "RMSprop"}
+LABELS = {
+    "sgd": "SGD",
+    "momentum": "Momentum",
+    "adagrad": "AdaGrad",
+    "adam": "Adam",
+    "rmsprop": "RMSprop",
+}
 MARKERS = {"sgd": "o", "momentum": "x", "adagrad": "s", "adam": "D", "rmsprop": "^"}
 
 
@@ -41,7 +46,7 @@ def smooth(values, window: int = 11, beta: float = 2.0) -> np.ndarray:
     half = window // 2
     if len(values) <= half:
         return values.copy()
-    padded = np.concatenate([values[half:0:-1], values, values[-2:-half - 2:-1]])
+    padded = np.concatenate([values[half:0:-1], values, values[-2 : -half - 2 : -1]])
     weights = np.kaiser(window, beta)
     return np.convolve(padded, weights / weights.sum(), mode="valid")
 
@@ -51,12 +56,20 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=100, help="hidden units of the net")
-    parser.add_argument("--optimizers", default="sgd,momentum,adagrad,adam",
-                        help=f"comma-separated, from {','.join(OPTIMIZER_NAMES)}")
+    parser.add_argument(
+        "--optimizers",
+        default="sgd,momentum,adagrad,adam",
+        help=f"comma-separated, from {','.join(OPTIMIZER_NAMES)}",
+    )
     parser.add_argument("--seed", type=int, default=0)
     add_data_dir_option(parser)
-    parser.add_argument("--train-limit", type=int, default=None, metavar="N",
-                        help="use only the first N training images")
+    parser.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use only the first N training images",
+    )
     parser.add_argument("--out", default="runs/compare-optimizers", help="output folder")
     return parser
 
@@ -66,15 +79,22 @@ def parse(argv=None):
     args.optimizers = [name.strip() for name in args.optimizers.split(",") if name.strip()]
     unknown = [name for name in args.optimizers if name not in OPTIMIZER_NAMES]
     if unknown or not args.optimizers:
-        raise ConfigError(f"--optimizers: unknown {', '.join(unknown) or '(none given)'}; "
-                          f"choose from {','.join(OPTIMIZER_NAMES)}")
-    for flag, value in (("--iterations", args.iterations), ("--batch-size", args.batch_size),
-                        ("--hidden", args.hidden)):
+        raise ConfigError(
+            f"--optimizers: unknown {', '.join(unknown) or '(none given)'}; "
+            f"choose from {','.join(OPTIMIZER_NAMES)}"
+        )
+    for flag, value in (
+        ("--iterations", args.iterations),
+        ("--batch-size", args.batch_size),
+        ("--hidden", args.hidden),
+    ):
         if value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     if args.train_limit is not None and args.train_limit < args.batch_size:
-        raise ConfigError(f"--train-limit must be at least the batch size {args.batch_size}, "
-                          f"got {args.train_limit}")
+        raise ConfigError(
+            f"--train-limit must be at least the batch size {args.batch_size}, "
+            f"got {args.train_limit}"
+        )
     args.data_dir = resolve_data_dir(args.data_dir)
     return args
 
@@ -88,8 +108,10 @@ def compare(args) -> dict:
     data = load_mnist(args.data_dir, args.train_limit)
     x, labels = data.x_train, data.y_train
     start = build_model("two-layer-net", hidden=args.hidden, seed=args.seed).params
-    nets = {name: build_model("two-layer-net", hidden=args.hidden, params=start)
-            for name in args.optimizers}
+    nets = {
+        name: build_model("two-layer-net", hidden=args.hidden, params=start)
+        for name in args.optimizers
+    }
     optimizers = {name: build_optimizer(name, SOURCE_LR[name]) for name in args.optimizers}
     losses = {name: [] for name in args.optimizers}
     started = time.perf_counter()
@@ -103,9 +125,14 @@ def compare(args) -> dict:
             print(f"iteration {step:5d}  {line}", flush=True)
     seconds = time.perf_counter() - started
     return {
-        "settings": {"iterations": args.iterations, "batch_size": args.batch_size,
-                     "hidden": args.hidden, "seed": args.seed, "train_size": len(x),
-                     "lr": {n: SOURCE_LR[n] for n in args.optimizers}},
+        "settings": {
+            "iterations": args.iterations,
+            "batch_size": args.batch_size,
+            "hidden": args.hidden,
+            "seed": args.seed,
+            "train_size": len(x),
+            "lr": {n: SOURCE_LR[n] for n in args.optimizers},
+        },
         "final_smoothed_loss": {n: float(smooth(losses[n])[-1]) for n in args.optimizers},
         "mean_loss_last_100": {n: float(np.mean(losses[n][-100:])) for n in args.optimizers},
         "seconds": round(seconds, 1),
@@ -122,11 +149,21 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, values in result["losses"].items():
         final = result["final_smoothed_loss"][name]
-        ax.plot(np.arange(len(values)), smooth(values), marker=MARKERS[name], markevery=100,
-                markersize=4, label=f"{LABELS[name]} (final {final:.3f})")
+        ax.plot(
+            np.arange(len(values)),
+            smooth(values),
+            marker=MARKERS[name],
+            markevery=100,
+            markersize=4,
+            label=f"{LABELS[name]} (final {final:.3f})",
+        )
     settings = result["settings"]
-    ax.set(xlabel="iterations", ylabel="loss (smoothed)", ylim=(0, 1),
-           title=f"two-layer net 784-{settings['hidden']}-10, batch {settings['batch_size']}")
+    ax.set(
+        xlabel="iterations",
+        ylabel="loss (smoothed)",
+        ylim=(0, 1),
+        title=f"two-layer net 784-{settings['hidden']}-10, batch {settings['batch_size']}",
+    )
     ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -143,10 +180,13 @@ def main(argv=None) -> int:
         plot(result, out / "optimizers.png")
         (out / "optimizers.json").write_text(json.dumps(result, indent=1) + "\n")
         for name, final in result["final_smoothed_loss"].items():
-            print(f"{LABELS[name]:9s} final smoothed loss {final:.4f}  "
-                  f"(mean of last 100: {result['mean_loss_last_100'][name]:.4f})")
-        print(f"wrote {out / 'optimizers.png'} and {out / 'optimizers.json'} "
-              f"({result['seconds']}s)")
+            print(
+                f"{LABELS[name]:9s} final smoothed loss {final:.4f}  "
+                f"(mean of last 100: {result['mean_loss_last_100'][name]:.4f})"
+            )
+        print(
+            f"wrote {out / 'optimizers.png'} and {out / 'optimizers.json'} ({result['seconds']}s)"
+        )
 
     return run(job)
 

@@ -32,10 +32,15 @@ MODELS = ("numpy-cnn", "conv8")
 
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="measure_pool_ties.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=1024,
-                        help="training images the gradients are measured on")
-    parser.add_argument("--train-steps", type=int, default=500,
-                        help="true-gradient training steps before the second measurement")
+    parser.add_argument(
+        "--images", type=int, default=1024, help="training images the gradients are measured on"
+    )
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        default=500,
+        help="true-gradient training steps before the second measurement",
+    )
     parser.add_argument("--seed", type=int, default=0)
     add_data_dir_option(parser)
     parser.add_argument("--out", default="runs/pool_ties.json", help="JSON results")
@@ -48,17 +53,21 @@ def tie_rule_error(model_first, model_all, x, labels, batch_size):
 
     ratios, errors = {}, {}
     for start in range(0, len(x) - batch_size + 1, batch_size):
-        xb, yb = x[start:start + batch_size], one_hot(labels[start:start + batch_size])
+        xb, yb = x[start : start + batch_size], one_hot(labels[start : start + batch_size])
         first, every = model_first.gradients(xb, yb), model_all.gradients(xb, yb)
         for key in first:
             norm = float(np.linalg.norm(first[key]))
             if np.array_equal(first[key], every[key]) or norm == 0:
                 continue  # above the pools: the rule does not reach it
             ratios.setdefault(key, []).append(float(np.linalg.norm(every[key])) / norm)
-            errors.setdefault(key, []).append(float(np.linalg.norm(every[key] - first[key]))
-                                              / norm)
-    return {key: {"norm_ratio": round(float(np.mean(ratios[key])), 3),
-                  "relative_error": round(float(np.mean(errors[key])), 3)} for key in ratios}
+            errors.setdefault(key, []).append(float(np.linalg.norm(every[key] - first[key])) / norm)
+    return {
+        key: {
+            "norm_ratio": round(float(np.mean(ratios[key])), 3),
+            "relative_error": round(float(np.mean(errors[key])), 3),
+        }
+        for key in ratios
+    }
 
 
 def measure(name: str, data, args) -> dict:
@@ -67,15 +76,22 @@ def measure(name: str, data, args) -> dict:
     from tfhybrid.training import fit
 
     settings = TRAINING_DEFAULTS[name]
-    x, labels = data.x_train[:args.images], data.y_train[:args.images]
+    x, labels = data.x_train[: args.images], data.y_train[: args.images]
     model = build_model(name, seed=args.seed)
     result = {"batch_size": settings.batch_size, "images": len(x)}
     for state in ("init", "trained"):
         if state == "trained":
-            train_x = data.x_train[:settings.train_limit]
-            train_y = data.y_train[:settings.train_limit]
-            fit(model, build_optimizer(settings.optimizer, settings.lr), train_x, train_y,
-                batch_size=settings.batch_size, iterations=args.train_steps, seed=args.seed)
+            train_x = data.x_train[: settings.train_limit]
+            train_y = data.y_train[: settings.train_limit]
+            fit(
+                model,
+                build_optimizer(settings.optimizer, settings.lr),
+                train_x,
+                train_y,
+                batch_size=settings.batch_size,
+                iterations=args.train_steps,
+                seed=args.seed,
+            )
         every = build_model(name, seed=args.seed, pool_ties="all")
         every.params = model.params
         result[state] = tie_rule_error(model, every, x, labels, settings.batch_size)
@@ -96,8 +112,10 @@ def main(argv=None) -> int:
         results = {name: measure(name, data, args) for name in MODELS}
         for name, result in results.items():
             for state in ("init", "trained"):
-                cells = "  ".join(f"d{k}: x{v['norm_ratio']:.2f} (error {v['relative_error']:.2f})"
-                                  for k, v in result[state].items())
+                cells = "  ".join(
+                    f"d{k}: x{v['norm_ratio']:.2f} (error {v['relative_error']:.2f})"
+                    for k, v in result[state].items()
+                )
                 print(f"{name:9s} {state:7s} all-ties / first-max  {cells}")
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

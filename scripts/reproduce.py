@@ -22,19 +22,30 @@ def build_parser() -> argparse.ArgumentParser:
     from tfhybrid.reproduce import VARIANT_HELP
 
     parser = OneLineParser(prog="reproduce.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="0-4", help="a range or list, e.g. 0-4 or 0,3,7 "
-                                                       "(default 0-4)")
-    parser.add_argument("--variants", default=",".join(VARIANT_HELP),
-                        help="comma-separated: " + "; ".join(
-                            f"{k}: {v}" for k, v in VARIANT_HELP.items()))
+    parser.add_argument(
+        "--seeds", default="0-4", help="a range or list, e.g. 0-4 or 0,3,7 (default 0-4)"
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANT_HELP),
+        help="comma-separated: " + "; ".join(f"{k}: {v}" for k, v in VARIANT_HELP.items()),
+    )
     parser.add_argument("--epochs", type=int, default=10, help="default 10, as the article")
-    parser.add_argument("--train-limit", type=int, metavar="N",
-                        help="use only the first N training images (quick runs)")
-    parser.add_argument("--test-limit", type=int, metavar="N",
-                        help="evaluate on the first N test images only")
+    parser.add_argument(
+        "--train-limit",
+        type=int,
+        metavar="N",
+        help="use only the first N training images (quick runs)",
+    )
+    parser.add_argument(
+        "--test-limit", type=int, metavar="N", help="evaluate on the first N test images only"
+    )
     add_data_dir_option(parser)
-    parser.add_argument("--out", default="runs/reproduce",
-                        help="folder of the runs and the report (default runs/reproduce)")
+    parser.add_argument(
+        "--out",
+        default="runs/reproduce",
+        help="folder of the runs and the report (default runs/reproduce)",
+    )
     return parser
 
 
@@ -45,9 +56,16 @@ def main(argv=None) -> int:
 
         seeds = parse_seeds(args.seeds)
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-        reproduce(seeds, args.out, variants, epochs=args.epochs, train_limit=args.train_limit,
-                  test_limit=args.test_limit, data_dir=args.data_dir,
-                  log=lambda line: print(line, flush=True))
+        reproduce(
+            seeds,
+            args.out,
+            variants,
+            epochs=args.epochs,
+            train_limit=args.train_limit,
+            test_limit=args.test_limit,
+            data_dir=args.data_dir,
+            log=lambda line: print(line, flush=True),
+        )
 
     return run(job)
 

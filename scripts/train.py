@@ -1,7 +1,7 @@
 """Train the source article's CNN with hybrid TensorFlow/NumPy backpropagation.
 
-    python scripts/train.py                 # the article's program: 10 epochs, test accuracy
-    python scripts/train.py --help          # every option
+python scripts/train.py                 # the article's program: 10 epochs, test accuracy
+python scripts/train.py --help          # every option
 """
 
 import sys

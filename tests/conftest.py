@@ -24,8 +24,10 @@ def data_dir() -> Path:
     """The folder of the four original MNIST files; CI must have it, so never skip there."""
     path = mnist_dir()
     if path is None:
-        message = ("MNIST files not found: set TFHYBRID_DATA_DIR to the folder holding the four "
-                   f"original .gz files (default {DEFAULT_DATA_DIR})")
+        message = (
+            "MNIST files not found: set TFHYBRID_DATA_DIR to the folder holding the four "
+            f"original .gz files (default {DEFAULT_DATA_DIR})"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -42,5 +44,11 @@ def run_train_script(*args: str, env_extra: dict | None = None, cwd: Path | None
     import subprocess
 
     env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *args],
-                          capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd or REPO,
+        timeout=600,
+    )

@@ -28,16 +28,19 @@ def random_batch(seed: int, n: int):
 def run_audit(seed=0, batch=3, bias_grad="exact", dtype=np.float32, **options):
     x, y = random_batch(seed, batch)
     model = seed_cnn(seed=seed, bias_grad=bias_grad, dtype=dtype)
-    return audit(model, x.astype(dtype), y.astype(dtype), seed=seed, fd_samples=FD_SAMPLES,
-                 **options)
+    return audit(
+        model, x.astype(dtype), y.astype(dtype), seed=seed, fd_samples=FD_SAMPLES, **options
+    )
 
 
 def verdicts(report) -> dict[str, str]:
     return {t.name: t.manual.verdict for t in report.tensors}
 
 
-@pytest.mark.parametrize("seed,batch,dtype", [
-    (0, 1, np.float32), (1, 4, np.float32), (2, 9, np.float32), (3, 2, np.float64)])
+@pytest.mark.parametrize(
+    "seed,batch,dtype",
+    [(0, 1, np.float32), (1, 4, np.float32), (2, 9, np.float32), (3, 2, np.float64)],
+)
 def test_correct_code_passes(seed, batch, dtype):
     report = run_audit(seed, batch, dtype=dtype)
     assert report.ok and report.mismatches == [], report.mismatches
@@ -74,8 +77,9 @@ def test_update_check_under_the_exact_rule_passes_for_a_seed_rule_model():
 
 def test_missing_quarter_in_pool_backward(monkeypatch):
     real = pooling_layer.avg_pool_backward
-    monkeypatch.setattr(pooling_layer, "avg_pool_backward",
-                        lambda dout, cache: 4 * real(dout, cache))
+    monkeypatch.setattr(
+        pooling_layer, "avg_pool_backward", lambda dout, cache: 4 * real(dout, cache)
+    )
     report = run_audit(seed=1)
     below_pool = ("ds1", "dz1", "dw1", "db1")
     for name in ALL:

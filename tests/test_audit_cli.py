@@ -18,21 +18,30 @@ from tfhybrid.data import one_hot
 
 def run_check(*args: str, env_extra: dict | None = None):
     env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "check_gradients.py"), *args],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "check_gradients.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["--batch", "0"], ["--batch", "0"]),
-    (["--batch", "20000"], ["--batch", "10000", "20000"]),
-    (["--seed", "-1"], ["--seed", "-1"]),
-    (["--bias-grad", "half"], ["--bias-grad", "half", "exact"]),
-    (["--model", "resnet"], ["--model", "resnet", "seed-cnn"]),
-    (["--expect", "dw9"], ["--expect", "dw9", "db1"]),
-    (["--plot", "errors.jpg"], ["--plot", "errors.jpg", ".png"]),
-    (["--json", "/no/such/folder/report.json"], ["--json", "/no/such/folder"]),
-    (["--batch", "many"], ["--batch", "many"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--batch", "0"], ["--batch", "0"]),
+        (["--batch", "20000"], ["--batch", "10000", "20000"]),
+        (["--seed", "-1"], ["--seed", "-1"]),
+        (["--bias-grad", "half"], ["--bias-grad", "half", "exact"]),
+        (["--model", "resnet"], ["--model", "resnet", "seed-cnn"]),
+        (["--expect", "dw9"], ["--expect", "dw9", "db1"]),
+        (["--plot", "errors.jpg"], ["--plot", "errors.jpg", ".png"]),
+        (["--json", "/no/such/folder/report.json"], ["--json", "/no/such/folder"]),
+        (["--batch", "many"], ["--batch", "many"]),
+    ],
+)
 def test_bad_option_gives_one_line_and_exit_2(args, needles):
     assert_one_line_error(run_check(*args), *needles)
 
@@ -48,8 +57,17 @@ def test_default_run_fails_on_the_seed_bias_rule_only(data_dir):
 
 def test_expected_mismatch_exits_0_and_writes_json_and_plot(data_dir, tmp_path):
     report, plot = tmp_path / "audit.json", tmp_path / "audit.png"
-    result = run_check("--batch", "2", "--expect", "db1", "--json", str(report),
-                       "--plot", str(plot), env_extra={"TFHYBRID_DATA_DIR": str(data_dir)})
+    result = run_check(
+        "--batch",
+        "2",
+        "--expect",
+        "db1",
+        "--json",
+        str(report),
+        "--plot",
+        str(plot),
+        env_extra={"TFHYBRID_DATA_DIR": str(data_dir)},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     record = json.loads(report.read_text())
     assert record["ok"] and record["mismatches"] == ["db1"] and record["expected"] == ["db1"]
@@ -60,6 +78,7 @@ def test_expected_mismatch_exits_0_and_writes_json_and_plot(data_dir, tmp_path):
 @pytest.fixture
 def random_images(monkeypatch):
     """In-process runs on random images instead of MNIST: the exit-code logic only."""
+
     def fake_batch(_data_dir, size):
         rng = np.random.default_rng(size)
         return rng.random((size, 28, 28, 1)).astype(np.float32), one_hot(rng.integers(0, 10, size))
@@ -67,13 +86,16 @@ def random_images(monkeypatch):
     monkeypatch.setattr(cli, "mnist_batch", fake_batch)
 
 
-@pytest.mark.parametrize("args,code", [
-    (["--bias-grad", "exact"], 0),
-    (["--bias-grad", "exact", "--expect", "dw1"], 0),  # expecting what matches is harmless
-    ([], 1),
-    (["--expect", "dw1"], 1),  # the wrong name expected: db1 still fails
-    (["--expect", "db1"], 0),
-])
+@pytest.mark.parametrize(
+    "args,code",
+    [
+        (["--bias-grad", "exact"], 0),
+        (["--bias-grad", "exact", "--expect", "dw1"], 0),  # expecting what matches is harmless
+        ([], 1),
+        (["--expect", "dw1"], 1),  # the wrong name expected: db1 still fails
+        (["--expect", "db1"], 0),
+    ],
+)
 def test_exit_code_follows_expect(random_images, capsys, args, code):
     assert cli.main(["--batch", "2", *args]) == code
     assert "update check" in capsys.readouterr().out

@@ -101,9 +101,19 @@ def test_file_path_network_with_a_layer_of_its_own(outside, data_dir):
 
 def test_module_name_on_pythonpath(outside, data_dir, tmp_path):
     report = tmp_path / "audit.json"
-    result = run_check("--model", "outside_nets:net", "--batch", "2", "--expect", "dt1",
-                       "--json", str(report), "--data-dir", str(data_dir),
-                       env_extra={"PYTHONPATH": str(outside)})
+    result = run_check(
+        "--model",
+        "outside_nets:net",
+        "--batch",
+        "2",
+        "--expect",
+        "dt1",
+        "--json",
+        str(report),
+        "--data-dir",
+        str(data_dir),
+        env_extra={"PYTHONPATH": str(outside)},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert verdicts(result.stdout)["dt1"] == "match"
     record = json.loads(report.read_text())
@@ -111,29 +121,39 @@ def test_module_name_on_pythonpath(outside, data_dir, tmp_path):
     assert record["update"]["passed"] and record["mismatches"] == []
 
 
-@pytest.mark.parametrize("model,needles", [
-    ("outside_nets:missing_name", ["missing_name", "tanh_net", "net", "Sequential"]),
-    ("outside_nets:number", ["number is an int", "Sequential"]),
-    ("outside_nets:needs_width", ["needs_width()", "TypeError", "width", "no arguments"]),
-    ("outside_nets:broken", ["broken()", "RuntimeError: no weights here", "outside_nets.py:"]),
-    ("outside_nets:not_a_net", ["not_a_net() returned a list", "Sequential"]),
-    ("outside_nets:colour_net", ["(28, 28, 3)", "input_shape=(28, 28, 1)"]),
-    ("outside_nets:five_classes", ["5 outputs", "10 classes", "Dense(10)"]),
-    ("not_a_module_xyz:net", ["not_a_module_xyz", "PYTHONPATH", "not_a_module_xyz.py:net"]),
-    ("raises_on_import:net", ["importing raises_on_import", "ValueError: half done",
-                              "raises_on_import.py:3"]),
-    ("needs_dependency:net", ["importing needs_dependency", "no_such_dependency_xyz"]),
-    ("FOLDER/bad_syntax.py:net", ["bad_syntax.py", "SyntaxError", "bad_syntax.py:1"]),
-    ("FOLDER/no_such_file.py:net", ["no file", "no_such_file.py", "check the path"]),
-    ("FOLDER/outside_nets.py", ["after a colon", "outside_nets.py:NAME"]),
-    ("FOLDER/outside_nets.txt:net", ["not a .py file", "MODULE:NAME"]),
-    ("outside_nets:", ["MODULE:NAME", "after the colon"]),
-    ("outside_nets:2net", ["'2net' is not a Python name"]),
-    ("resnet", ["--model", "resnet", "seed-cnn", "MODULE:NAME"]),
-])
+@pytest.mark.parametrize(
+    "model,needles",
+    [
+        ("outside_nets:missing_name", ["missing_name", "tanh_net", "net", "Sequential"]),
+        ("outside_nets:number", ["number is an int", "Sequential"]),
+        ("outside_nets:needs_width", ["needs_width()", "TypeError", "width", "no arguments"]),
+        ("outside_nets:broken", ["broken()", "RuntimeError: no weights here", "outside_nets.py:"]),
+        ("outside_nets:not_a_net", ["not_a_net() returned a list", "Sequential"]),
+        ("outside_nets:colour_net", ["(28, 28, 3)", "input_shape=(28, 28, 1)"]),
+        ("outside_nets:five_classes", ["5 outputs", "10 classes", "Dense(10)"]),
+        ("not_a_module_xyz:net", ["not_a_module_xyz", "PYTHONPATH", "not_a_module_xyz.py:net"]),
+        (
+            "raises_on_import:net",
+            ["importing raises_on_import", "ValueError: half done", "raises_on_import.py:3"],
+        ),
+        ("needs_dependency:net", ["importing needs_dependency", "no_such_dependency_xyz"]),
+        ("FOLDER/bad_syntax.py:net", ["bad_syntax.py", "SyntaxError", "bad_syntax.py:1"]),
+        ("FOLDER/no_such_file.py:net", ["no file", "no_such_file.py", "check the path"]),
+        ("FOLDER/outside_nets.py", ["after a colon", "outside_nets.py:NAME"]),
+        ("FOLDER/outside_nets.txt:net", ["not a .py file", "MODULE:NAME"]),
+        ("outside_nets:", ["MODULE:NAME", "after the colon"]),
+        ("outside_nets:2net", ["'2net' is not a Python name"]),
+        ("resnet", ["--model", "resnet", "seed-cnn", "MODULE:NAME"]),
+    ],
+)
 def test_bad_outside_name_gives_one_line_and_exit_2(outside, model, needles):
-    result = run_check("--model", model.replace("FOLDER", str(outside)), "--batch", "1",
-                       env_extra={"PYTHONPATH": str(outside)})
+    result = run_check(
+        "--model",
+        model.replace("FOLDER", str(outside)),
+        "--batch",
+        "1",
+        env_extra={"PYTHONPATH": str(outside)},
+    )
     assert_one_line_error(result, *needles)
 
 
@@ -152,8 +172,9 @@ def runs(data_dir, tmp_path_factory):
     """Two one-epoch seed-cnn runs: with the article's db1 rule, and with the true one."""
     folder = tmp_path_factory.mktemp("runs")
     for name, extra in (("seed", ()), ("exact", ("--bias-grad", "exact"))):
-        result = run_train_script(*RUN_ARGS, *extra, "--out", str(folder / name),
-                                  "--data-dir", str(data_dir))
+        result = run_train_script(
+            *RUN_ARGS, *extra, "--out", str(folder / name), "--data-dir", str(data_dir)
+        )
         assert result.returncode == 0, result.stderr
     return folder
 
@@ -178,7 +199,10 @@ def test_from_reads_the_saved_weights(runs):
     with np.load(runs / "seed" / "params.npz") as saved:
         assert all(np.array_equal(run.params[k], saved[k]) for k in saved.files)
     assert (run.model, run.options, run.seed) == (
-        "seed-cnn", {"dw_mode": "batched", "bias_grad": "seed"}, 0)
+        "seed-cnn",
+        {"dw_mode": "batched", "bias_grad": "seed"},
+        0,
+    )
 
 
 def test_from_falls_back_to_the_checkpoint(runs, tmp_path, random_images, capsys):  # noqa: F811
@@ -192,19 +216,23 @@ def test_from_falls_back_to_the_checkpoint(runs, tmp_path, random_images, capsys
     assert f"parameters: {folder / 'checkpoint.npz'}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["--bias-grad", "exact"], ["--bias-grad exact", "contradicts", "--bias-grad seed"]),
-    (["--model", "lenet5"], ["--model lenet5", "contradicts", "seed-cnn"]),
-    (["--pool-ties", "all"], ["--pool-ties", "seed-cnn"]),
-    (["--model", "nets.py:net"], ["--model nets.py:net", "contradicts"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--bias-grad", "exact"], ["--bias-grad exact", "contradicts", "--bias-grad seed"]),
+        (["--model", "lenet5"], ["--model lenet5", "contradicts", "seed-cnn"]),
+        (["--pool-ties", "all"], ["--pool-ties", "seed-cnn"]),
+        (["--model", "nets.py:net"], ["--model nets.py:net", "contradicts"]),
+    ],
+)
 def test_from_with_a_contradicting_option(runs, args, needles):
     assert_one_line_error(run_check("--from", str(runs / "seed"), *args), *needles)
 
 
 def test_from_with_an_agreeing_option_is_accepted(runs):
-    args = cli.parse_options(["--from", str(runs / "seed"), "--model", "seed-cnn",
-                              "--bias-grad", "seed"])
+    args = cli.parse_options(
+        ["--from", str(runs / "seed"), "--model", "seed-cnn", "--bias-grad", "seed"]
+    )
     assert args.options == {"dw_mode": "batched", "bias_grad": "seed"} and args.seed == 0
 
 
@@ -227,13 +255,16 @@ def damage(runs, tmp_path, how: str):
     return folder
 
 
-@pytest.mark.parametrize("how,needles", [
-    ("params", ["params.npz", "damaged"]),
-    ("metrics", ["metrics.json", "damaged"]),
-    ("checkpoint", ["checkpoint.npz", "damaged"]),
-    ("empty", ["not a training run"]),
-    ("shapes", ["params.npz", "does not fit", "seed-cnn"]),
-])
+@pytest.mark.parametrize(
+    "how,needles",
+    [
+        ("params", ["params.npz", "damaged"]),
+        ("metrics", ["metrics.json", "damaged"]),
+        ("checkpoint", ["checkpoint.npz", "damaged"]),
+        ("empty", ["not a training run"]),
+        ("shapes", ["params.npz", "does not fit", "seed-cnn"]),
+    ],
+)
 def test_from_a_damaged_run_gives_one_line(runs, tmp_path, how, needles):
     folder = damage(runs, tmp_path, how)
     assert_one_line_error(run_check("--from", str(folder), "--batch", "1"), "--from", *needles)
@@ -250,8 +281,9 @@ TINY = ("--epochs", "2", "--train-limit", "300", "--test-limit", "100")
 
 def test_audit_every_epoch_is_recorded_and_changes_nothing(data_dir, tmp_path):
     out = tmp_path / "run"
-    result = run_train_script(*TINY, "--audit-every", "1", "--tensorboard", "--out", str(out),
-                              "--data-dir", str(data_dir))
+    result = run_train_script(
+        *TINY, "--audit-every", "1", "--tensorboard", "--out", str(out), "--data-dir", str(data_dir)
+    )
     assert result.returncode == 0, result.stderr
     assert "audit:" not in result.stdout  # db1's factor is the model's own rule, and stays
     metrics = json.loads((out / "metrics.json").read_text())
@@ -259,28 +291,38 @@ def test_audit_every_epoch_is_recorded_and_changes_nothing(data_dir, tmp_path):
     for row in metrics["epochs"]:
         audit = row["audit"]
         assert list(audit) == ["dw1", "db1", "dw2", "db2", "dz1", "ds1", "dL1", "dz2"]
-        assert audit["db1"] == {"verdict": "off by a constant factor 1/400",
-                                "rel_error": pytest.approx(0.995, abs=1e-3), "expected": True}
-        assert all(item["verdict"] == "match" and item["rel_error"] < 1e-3 and
-                   not item["expected"] for name, item in audit.items() if name != "db1")
+        assert audit["db1"] == {
+            "verdict": "off by a constant factor 1/400",
+            "rel_error": pytest.approx(0.995, abs=1e-3),
+            "expected": True,
+        }
+        assert all(
+            item["verdict"] == "match" and item["rel_error"] < 1e-3 and not item["expected"]
+            for name, item in audit.items()
+            if name != "db1"
+        )
         assert 0 < row["seconds"]
     tags = tensorboard_tags(out / "tensorboard")
     assert tags["audit/rel_error/db1"] == tags["audit/rel_error/dz2"] == {1, 2}
 
     # The same run without auditing: the same weights and figures, bit for bit.
-    plain = train_and_evaluate(TrainConfig(epochs=2, train_limit=300, test_limit=100,
-                                           data_dir=str(data_dir)), tmp_path / "plain",
-                               log=lambda *_: None)
+    plain = train_and_evaluate(
+        TrainConfig(epochs=2, train_limit=300, test_limit=100, data_dir=str(data_dir)),
+        tmp_path / "plain",
+        log=lambda *_: None,
+    )
     with np.load(out / "params.npz") as a, np.load(tmp_path / "plain" / "params.npz") as b:
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     strip = ("seconds", "audit")
-    assert ([{k: v for k, v in row.items() if k not in strip} for row in metrics["epochs"]]
-            == [{k: v for k, v in row.items() if k != "seconds"} for row in plain["epochs"]])
+    assert [{k: v for k, v in row.items() if k not in strip} for row in metrics["epochs"]] == [
+        {k: v for k, v in row.items() if k != "seconds"} for row in plain["epochs"]
+    ]
 
     # A resumed run may change --audit-every: epoch 3 is not a multiple of 2.
-    resumed = run_train_script("--resume", str(out), "--epochs", "3", "--audit-every", "2",
-                               "--data-dir", str(data_dir))
+    resumed = run_train_script(
+        "--resume", str(out), "--epochs", "3", "--audit-every", "2", "--data-dir", str(data_dir)
+    )
     assert resumed.returncode == 0, resumed.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert [("audit" in row) for row in metrics["epochs"]] == [True, True, False]
@@ -319,17 +361,26 @@ def item(verdict: str, expected: bool = False) -> dict:
 
 
 def test_a_changed_verdict_is_one_line():
-    history = [{"epoch": 2, "audit": {"dw1": item("match"), "db1": item("match"),
-                                      "dz1": item("off by a constant factor 2")}},
-               {"epoch": 3}]  # not audited: the comparison is with epoch 2
+    history = [
+        {
+            "epoch": 2,
+            "audit": {
+                "dw1": item("match"),
+                "db1": item("match"),
+                "dz1": item("off by a constant factor 2"),
+            },
+        },
+        {"epoch": 3},
+    ]  # not audited: the comparison is with epoch 2
     now = {"dw1": item("match"), "db1": item("wrong"), "dz1": item("off by a constant factor 3")}
     assert EpochAudit.news(4, now, history) == "audit: epoch 4: db1 changed from match to wrong"
     assert EpochAudit.news(4, {**now, "db1": item("match")}, history) is None
     # the model's own rules: expected, so not a change
     assert EpochAudit.news(4, {**now, "db1": item("wrong", expected=True)}, history) is None
     both = {**now, "dw1": item("sign flipped")}
-    assert EpochAudit.news(4, both, history) == ("audit: epoch 4: dw1 changed from match to "
-                                                "sign flipped; db1 changed from match to wrong")
+    assert EpochAudit.news(4, both, history) == (
+        "audit: epoch 4: dw1 changed from match to sign flipped; db1 changed from match to wrong"
+    )
 
 
 def test_the_first_audit_names_unexpected_mismatches_only():

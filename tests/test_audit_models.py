@@ -25,20 +25,33 @@ def mnist_images(data_dir):
 def run_audit(name, images, batch, dtype=np.float32, seed=0, **rules):
     x, y = images
     model = registry.build(name, seed=seed, dtype=dtype, **rules)
-    return audit(model, x[:batch].astype(dtype), y[:batch].astype(dtype), seed=seed,
-                 fd_samples=FD_SAMPLES, update_model=registry.exact_twin(name, model))
+    return audit(
+        model,
+        x[:batch].astype(dtype),
+        y[:batch].astype(dtype),
+        seed=seed,
+        fd_samples=FD_SAMPLES,
+        update_model=registry.exact_twin(name, model),
+    )
 
 
-@pytest.mark.parametrize("name,batch,dtype", [
-    ("lenet5", 2, np.float32), ("numpy-cnn", 2, np.float32), ("conv8", 3, np.float32),
-    ("two-layer-net", 3, np.float32), ("conv8", 2, np.float64),
-    ("two-layer-net", 2, np.float64), ("numpy-cnn", 1, np.float64)])
+@pytest.mark.parametrize(
+    "name,batch,dtype",
+    [
+        ("lenet5", 2, np.float32),
+        ("numpy-cnn", 2, np.float32),
+        ("conv8", 3, np.float32),
+        ("two-layer-net", 3, np.float32),
+        ("conv8", 2, np.float64),
+        ("two-layer-net", 2, np.float64),
+        ("numpy-cnn", 1, np.float64),
+    ],
+)
 def test_true_rules_pass_on_real_images(mnist_images, name, batch, dtype):
     report = run_audit(name, mnist_images, batch, dtype)
     assert report.ok and report.mismatches == [], report.mismatches
     assert report.settings["dtype"] == np.dtype(dtype).name
-    assert [t.name for t in report.tensors] == list(registry.gradient_names(
-        registry.build(name)))
+    assert [t.name for t in report.tensors] == list(registry.gradient_names(registry.build(name)))
     assert report.loss.matches and report.update.passed
 
 
@@ -50,8 +63,15 @@ def test_two_layer_net_reports_no_gradient_below_its_first_layer():
 def test_tie_rule_caught_in_conv8_filters(mnist_images):
     report = run_audit("conv8", mnist_images, 2, pool_ties="all")
     verdicts = {t.name: t.manual.verdict for t in report.tensors}
-    assert verdicts == {"dw1": WRONG, "dw2": MATCH, "db2": MATCH, "dz1": WRONG,
-                        "dp1": MATCH, "dflat": MATCH, "dz2": MATCH}
+    assert verdicts == {
+        "dw1": WRONG,
+        "dw2": MATCH,
+        "db2": MATCH,
+        "dz1": WRONG,
+        "dp1": MATCH,
+        "dflat": MATCH,
+        "dz2": MATCH,
+    }
     dw1 = report.tensor("dw1")
     assert dw1.vote.odd_one_out == "manual" and dw1.manual.scale > 1.5  # too large
     assert report.mismatches == ["dw1", "dz1"]  # the update check steps the true twin
@@ -75,22 +95,26 @@ def test_exact_twin_takes_the_true_rule():
     assert all(np.array_equal(twin.params[k], v) for k, v in model.params.items())
     assert registry.exact_twin("seed-cnn", registry.build("seed-cnn")).bias_grad == "exact"
     assert {rule.flag for name in MODEL_NAMES for rule in registry.rules_for(name)} == {
-        "--bias-grad", "--pool-ties"}
+        "--bias-grad",
+        "--pool-ties",
+    }
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["--model", "conv8", "--bias-grad", "exact"], ["--bias-grad", "seed-cnn", "conv8"]),
-    (["--pool-ties", "all"], ["--pool-ties", "lenet5", "seed-cnn"]),
-    (["--model", "two-layer-net", "--pool-ties", "first"], ["--pool-ties", "two-layer-net"]),
-    (["--model", "conv8", "--pool-ties", "some"], ["--pool-ties", "some", "first, all"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--model", "conv8", "--bias-grad", "exact"], ["--bias-grad", "seed-cnn", "conv8"]),
+        (["--pool-ties", "all"], ["--pool-ties", "lenet5", "seed-cnn"]),
+        (["--model", "two-layer-net", "--pool-ties", "first"], ["--pool-ties", "two-layer-net"]),
+        (["--model", "conv8", "--pool-ties", "some"], ["--pool-ties", "some", "first, all"]),
+    ],
+)
 def test_rule_for_another_model_is_rejected(args, needles):
     assert_one_line_error(run_check(*args), *needles)
 
 
 def test_expect_for_a_non_seed_model(data_dir, capsys):
-    base = ["--model", "conv8", "--pool-ties", "all", "--batch", "2", "--data-dir",
-            str(data_dir)]
+    base = ["--model", "conv8", "--pool-ties", "all", "--batch", "2", "--data-dir", str(data_dir)]
     assert cli.main(base) == 1
     assert "UNEXPECTED mismatch: dw1, dz1" in capsys.readouterr().out
     assert cli.main([*base, "--expect", "dw1"]) == 1  # dz1 is still unexpected

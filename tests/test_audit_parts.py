@@ -46,23 +46,40 @@ def test_small_elements_are_judged_on_the_tensor_scale():
     assert compare(np.array([1.0, 2e-9]), reference, RTOL_FLOAT32).verdict == MATCH
 
 
-@pytest.mark.parametrize("value,text", [
-    (2.5, "2.5"), (0.3, "0.3"), (1.00001, "1"), (1e-9, "1e-09")])
+@pytest.mark.parametrize(
+    "value,text", [(2.5, "2.5"), (0.3, "0.3"), (1.00001, "1"), (1e-9, "1e-09")]
+)
 def test_readable_factor(value, text):
     assert readable_factor(value) == text
 
 
 def test_vote_names_the_odd_one_out():
     sources = ("manual", "tape64", "fd64")
-    assert vote(sources, {("manual", "tape64"): True, ("manual", "fd64"): True,
-                          ("tape64", "fd64"): True}).summary == ALL_AGREE
-    outvoted = vote(sources, {("manual", "tape64"): False, ("fd64", "manual"): False,
-                              ("tape64", "fd64"): True})
+    assert (
+        vote(
+            sources,
+            {("manual", "tape64"): True, ("manual", "fd64"): True, ("tape64", "fd64"): True},
+        ).summary
+        == ALL_AGREE
+    )
+    outvoted = vote(
+        sources, {("manual", "tape64"): False, ("fd64", "manual"): False, ("tape64", "fd64"): True}
+    )
     assert outvoted.odd_one_out == "manual" and not outvoted.unanimous
-    assert vote(sources, {("manual", "tape64"): False, ("manual", "fd64"): True,
-                          ("tape64", "fd64"): False}).odd_one_out == "tape64"
-    assert vote(sources, {("manual", "tape64"): False, ("manual", "fd64"): False,
-                          ("tape64", "fd64"): False}).summary == NONE_AGREE
+    assert (
+        vote(
+            sources,
+            {("manual", "tape64"): False, ("manual", "fd64"): True, ("tape64", "fd64"): False},
+        ).odd_one_out
+        == "tape64"
+    )
+    assert (
+        vote(
+            sources,
+            {("manual", "tape64"): False, ("manual", "fd64"): False, ("tape64", "fd64"): False},
+        ).summary
+        == NONE_AGREE
+    )
 
 
 def test_sample_indices_covers_small_tensors_and_keeps_the_musts(rng):
@@ -85,20 +102,27 @@ def test_kinks_are_not_comparable_and_smooth_points_are():
     params = {"w": np.array(near + far)}
     indices = [(i,) for i in range(len(near) + len(far))]
     fd = central_differences(relu_loss, params, "w", indices, RTOL_FINITE_DIFF, scale=2.0)
-    assert not fd.comparable[:len(near)].any(), fd.curvature_spread
-    assert fd.comparable[len(near):].all(), fd.curvature_spread
+    assert not fd.comparable[: len(near)].any(), fd.curvature_spread
+    assert fd.comparable[len(near) :].all(), fd.curvature_spread
     exact = np.where(np.array(far) > 0, 1.0, 0.0) + np.array(far)
-    np.testing.assert_allclose(fd.values[len(near):], exact, rtol=RTOL_FINITE_DIFF)
+    np.testing.assert_allclose(fd.values[len(near) :], exact, rtol=RTOL_FINITE_DIFF)
 
 
 def test_a_change_of_max_is_a_kink():
     """max(a, b), as a max-pool window: the slope moves from a to b where they cross."""
+
     def window_max(params):
         a, b = params["v"]
         return float(max(2 * a, b) + np.sin(a))
 
-    fd = central_differences(window_max, {"v": np.array([0.5, 1.0 + FD_STEP / 3])}, "v",
-                             [(0,), (1,)], RTOL_FINITE_DIFF, scale=2.0)
+    fd = central_differences(
+        window_max,
+        {"v": np.array([0.5, 1.0 + FD_STEP / 3])},
+        "v",
+        [(0,), (1,)],
+        RTOL_FINITE_DIFF,
+        scale=2.0,
+    )
     assert not fd.comparable.any()
 
 
@@ -108,7 +132,8 @@ def test_smooth_curvature_is_not_a_kink(rng):
     def wavy(params):
         return float(np.sum(np.sin(params["w"]) * 5 + params["w"] ** 4 / 10))
 
-    fd = central_differences(wavy, {"w": w}, "w", [(i,) for i in range(len(w))],
-                             RTOL_FINITE_DIFF, scale=30.0)
+    fd = central_differences(
+        wavy, {"w": w}, "w", [(i,) for i in range(len(w))], RTOL_FINITE_DIFF, scale=30.0
+    )
     assert fd.comparable.all(), fd.curvature_spread
     np.testing.assert_allclose(fd.values, 5 * np.cos(w) + 0.4 * w**3, rtol=1e-7, atol=1e-7)

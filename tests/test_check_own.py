@@ -19,8 +19,11 @@ N = 5  # batch
 
 def inputs(seed: int = 0, d: int = 4, m: int = 4):
     rng = np.random.default_rng(seed)
-    return {"x": rng.standard_normal((N, d)), "w": rng.standard_normal((d, m)),
-            "b": rng.standard_normal((1, m))}
+    return {
+        "x": rng.standard_normal((N, d)),
+        "w": rng.standard_normal((d, m)),
+        "b": rng.standard_normal((1, m)),
+    }
 
 
 def affine_forward(x, w, b):
@@ -66,11 +69,14 @@ def planted(kind: str):
 
 
 @pytest.mark.parametrize("reference", [None, affine_reference])
-@pytest.mark.parametrize("kind,tensor,verdict", [
-    ("bias averaged", "b", f"{FACTOR} 1/{N}"),
-    ("sign flipped", "x", SIGN),
-    ("transposed weight gradient", "w", WRONG),
-])
+@pytest.mark.parametrize(
+    "kind,tensor,verdict",
+    [
+        ("bias averaged", "b", f"{FACTOR} 1/{N}"),
+        ("sign flipped", "x", SIGN),
+        ("transposed weight gradient", "w", WRONG),
+    ],
+)
 def test_each_planted_bug_is_named_with_its_kind(reference, kind, tensor, verdict):
     report = check_op(affine_forward, planted(kind), inputs(1), reference)
     assert report.mismatches == [tensor], str(report)
@@ -120,20 +126,27 @@ def max_pool_backward_every_tie(dout, cache):
 def test_max_pool_ties_sent_to_every_maximum():
     rng = np.random.default_rng(3)
     x = np.round(rng.random((2, 6, 6, 2)) * 2)  # values 0, 1, 2: ties in most windows
-    report = check_op(max_pool_forward, max_pool_backward_every_tie, {"x": x},
-                      lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"))
+    report = check_op(
+        max_pool_forward,
+        max_pool_backward_every_tie,
+        {"x": x},
+        lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"),
+    )
     assert report.verdicts == {"x": WRONG}, str(report)
     assert report.input("x").fd_not_comparable > 0  # ties are kinks: no difference quotient
     distinct = rng.permutation(144).reshape(2, 6, 6, 2).astype(float)  # no ties: it passes
-    assert check_op(max_pool_forward, max_pool_backward_every_tie, {"x": distinct},
-                    lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID")).ok
+    assert check_op(
+        max_pool_forward,
+        max_pool_backward_every_tie,
+        {"x": distinct},
+        lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"),
+    ).ok
 
 
 def test_assert_gradients_match_is_silent_on_a_match_and_shows_the_table_otherwise():
     assert assert_gradients_match(affine_forward, affine_backward, inputs(), affine_reference).ok
     with pytest.raises(AssertionError) as caught:
-        assert_gradients_match(affine_forward, planted("bias averaged"), inputs(),
-                               affine_reference)
+        assert_gradients_match(affine_forward, planted("bias averaged"), inputs(), affine_reference)
     message = str(caught.value)
     assert message.startswith("gradients do not match: b")
     assert "worst index" in message and f"{FACTOR} 1/{N}" in message
@@ -149,34 +162,60 @@ def test_tolerances_can_be_set_per_call():
     assert check_op(affine_forward, slightly_off, inputs(), affine_reference, atol=1e-3).ok
 
 
-@pytest.mark.parametrize("make,needle", [
-    (lambda: check_op(affine_forward, affine_backward, {**inputs(), "w": np.ones((3, 3))}),
-     "forward failed on inputs x [5, 4], w [3, 3], b [1, 4]"),
-    (lambda: check_op(affine_forward, lambda d, c: {"v": d}, inputs()), "not inputs"),
-    (lambda: check_op(affine_forward, lambda d, c: {"w": d}, inputs()),
-     "gradient for 'w' has shape [5, 4], but input 'w' has shape [4, 4]"),
-    (lambda: check_op(affine_forward, affine_backward, {**inputs(), "x": np.ones((5, 4), int)}),
-     "input 'x' has dtype int64"),
-    (lambda: check_op(lambda x, w, b: x @ w + b, affine_backward, inputs()),
-     "forward must return (out, cache)"),
-    (lambda: check_op(affine_forward, lambda d, c: [d], inputs()), "must return a dict"),
-    (lambda: check_op(affine_forward, affine_backward, inputs(),
-                      lambda x, w, b: tf.matmul(x, w)[:2]), "reference's output has shape"),
-    (lambda: check_op(affine_forward, affine_backward, {}), "non-empty dict"),
-])
+@pytest.mark.parametrize(
+    "make,needle",
+    [
+        (
+            lambda: check_op(affine_forward, affine_backward, {**inputs(), "w": np.ones((3, 3))}),
+            "forward failed on inputs x [5, 4], w [3, 3], b [1, 4]",
+        ),
+        (lambda: check_op(affine_forward, lambda d, c: {"v": d}, inputs()), "not inputs"),
+        (
+            lambda: check_op(affine_forward, lambda d, c: {"w": d}, inputs()),
+            "gradient for 'w' has shape [5, 4], but input 'w' has shape [4, 4]",
+        ),
+        (
+            lambda: check_op(
+                affine_forward, affine_backward, {**inputs(), "x": np.ones((5, 4), int)}
+            ),
+            "input 'x' has dtype int64",
+        ),
+        (
+            lambda: check_op(lambda x, w, b: x @ w + b, affine_backward, inputs()),
+            "forward must return (out, cache)",
+        ),
+        (lambda: check_op(affine_forward, lambda d, c: [d], inputs()), "must return a dict"),
+        (
+            lambda: check_op(
+                affine_forward, affine_backward, inputs(), lambda x, w, b: tf.matmul(x, w)[:2]
+            ),
+            "reference's output has shape",
+        ),
+        (lambda: check_op(affine_forward, affine_backward, {}), "non-empty dict"),
+    ],
+)
 def test_bad_input_is_one_clear_value_error(make, needle):
     with pytest.raises(ValueError) as caught:
         make()
     assert needle in str(caught.value)
 
 
-@pytest.mark.parametrize("layer,input_shape", [
-    (Conv2D(3, 3), (6, 6, 2)), (Conv2D(2, 3, stride=2, padding=1), (7, 5, 3)),
-    (Conv2D(4, 2, stride=3, padding=0, use_bias=False), (8, 8, 1)),
-    (Dense(4), (6,)), (ReLU(), (4, 4, 3)), (Sigmoid(), (3, 5, 2)), (AvgPool2D(2), (4, 6, 2)),
-    (AvgPool2D(3, 2), (7, 7, 1)), (MaxPool2D(2), (6, 6, 2)), (MaxPool2D(3, 2), (7, 7, 2)),
-    (Flatten(), (2, 3, 2)),
-])
+@pytest.mark.parametrize(
+    "layer,input_shape",
+    [
+        (Conv2D(3, 3), (6, 6, 2)),
+        (Conv2D(2, 3, stride=2, padding=1), (7, 5, 3)),
+        (Conv2D(4, 2, stride=3, padding=0, use_bias=False), (8, 8, 1)),
+        (Dense(4), (6,)),
+        (ReLU(), (4, 4, 3)),
+        (Sigmoid(), (3, 5, 2)),
+        (AvgPool2D(2), (4, 6, 2)),
+        (AvgPool2D(3, 2), (7, 7, 1)),
+        (MaxPool2D(2), (6, 6, 2)),
+        (MaxPool2D(3, 2), (7, 7, 2)),
+        (Flatten(), (2, 3, 2)),
+    ],
+)
 def test_every_builtin_layer_passes_check_layer(layer, input_shape):
     report = check_layer(layer, input_shape, batch=3, seed=4)
     assert report.ok, str(report)
@@ -211,11 +250,13 @@ def test_check_layer_catches_a_planted_bug_in_a_users_layer():
 def test_a_keras_layer_as_the_reference():
     keras = tf.keras
     values = inputs(5, d=4, m=3)
-    report = check_op(affine_forward, affine_backward, values, keras.layers.Dense(3),
-                      weights=("w", "b"))  # Keras's bias is [3]; ours [1,3]: reshaped
+    report = check_op(
+        affine_forward, affine_backward, values, keras.layers.Dense(3), weights=("w", "b")
+    )  # Keras's bias is [3]; ours [1,3]: reshaped
     assert report.ok and report.reference.startswith("keras Dense"), str(report)
-    wrong = check_op(affine_forward, planted("bias averaged"), values, keras.layers.Dense(3),
-                     weights=("w", "b"))
+    wrong = check_op(
+        affine_forward, planted("bias averaged"), values, keras.layers.Dense(3), weights=("w", "b")
+    )
     assert wrong.verdicts == {"x": MATCH, "w": MATCH, "b": f"{FACTOR} 1/{N}"}
 
     from tfhybrid.ops.conv import conv2d_backward, conv2d_forward
@@ -228,22 +269,34 @@ def test_a_keras_layer_as_the_reference():
         return {"x": grads["dx"], "w": grads["dw"], "b": grads["db"]}
 
     rng = np.random.default_rng(6)
-    conv = {"x": rng.standard_normal((2, 7, 7, 2)), "w": rng.standard_normal((3, 3, 2, 4)),
-            "b": rng.standard_normal(4)}
-    assert check_op(conv_forward, conv_backward, conv, keras.layers.Conv2D(4, 3, strides=2),
-                    weights=("w", "b")).ok
+    conv = {
+        "x": rng.standard_normal((2, 7, 7, 2)),
+        "w": rng.standard_normal((3, 3, 2, 4)),
+        "b": rng.standard_normal(4),
+    }
+    assert check_op(
+        conv_forward, conv_backward, conv, keras.layers.Conv2D(4, 3, strides=2), weights=("w", "b")
+    ).ok
 
 
-@pytest.mark.parametrize("bias,weights,needle", [
-    (False, ("w", "b"), "has 1 weights (kernel), but weights= names 2"),
-    (True, ("b", "w"), "input 'b' has shape [1, 3], but Dense's kernel has shape [4, 3]"),
-    (True, (), "one call input besides its weights"),
-    (True, ("w", "v"), "weights ['v'] are not inputs"),
-])
+@pytest.mark.parametrize(
+    "bias,weights,needle",
+    [
+        (False, ("w", "b"), "has 1 weights (kernel), but weights= names 2"),
+        (True, ("b", "w"), "input 'b' has shape [1, 3], but Dense's kernel has shape [4, 3]"),
+        (True, (), "one call input besides its weights"),
+        (True, ("w", "v"), "weights ['v'] are not inputs"),
+    ],
+)
 def test_keras_reference_errors_name_the_problem(bias, weights, needle):
     with pytest.raises(ValueError) as caught:
-        check_op(affine_forward, affine_backward, inputs(5, d=4, m=3),
-                 tf.keras.layers.Dense(3, use_bias=bias), weights=weights)
+        check_op(
+            affine_forward,
+            affine_backward,
+            inputs(5, d=4, m=3),
+            tf.keras.layers.Dense(3, use_bias=bias),
+            weights=weights,
+        )
     assert needle in str(caught.value)
 
 

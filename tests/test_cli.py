@@ -20,29 +20,32 @@ def assert_one_line_error(result, *needles: str, code: int = 2) -> None:
         assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["--lr", "0"], ["--lr", "0.0"]),
-    (["--lr", "-0.5"], ["--lr", "-0.5"]),
-    (["--lr", "nan"], ["--lr", "nan"]),
-    (["--lr", "inf"], ["--lr", "inf"]),
-    (["--lr", "fast"], ["--lr", "fast"]),
-    (["--batch-size", "0"], ["--batch-size", "0"]),
-    (["--batch-size", "60000"], ["--batch-size", "55000", "60000"]),
-    (["--batch-size", "200", "--train-limit", "100"], ["--batch-size", "100", "200"]),
-    (["--epochs", "0"], ["--epochs", "0"]),
-    (["--epochs", "2.5"], ["--epochs", "2.5"]),
-    (["--dw-mode", "fancy"], ["--dw-mode", "fancy", "batched"]),
-    (["--bias-grad", "half"], ["--bias-grad", "half", "exact"]),
-    (["--train-limit", "-3"], ["--train-limit", "-3"]),
-    (["--dataset", "cifar10"], ["--dataset", "cifar10", "fashion_mnist"]),
-    (["--model", "resnet"], ["--model", "resnet", "lenet5"]),
-    (["--optimizer", "lion"], ["--optimizer", "lion", "adam"]),
-    (["--iterations", "0"], ["--iterations", "0"]),
-    (["--pool-ties", "all"], ["--pool-ties", "seed-cnn"]),
-    (["--model", "two-layer-net", "--dw-mode", "batched"], ["--dw-mode", "two-layer-net"]),
-    (["--model", "lenet5", "--bias-grad", "exact"], ["--bias-grad", "lenet5", "--pool-ties"]),
-    (["--no-such-option"], ["--no-such-option"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--lr", "0"], ["--lr", "0.0"]),
+        (["--lr", "-0.5"], ["--lr", "-0.5"]),
+        (["--lr", "nan"], ["--lr", "nan"]),
+        (["--lr", "inf"], ["--lr", "inf"]),
+        (["--lr", "fast"], ["--lr", "fast"]),
+        (["--batch-size", "0"], ["--batch-size", "0"]),
+        (["--batch-size", "60000"], ["--batch-size", "55000", "60000"]),
+        (["--batch-size", "200", "--train-limit", "100"], ["--batch-size", "100", "200"]),
+        (["--epochs", "0"], ["--epochs", "0"]),
+        (["--epochs", "2.5"], ["--epochs", "2.5"]),
+        (["--dw-mode", "fancy"], ["--dw-mode", "fancy", "batched"]),
+        (["--bias-grad", "half"], ["--bias-grad", "half", "exact"]),
+        (["--train-limit", "-3"], ["--train-limit", "-3"]),
+        (["--dataset", "cifar10"], ["--dataset", "cifar10", "fashion_mnist"]),
+        (["--model", "resnet"], ["--model", "resnet", "lenet5"]),
+        (["--optimizer", "lion"], ["--optimizer", "lion", "adam"]),
+        (["--iterations", "0"], ["--iterations", "0"]),
+        (["--pool-ties", "all"], ["--pool-ties", "seed-cnn"]),
+        (["--model", "two-layer-net", "--dw-mode", "batched"], ["--dw-mode", "two-layer-net"]),
+        (["--model", "lenet5", "--bias-grad", "exact"], ["--bias-grad", "lenet5", "--pool-ties"]),
+        (["--no-such-option"], ["--no-such-option"]),
+    ],
+)
 def test_bad_option_gives_one_line_and_exit_2(args, needles, tmp_path):
     result = run_train_script(*args, "--out", str(tmp_path / "run"))
     assert_one_line_error(result, *needles)
@@ -84,6 +87,7 @@ def test_env_variable_names_the_data_folder(data_dir, tmp_path):
     link_originals(data_dir, folder, skip={name})
     with gzip.open(data_dir / name) as src, open(folder / name, "wb") as dst:
         shutil.copyfileobj(src, dst)  # plain IDX under a .gz name
-    result = run_train_script("--out", str(tmp_path / "run"),
-                              env_extra={"TFHYBRID_DATA_DIR": str(folder)})
+    result = run_train_script(
+        "--out", str(tmp_path / "run"), env_extra={"TFHYBRID_DATA_DIR": str(folder)}
+    )
     assert_one_line_error(result, "not gzip", name)

@@ -97,7 +97,8 @@ def test_recompressed_files_load_with_a_notice(data_dir, tmp_path):
         handle.write(original_raw(data_dir, TRAIN_LABELS))
     # and one file in plain, uncompressed IDX form
     (folder / "t10k-images-idx3-ubyte").write_bytes(
-        original_raw(data_dir, "t10k-images-idx3-ubyte.gz"))
+        original_raw(data_dir, "t10k-images-idx3-ubyte.gz")
+    )
     notices = []
     splits = load_mnist(str(folder), train_limit=500, notice=notices.append)
     assert len(notices) == 1 and "SHA-256" in notices[0] and TRAIN_LABELS in notices[0]
@@ -115,7 +116,9 @@ def test_original_folder_validates(data_dir):
     """The originals pass every check: parsed whole, and recognised byte for byte."""
     parsed = read_mnist_folder(data_dir)
     assert {k: (v[0].shape, v[1].shape) for k, v in parsed.items()} == {
-        "train": ((60000, 28, 28), (60000,)), "test": ((10000, 28, 28), (10000,))}
+        "train": ((60000, 28, 28), (60000,)),
+        "test": ((10000, 28, 28), (10000,)),
+    }
     for images, labels in parsed.values():
         assert images.dtype == labels.dtype == np.uint8 and int(labels.max()) == 9
     assert registered_mismatches(data_dir) == [] and identify_dataset(data_dir) == "mnist"
@@ -152,6 +155,7 @@ def test_download_probe_reports_why():
 
 
 def test_folder_of_another_dataset_is_named(data_dir, tmp_path):
-    result = run_train_script("--dataset", "kmnist", "--data-dir", str(data_dir),
-                              "--out", str(tmp_path / "run"))
+    result = run_train_script(
+        "--dataset", "kmnist", "--data-dir", str(data_dir), "--out", str(tmp_path / "run")
+    )
     assert_one_line_error(result, "holds the mnist files, not kmnist", "--dataset mnist")

@@ -22,8 +22,10 @@ def test_an_optimizer_without_lr_takes_its_own_rate():
     assert TrainConfig.for_model("seed-cnn", optimizer="sgd").lr == 0.1  # the article's
     assert TrainConfig.for_model("seed-cnn", optimizer="adam", lr=0.05).lr == 0.05
     assert TrainConfig.for_model("numpy-cnn", optimizer="momentum").lr == 0.001  # 0.01 / 10
-    assert TrainConfig.for_model("seed-cnn", optimizer="adam").lr_origin() == \
-        "adam's conventional rate"
+    assert (
+        TrainConfig.for_model("seed-cnn", optimizer="adam").lr_origin()
+        == "adam's conventional rate"
+    )
     assert TrainConfig.for_model("seed-cnn").lr_origin() == "seed-cnn's source rate for sgd"
 
 
@@ -42,8 +44,15 @@ def test_every_model_trains_with_every_optimizer_on_defaults(images, model):
     for optimizer in OPTIMIZER_NAMES:
         config = TrainConfig.for_model(model, optimizer=optimizer)
         net = build_model(model, seed=0)
-        losses = fit(net, build_optimizer(optimizer, config.lr), x, labels, batch_size=batch,
-                     iterations=40, seed=0)
+        losses = fit(
+            net,
+            build_optimizer(optimizer, config.lr),
+            x,
+            labels,
+            batch_size=batch,
+            iterations=40,
+            seed=0,
+        )
         assert np.isfinite(losses).all(), (model, optimizer)
         first, last = np.mean(losses[:5]), np.mean(losses[-5:])
         assert last < 1.5 * first, f"{model} with {optimizer} (lr {config.lr}): {first}->{last}"
@@ -54,8 +63,9 @@ def test_the_sources_figure_only_on_the_sources_dataset(data_dir, tmp_path, monk
     from tfhybrid.data import load_mnist
 
     # MNIST's pictures stand in for Fashion-MNIST's (not available offline).
-    monkeypatch.setattr(training, "load_mnist",
-                        lambda directory, limit, dataset: load_mnist(str(data_dir), limit))
+    monkeypatch.setattr(
+        training, "load_mnist", lambda directory, limit, dataset: load_mnist(str(data_dir), limit)
+    )
     lines = []
     config = TrainConfig(dataset="fashion_mnist", epochs=1, train_limit=200, test_limit=100)
     metrics = train_and_evaluate(config, tmp_path, log=lines.append)

@@ -45,23 +45,27 @@ def reference_gradients(params: dict, x: np.ndarray, y: np.ndarray) -> dict:
     dense = dense_backward(dz2, dense_cache)
     ds1 = avg_pool_backward(dense["dx"].reshape(pooled.shape), pool_cache)
     conv = conv2d_backward(sigmoid_backward(ds1, s1), conv_cache, need_dx=False)
-    return {"w1": conv["dw"], "b1": conv["db"] / CONV_POSITIONS, "w2": dense["dw"],
-            "b2": dense["db"]}
+    return {
+        "w1": conv["dw"],
+        "b1": conv["db"] / CONV_POSITIONS,
+        "w2": dense["dw"],
+        "b2": dense["db"],
+    }
 
 
 def batches(dtype, n=32, count=STEPS, seed=7):
     rng = np.random.default_rng(seed)
     for _ in range(count):
-        yield (rng.random((n, 28, 28, 1)).astype(dtype),
-               one_hot(rng.integers(0, 10, n), dtype))
+        yield (rng.random((n, 28, 28, 1)).astype(dtype), one_hot(rng.integers(0, 10, n), dtype))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_both_dw_modes_and_reference_reach_the_same_parameters(dtype):
     reference = init_params(11, dtype)
     optimizer = SGD(LR)
-    models = {mode: seed_cnn(seed=11, dtype=dtype, dw_mode=mode)
-              for mode in ("batched", "per-sample")}
+    models = {
+        mode: seed_cnn(seed=11, dtype=dtype, dw_mode=mode) for mode in ("batched", "per-sample")
+    }
     for model in models.values():  # the same initial weights as the old code path
         for key, value in init_params(11, dtype).items():
             np.testing.assert_array_equal(model.params[key], value)
@@ -73,8 +77,7 @@ def test_both_dw_modes_and_reference_reach_the_same_parameters(dtype):
     for mode, model in models.items():
         for key, value in reference.items():
             assert model.params[key].dtype == dtype
-            assert_close(f"{mode} {key} after {STEPS} steps", model.params[key], value,
-                         RTOL[dtype])
+            assert_close(f"{mode} {key} after {STEPS} steps", model.params[key], value, RTOL[dtype])
             assert not np.array_equal(value, init_params(11, dtype)[key]), "no step was taken"
 
 
@@ -87,7 +90,7 @@ def test_per_sample_filter_gradients_are_each_samples_own():
     assert_close("sum of per-sample dw1", per_sample.sum(axis=0), result["grads"]["w1"], 1e-12)
     for n in range(5):
         # The loss is a batch mean: sample n's share is its own gradient divided by N.
-        alone = model.gradients(x[n:n + 1], y[n:n + 1])["w1"] / 5
+        alone = model.gradients(x[n : n + 1], y[n : n + 1])["w1"] / 5
         assert_close(f"dw1 of sample {n}", per_sample[n], alone, 1e-11)
     batched = seed_cnn(params=model.params, dtype=np.float64).loss_and_gradients(x, y)
     assert "per_example_grads" not in batched

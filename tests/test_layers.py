@@ -14,8 +14,12 @@ from tfhybrid.ops.reshape import flatten_backward, flatten_forward
 
 # (shape, window, stride, pad); several have (H + 2p - k) not a multiple of the stride.
 POOL_CASES = [
-    ((2, 8, 8, 3), 2, 2, 0), ((3, 10, 11, 2), 3, 2, 0), ((2, 7, 9, 2), 3, 2, 1),
-    ((1, 9, 9, 1), 2, 3, 1), ((2, 6, 5, 4), 2, 1, 0), ((2, 11, 13, 3), 3, 3, 1),
+    ((2, 8, 8, 3), 2, 2, 0),
+    ((3, 10, 11, 2), 3, 2, 0),
+    ((2, 7, 9, 2), 3, 2, 1),
+    ((1, 9, 9, 1), 2, 3, 1),
+    ((2, 6, 5, 4), 2, 1, 0),
+    ((2, 11, 13, 3), 3, 3, 1),
     ((2, 13, 13, 2), 2, 2, 0),
 ]
 
@@ -35,6 +39,7 @@ def tf_max_pool(size, stride, pad, pad_value):
     def pool(x):
         padded = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], constant_values=pad_value)
         return tf.nn.max_pool2d(padded, size, stride, "VALID")
+
     return pool
 
 
@@ -48,8 +53,9 @@ def test_max_pool_matches_tape(rng, shape, size, stride, pad, pad_value, make_in
     assert_close("max_pool out", out, reference(x).numpy(), RTOL)
     dout = rng.standard_normal(out.shape)
     grads = tape_vjp(reference, {"x": x}, dout)
-    assert_close(f"max_pool dx ({make_input.__name__})", max_pool_backward(dout, cache),
-                 grads["x"], RTOL)
+    assert_close(
+        f"max_pool dx ({make_input.__name__})", max_pool_backward(dout, cache), grads["x"], RTOL
+    )
 
 
 def brute_force_all_ties(x, dout, size, stride, pad, pad_value):
@@ -58,11 +64,12 @@ def brute_force_all_ties(x, dout, size, stride, pad, pad_value):
     dxp = np.zeros_like(xp)
     for r in range(dout.shape[1]):
         for s in range(dout.shape[2]):
-            win = xp[:, r * stride:r * stride + size, s * stride:s * stride + size]
+            win = xp[:, r * stride : r * stride + size, s * stride : s * stride + size]
             hit = win == win.max(axis=(1, 2), keepdims=True)
-            dxp[:, r * stride:r * stride + size, s * stride:s * stride + size] += (
-                hit * dout[:, r:r + 1, s:s + 1])
-    return dxp[:, pad:pad + x.shape[1], pad:pad + x.shape[2]]
+            dxp[:, r * stride : r * stride + size, s * stride : s * stride + size] += (
+                hit * dout[:, r : r + 1, s : s + 1]
+            )
+    return dxp[:, pad : pad + x.shape[1], pad : pad + x.shape[2]]
 
 
 @pytest.mark.parametrize("shape,size,stride,pad", POOL_CASES)

@@ -29,16 +29,21 @@ def small_mnist(data_dir):
     return splits.x_train, splits.y_train, splits.x_test[:1000], splits.y_test[:1000]
 
 
-@pytest.mark.parametrize("name,optimizer,lr,steps", [
-    ("two-layer-net", "adam", 0.001, 200), ("conv8", "sgd", 0.005, 300),
-    ("lenet5", "adam", 0.001, 60),
-])
+@pytest.mark.parametrize(
+    "name,optimizer,lr,steps",
+    [
+        ("two-layer-net", "adam", 0.001, 200),
+        ("conv8", "sgd", 0.005, 300),
+        ("lenet5", "adam", 0.001, 60),
+    ],
+)
 def test_fit_learns_on_mnist(small_mnist, name, optimizer, lr, steps):
     x, y, x_test, y_test = small_mnist
     model = build_model(name, seed=0)
     batch = 1 if name == "conv8" else 50
-    losses = fit(model, build_optimizer(optimizer, lr), x, y, batch_size=batch,
-                 iterations=steps, seed=0)
+    losses = fit(
+        model, build_optimizer(optimizer, lr), x, y, batch_size=batch, iterations=steps, seed=0
+    )
     assert len(losses) == steps
     assert np.mean(losses[-20:]) < np.mean(losses[:20])
     assert model.accuracy(x_test, y_test) > 0.5

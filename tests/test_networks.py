@@ -79,8 +79,11 @@ def test_all_ties_rule_only_changes_gradients_below_pooling():
 
 
 def test_registry_names_and_defaults():
-    assert set(MODEL_NAMES) == set(TRAINING_DEFAULTS) == {
-        "seed-cnn", "lenet5", "numpy-cnn", "conv8", "two-layer-net"}
+    assert (
+        set(MODEL_NAMES)
+        == set(TRAINING_DEFAULTS)
+        == {"seed-cnn", "lenet5", "numpy-cnn", "conv8", "two-layer-net"}
+    )
     assert build_model("seed-cnn", seed=0).name == "seed-cnn"
     for name in MODEL_NAMES:
         assert build_model(name, seed=0).name == name

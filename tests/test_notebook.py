@@ -28,7 +28,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _cell_label(index: int, count: int, cell) -> str:
-    """"cell 4 of 43 of walkthrough.ipynb ('first line')": counted from 1, Markdown included."""
+    """ "cell 4 of 43 of walkthrough.ipynb ('first line')": counted from 1, Markdown included."""
     first = next((line for line in cell.source.splitlines() if line.strip()), "")
     return f"cell {index + 1} of {count} of {NOTEBOOK.name} ({first.strip()[:70]!r})"
 
@@ -38,12 +38,16 @@ def _kernel_check_failure(cell) -> str | None:
     text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
     lines = text.splitlines()
     expected = [sys.prefix, sys.executable]
-    if len(lines) == 2 and all(os.path.realpath(got) == os.path.realpath(want)
-                               for got, want in zip(lines, expected, strict=True)):
+    if len(lines) == 2 and all(
+        os.path.realpath(got) == os.path.realpath(want)
+        for got, want in zip(lines, expected, strict=True)
+    ):
         return None
-    return (f"the 'python3' kernel does not run this interpreter: it reported {lines}, "
-            f"expected {expected}; install ipykernel into this venv, and remove any "
-            "user-level 'python3' kernelspec that points elsewhere (jupyter kernelspec list)")
+    return (
+        f"the 'python3' kernel does not run this interpreter: it reported {lines}, "
+        f"expected {expected}; install ipykernel into this venv, and remove any "
+        "user-level 'python3' kernelspec that points elsewhere (jupyter kernelspec list)"
+    )
 
 
 def test_walkthrough_notebook_runs(data_dir, tmp_path):
@@ -53,15 +57,19 @@ def test_walkthrough_notebook_runs(data_dir, tmp_path):
     # First, in the same kernel: which interpreter is it? (removed before saving the copy)
     nb.cells.insert(0, nbformat.v4.new_code_cell(KERNEL_CHECK))
 
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(REPO)}})
+    client = NotebookClient(
+        nb, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
+    )
     env = dict(os.environ, TFHYBRID_DATA_DIR=str(Path(data_dir).resolve()))
     client.reset_execution_trackers()
     failure = None
     with client.setup_kernel(env=env):
         for index, cell in enumerate(nb.cells):
-            label = ("the kernel check" if index == 0
-                     else _cell_label(index - 1, len(nb.cells) - 1, cell))
+            label = (
+                "the kernel check"
+                if index == 0
+                else _cell_label(index - 1, len(nb.cells) - 1, cell)
+            )
             try:
                 client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
             except CellTimeoutError:

@@ -25,9 +25,15 @@ def tape_vjp(fn, inputs: dict, dout: np.ndarray) -> dict:
     return {k: g.numpy() for k, g in tape.gradient(target, variables).items()}
 
 
-@pytest.mark.parametrize("shape,size,stride", [
-    ((2, 20, 20, 3), 2, 2), ((3, 7, 9, 2), 3, 2), ((1, 8, 8, 1), 3, 3), ((2, 6, 5, 4), 2, 1),
-])
+@pytest.mark.parametrize(
+    "shape,size,stride",
+    [
+        ((2, 20, 20, 3), 2, 2),
+        ((3, 7, 9, 2), 3, 2),
+        ((1, 8, 8, 1), 3, 3),
+        ((2, 6, 5, 4), 2, 1),
+    ],
+)
 def test_avg_pool_backward_matches_tape(rng, shape, size, stride):
     x = rng.standard_normal(shape)
     out, cache = avg_pool_forward(x, size, stride)
@@ -63,10 +69,15 @@ def test_dense_backward_matches_tape(rng):
         assert_close(f"dense d{key}", mine[f"d{key}"], grads[key], RTOL)
 
 
-@pytest.mark.parametrize("shape,kernel,stride,pad", [
-    ((2, 9, 9, 1), 3, 1, 0), ((3, 10, 11, 2), 3, 2, 1), ((2, 8, 8, 3), 5, 3, 2),
-    ((1, 12, 12, 2), 4, 2, 0),
-])
+@pytest.mark.parametrize(
+    "shape,kernel,stride,pad",
+    [
+        ((2, 9, 9, 1), 3, 1, 0),
+        ((3, 10, 11, 2), 3, 2, 1),
+        ((2, 8, 8, 3), 5, 3, 2),
+        ((1, 12, 12, 2), 4, 2, 0),
+    ],
+)
 @pytest.mark.parametrize("dw_mode", ["batched", "per-sample"])
 def test_conv_backward_matches_tape(rng, shape, kernel, stride, pad, dw_mode):
     x = rng.standard_normal(shape)
@@ -113,9 +124,14 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits():
     assert np.all(np.isfinite(dz))
 
 
-@pytest.mark.parametrize("shape,kernel,stride,pad", [
-    ((3, 9, 9, 1), 3, 1, 0), ((3, 10, 11, 2), 3, 2, 1), ((2, 8, 8, 3), 5, 3, 2),
-])
+@pytest.mark.parametrize(
+    "shape,kernel,stride,pad",
+    [
+        ((3, 9, 9, 1), 3, 1, 0),
+        ((3, 10, 11, 2), 3, 2, 1),
+        ((2, 8, 8, 3), 5, 3, 2),
+    ],
+)
 def test_conv_per_example_gradients_are_each_samples_own(rng, shape, kernel, stride, pad):
     x = rng.standard_normal(shape)
     w = rng.standard_normal((kernel, kernel, shape[3], 4))
@@ -125,8 +141,8 @@ def test_conv_per_example_gradients_are_each_samples_own(rng, shape, kernel, str
     per = conv2d_backward(dout, cache, need_dx=False, per_example=True)
     assert per["dw"].shape == (len(x), *w.shape) and per["db"].shape == (len(x), *b.shape)
     for n in range(len(x)):
-        _, alone = conv2d_forward(x[n:n + 1], w, b, stride, pad)
-        own = conv2d_backward(dout[n:n + 1], alone, need_dx=False)
+        _, alone = conv2d_forward(x[n : n + 1], w, b, stride, pad)
+        own = conv2d_backward(dout[n : n + 1], alone, need_dx=False)
         assert_close(f"conv dw of sample {n}", per["dw"][n], own["dw"], RTOL)
         assert_close(f"conv db of sample {n}", per["db"][n], own["db"], RTOL)
 
@@ -138,23 +154,46 @@ def _op_pairs(rng):
 
     x4 = rng.standard_normal((2, 6, 7, 3))
     return {
-        "sigmoid": (sigmoid_forward, lambda d, c: {"z": sigmoid_backward(d, c)},
-                    {"z": x4 * 3}, lambda z: tf.sigmoid(z)),
-        "relu": (relu_forward, lambda d, c: {"z": relu_backward(d, c)}, {"z": x4},
-                 lambda z: tf.nn.relu(z)),
-        "flatten": (flatten_forward, lambda d, c: {"x": flatten_backward(d, c)}, {"x": x4},
-                    lambda x: tf.reshape(x, [2, -1])),
-        "avg_pool": (lambda x: avg_pool_forward(x, 3, 2),
-                     lambda d, c: {"x": avg_pool_backward(d, c)}, {"x": x4},
-                     lambda x: tf.nn.avg_pool2d(x, 3, 2, "VALID")),
-        "dense": (dense_forward,
-                  lambda d, c: {k[1:]: v for k, v in dense_backward(d, c).items()},
-                  {"x": rng.standard_normal((4, 5)), "w": rng.standard_normal((5, 3)),
-                   "b": rng.standard_normal((1, 3))}, lambda x, w, b: tf.matmul(x, w) + b),
-        "conv": (lambda x, w, b: conv2d_forward(x, w, b, 2, 1),
-                 lambda d, c: {k[1:]: v for k, v in conv2d_backward(d, c).items()},
-                 {"x": x4, "w": rng.standard_normal((3, 3, 3, 2)), "b": rng.standard_normal(2)},
-                 lambda x, w, b: tf.nn.conv2d(x, w, 2, [[0, 0], [1, 1], [1, 1], [0, 0]]) + b),
+        "sigmoid": (
+            sigmoid_forward,
+            lambda d, c: {"z": sigmoid_backward(d, c)},
+            {"z": x4 * 3},
+            lambda z: tf.sigmoid(z),
+        ),
+        "relu": (
+            relu_forward,
+            lambda d, c: {"z": relu_backward(d, c)},
+            {"z": x4},
+            lambda z: tf.nn.relu(z),
+        ),
+        "flatten": (
+            flatten_forward,
+            lambda d, c: {"x": flatten_backward(d, c)},
+            {"x": x4},
+            lambda x: tf.reshape(x, [2, -1]),
+        ),
+        "avg_pool": (
+            lambda x: avg_pool_forward(x, 3, 2),
+            lambda d, c: {"x": avg_pool_backward(d, c)},
+            {"x": x4},
+            lambda x: tf.nn.avg_pool2d(x, 3, 2, "VALID"),
+        ),
+        "dense": (
+            dense_forward,
+            lambda d, c: {k[1:]: v for k, v in dense_backward(d, c).items()},
+            {
+                "x": rng.standard_normal((4, 5)),
+                "w": rng.standard_normal((5, 3)),
+                "b": rng.standard_normal((1, 3)),
+            },
+            lambda x, w, b: tf.matmul(x, w) + b,
+        ),
+        "conv": (
+            lambda x, w, b: conv2d_forward(x, w, b, 2, 1),
+            lambda d, c: {k[1:]: v for k, v in conv2d_backward(d, c).items()},
+            {"x": x4, "w": rng.standard_normal((3, 3, 3, 2)), "b": rng.standard_normal(2)},
+            lambda x, w, b: tf.nn.conv2d(x, w, 2, [[0, 0], [1, 1], [1, 1], [0, 0]]) + b,
+        ),
     }
 
 

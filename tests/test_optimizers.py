@@ -24,8 +24,9 @@ RTOL = 1e-12
 
 def gradient_sequence(rng, shapes, steps=STEPS):
     """Random gradients, one dict per step, never zero, with changing signs and scales."""
-    return [{k: rng.standard_normal(s) * (1 + step) for k, s in shapes.items()}
-            for step in range(steps)]
+    return [
+        {k: rng.standard_normal(s) * (1 + step) for k, s in shapes.items()} for step in range(steps)
+    ]
 
 
 def start_params(rng):
@@ -50,21 +51,26 @@ def by_formula(name, p, grad_steps, lr, **hp):
             v = hp["momentum"] * v - lr * g
             p = p + v
         elif name == "adagrad":
-            h = h + g ** 2
+            h = h + g**2
             p = p - lr * g / (np.sqrt(h) + EPS)
         elif name == "rmsprop":
-            h = hp["decay"] * h + (1 - hp["decay"]) * g ** 2
+            h = hp["decay"] * h + (1 - hp["decay"]) * g**2
             p = p - lr * g / (np.sqrt(h) + EPS)
         elif name == "adam":
             m = m + (1 - hp["beta1"]) * (g - m)
-            v = v + (1 - hp["beta2"]) * (g ** 2 - v)
+            v = v + (1 - hp["beta2"]) * (g**2 - v)
             lr_t = lr * np.sqrt(1 - hp["beta2"] ** t) / (1 - hp["beta1"] ** t)
             p = p - lr_t * m / (np.sqrt(v) + EPS)
     return p
 
 
-HYPER = {"sgd": {}, "momentum": {"momentum": 0.9}, "adagrad": {}, "rmsprop": {"decay": 0.99},
-         "adam": {"beta1": 0.9, "beta2": 0.999}}
+HYPER = {
+    "sgd": {},
+    "momentum": {"momentum": 0.9},
+    "adagrad": {},
+    "rmsprop": {"decay": 0.99},
+    "adam": {"beta1": 0.9, "beta2": 0.999},
+}
 
 
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
@@ -87,19 +93,29 @@ def keras_run(optimizer, params, grad_steps):
 
 # name -> (our options, the Keras optimizer that follows the same definition). Keras keeps
 # some hyper-parameters in float32: use values that float32 represents exactly.
-BETA1, BETA2 = 0.875, 1 - 2.0 ** -10
+BETA1, BETA2 = 0.875, 1 - 2.0**-10
 KERAS_TWINS = {
     "sgd": ({}, lambda lr: keras.optimizers.SGD(learning_rate=lr)),
-    "momentum": ({"momentum": 0.875},
-                 lambda lr: keras.optimizers.SGD(learning_rate=lr, momentum=0.875)),
-    "adam": ({"beta1": BETA1, "beta2": BETA2}, lambda lr: keras.optimizers.Adam(
-        learning_rate=lr, beta_1=BETA1, beta_2=BETA2, epsilon=EPS)),
+    "momentum": (
+        {"momentum": 0.875},
+        lambda lr: keras.optimizers.SGD(learning_rate=lr, momentum=0.875),
+    ),
+    "adam": (
+        {"beta1": BETA1, "beta2": BETA2},
+        lambda lr: keras.optimizers.Adam(learning_rate=lr, beta_1=BETA1, beta_2=BETA2, epsilon=EPS),
+    ),
     # Keras puts epsilon inside the root and starts AdaGrad's accumulator at 0.1; with
     # both at zero (and our eps at zero) the definitions coincide.
-    "adagrad": ({"eps": 0.0}, lambda lr: keras.optimizers.Adagrad(
-        learning_rate=lr, initial_accumulator_value=0.0, epsilon=0.0)),
-    "rmsprop": ({"decay": 0.984375, "eps": 0.0}, lambda lr: keras.optimizers.RMSprop(
-        learning_rate=lr, rho=0.984375, epsilon=0.0)),
+    "adagrad": (
+        {"eps": 0.0},
+        lambda lr: keras.optimizers.Adagrad(
+            learning_rate=lr, initial_accumulator_value=0.0, epsilon=0.0
+        ),
+    ),
+    "rmsprop": (
+        {"decay": 0.984375, "eps": 0.0},
+        lambda lr: keras.optimizers.RMSprop(learning_rate=lr, rho=0.984375, epsilon=0.0),
+    ),
 }
 
 
@@ -108,7 +124,7 @@ def test_update_matches_keras(rng, name):
     params = start_params(rng)
     grad_steps = gradient_sequence(rng, {k: v.shape for k, v in params.items()})
     options, make_keras = KERAS_TWINS[name]
-    lr = 2.0 ** -4  # Keras keeps the learning rate in a float32 variable: use an exact one
+    lr = 2.0**-4  # Keras keeps the learning rate in a float32 variable: use an exact one
     mine = run(build_optimizer(name, lr, **options), params, grad_steps)
     theirs = keras_run(make_keras(lr), params, grad_steps)
     for key in params:
@@ -121,7 +137,7 @@ def test_epsilon_placement_differs_from_keras_as_documented(rng, cls):
     g = rng.standard_normal((5,)) * 1e-4  # small gradients make the difference visible
     p = np.zeros(5)
     cls(0.1, eps=1e-7).update({"p": p}, {"p": g})
-    h = g ** 2 if cls is AdaGrad else 0.01 * g ** 2
+    h = g**2 if cls is AdaGrad else 0.01 * g**2
     assert_close("ours", p, -0.1 * g / (np.sqrt(h) + 1e-7), RTOL)
     keras_rule = -0.1 * g / np.sqrt(h + 1e-7)
     assert np.abs(p - keras_rule).max() > 0.1 * np.abs(keras_rule).max()
@@ -132,7 +148,7 @@ def test_adam_equals_paper_rule_with_scaled_epsilon(rng):
     g = rng.standard_normal(6) * 1e-6
     p = np.zeros(6)
     Adam(0.001).update({"p": p}, {"p": g})
-    m_hat, v_hat = (0.1 * g) / 0.1, (0.001 * g ** 2) / 0.001
+    m_hat, v_hat = (0.1 * g) / 0.1, (0.001 * g**2) / 0.001
     paper = -0.001 * m_hat / (np.sqrt(v_hat) + EPS / np.sqrt(1 - 0.999))
     assert_close("adam vs paper (eps hat)", p, paper, 1e-10)
 

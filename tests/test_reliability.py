@@ -29,9 +29,20 @@ def quiet(*_):
 
 def start_run(out, data_dir) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(REPO / "scripts" / "train.py"), *RUN_ARGS,
-         "--data-dir", str(data_dir), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        [
+            sys.executable,
+            str(REPO / "scripts" / "train.py"),
+            *RUN_ARGS,
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
 
 
 def wait_for_checkpoint(out, proc, timeout=300.0) -> None:
@@ -110,8 +121,9 @@ def test_ctrl_c_saves_prints_resume_command_and_exits_130(data_dir, tmp_path, re
 
 @pytest.mark.parametrize("dw_mode", ["batched", "per-sample"])
 def test_same_seed_gives_bit_identical_runs(data_dir, tmp_path, dw_mode):
-    config = TrainConfig(epochs=2, train_limit=1500, seed=11, dw_mode=dw_mode,
-                         data_dir=str(data_dir))
+    config = TrainConfig(
+        epochs=2, train_limit=1500, seed=11, dw_mode=dw_mode, data_dir=str(data_dir)
+    )
     train_and_evaluate(config, tmp_path / "a", log=quiet)
     train_and_evaluate(config, tmp_path / "b", log=quiet)
     assert_same_run(tmp_path / "a", tmp_path / "b")
@@ -119,10 +131,12 @@ def test_same_seed_gives_bit_identical_runs(data_dir, tmp_path, dw_mode):
 
 def test_huge_learning_rate_stops_with_exit_3(data_dir, tmp_path):
     out = tmp_path / "run"
-    result = run_train_script("--lr", "1000", "--train-limit", "2000", "--data-dir", str(data_dir),
-                              "--out", str(out))
-    assert_one_line_error(result, "diverged at epoch 1, step", "--lr",
-                          "no checkpoint had been written yet", code=3)
+    result = run_train_script(
+        "--lr", "1000", "--train-limit", "2000", "--data-dir", str(data_dir), "--out", str(out)
+    )
+    assert_one_line_error(
+        result, "diverged at epoch 1, step", "--lr", "no checkpoint had been written yet", code=3
+    )
     assert not (out / "params.npz").exists()
 
 
@@ -141,8 +155,9 @@ def test_divergence_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypat
         return result
 
     monkeypatch.setattr(Sequential, "loss_and_gradients", poisoned)
-    with pytest.raises(DivergenceError,
-                       match="epoch 2, step 5: parameter w2 .*the last good checkpoint is kept"):
+    with pytest.raises(
+        DivergenceError, match="epoch 2, step 5: parameter w2 .*the last good checkpoint is kept"
+    ):
         train_and_evaluate(config, tmp_path, log=quiet)
     meta, arrays = read_checkpoint(tmp_path)
     assert (meta["epoch"], meta["step"]) == (2, 0)
@@ -172,21 +187,33 @@ def test_resume_refuses_changed_settings(data_dir, tmp_path):
 
 
 def write_checkpoint(folder, model="seed-cnn", **shapes):
-    params = {k: np.zeros(s, np.float32) for k, s in
-              {"w1": (9, 9, 1, 20), "b1": (1, 20), "w2": (2000, 10), "b2": (1, 10),
-               **shapes}.items() if s is not None}
-    save_checkpoint(folder, TrainingState(model=model, config=TrainConfig().to_dict(),
-                                          params=params))
+    params = {
+        k: np.zeros(s, np.float32)
+        for k, s in {
+            "w1": (9, 9, 1, 20),
+            "b1": (1, 20),
+            "w2": (2000, 10),
+            "b2": (1, 10),
+            **shapes,
+        }.items()
+        if s is not None
+    }
+    save_checkpoint(
+        folder, TrainingState(model=model, config=TrainConfig().to_dict(), params=params)
+    )
 
 
-@pytest.mark.parametrize("make,needles", [
-    (lambda d: (d / CHECKPOINT_NAME).write_bytes(b"not a zip at all"), ["damaged"]),
-    (lambda d: (d / CHECKPOINT_NAME).write_bytes(b""), ["damaged"]),
-    (lambda d: None, ["no checkpoint"]),
-    (lambda d: write_checkpoint(d, model="lenet5"), ["'lenet5'", "'seed-cnn'"]),
-    (lambda d: write_checkpoint(d, b2=None), ["missing ['b2']"]),
-    (lambda d: write_checkpoint(d, w2=(784, 10)), ["w2", "(784, 10)", "(2000, 10)"]),
-])
+@pytest.mark.parametrize(
+    "make,needles",
+    [
+        (lambda d: (d / CHECKPOINT_NAME).write_bytes(b"not a zip at all"), ["damaged"]),
+        (lambda d: (d / CHECKPOINT_NAME).write_bytes(b""), ["damaged"]),
+        (lambda d: None, ["no checkpoint"]),
+        (lambda d: write_checkpoint(d, model="lenet5"), ["'lenet5'", "'seed-cnn'"]),
+        (lambda d: write_checkpoint(d, b2=None), ["missing ['b2']"]),
+        (lambda d: write_checkpoint(d, w2=(784, 10)), ["w2", "(784, 10)", "(2000, 10)"]),
+    ],
+)
 def test_bad_checkpoint_gives_clear_error(data_dir, tmp_path, make, needles):
     make(tmp_path)
     result = run_train_script("--resume", str(tmp_path), "--data-dir", str(data_dir))
@@ -205,16 +232,21 @@ def test_checkpoint_of_the_previous_layout_resumes(data_dir, tmp_path):
     load as [1,F] with the same values, and the run continues."""
     from tfhybrid.catalog import build_model
 
-    config = TrainConfig.for_model("lenet5", epochs=2, train_limit=200, batch_size=50,
-                                   test_limit=100, data_dir=str(data_dir))
+    config = TrainConfig.for_model(
+        "lenet5", epochs=2, train_limit=200, batch_size=50, test_limit=100, data_dir=str(data_dir)
+    )
     params = build_model("lenet5", seed=0).params
     old = {k: (v.reshape(-1) if k in ("b1", "b2") else v) for k, v in params.items()}
     assert old["b1"].shape == (6,) and old["b2"].shape == (16,)
     from tfhybrid.optimizers import build_optimizer
 
     state = build_optimizer(config.optimizer, config.lr).state_dict()
-    save_checkpoint(tmp_path, TrainingState(model="lenet5", config=config.to_dict(),
-                                            params=old, optimizer_state=state, epoch=2))
+    save_checkpoint(
+        tmp_path,
+        TrainingState(
+            model="lenet5", config=config.to_dict(), params=old, optimizer_state=state, epoch=2
+        ),
+    )
     metrics = train_and_evaluate(config, tmp_path, log=quiet, resume=True)
     assert [row["epoch"] for row in metrics["epochs"]] == [2]
     with np.load(tmp_path / "params.npz", allow_pickle=False) as saved:

@@ -23,14 +23,22 @@ def test_seed_lists_and_ranges():
 
 def test_report_over_seeds_and_resume_after_a_kill(data_dir, tmp_path):
     lines = []
-    report = reproduce([0, 1], tmp_path, ["article", "exact-bias"], log=lines.append,
-                       data_dir=str(data_dir), **QUICK)
+    report = reproduce(
+        [0, 1],
+        tmp_path,
+        ["article", "exact-bias"],
+        log=lines.append,
+        data_dir=str(data_dir),
+        **QUICK,
+    )
     article = report["variants"]["article"]
     assert article["seeds"] == [0, 1] and len(article["test_accuracy"]) == 2
     assert len(article["cost_mean"]) == 1 and article["test_accuracy_sd"] >= 0
     saved = json.loads((tmp_path / "report.json").read_text())
-    assert saved["variants"]["exact-bias"]["test_accuracy"] == \
-        report["variants"]["exact-bias"]["test_accuracy"]
+    assert (
+        saved["variants"]["exact-bias"]["test_accuracy"]
+        == report["variants"]["exact-bias"]["test_accuracy"]
+    )
     text = (tmp_path / "report.md").read_text()
     assert "0.9695" in text and "mean ± sd" in text
     assert (tmp_path / "report.png").stat().st_size > 0
@@ -40,10 +48,18 @@ def test_report_over_seeds_and_resume_after_a_kill(data_dir, tmp_path):
     for name in ("metrics.json", "params.npz", "checkpoint.npz"):
         (tmp_path / "exact-bias" / "seed-0" / name).unlink()
     lines.clear()
-    again = reproduce([0, 1], tmp_path, ["article", "exact-bias"], log=lines.append,
-                      data_dir=str(data_dir), **QUICK)
+    again = reproduce(
+        [0, 1],
+        tmp_path,
+        ["article", "exact-bias"],
+        log=lines.append,
+        data_dir=str(data_dir),
+        **QUICK,
+    )
     assert sum("done, read back" in line for line in lines) == 2
     assert any("article/seed-1: resuming" in line for line in lines)
     assert any("exact-bias/seed-0: training" in line for line in lines)
-    assert again["variants"]["exact-bias"]["test_accuracy"] == \
-        report["variants"]["exact-bias"]["test_accuracy"]  # the same seed, the same run
+    assert (
+        again["variants"]["exact-bias"]["test_accuracy"]
+        == report["variants"]["exact-bias"]["test_accuracy"]
+    )  # the same seed, the same run

@@ -15,14 +15,34 @@ def run_script(name, *args, env_extra=None):
     import os
 
     env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *args],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
 
 
 def test_compare_optimizers_writes_png_and_json(data_dir, tmp_path):
-    done = run_script("compare_optimizers.py", "--iterations", "30", "--train-limit", "500",
-                      "--batch-size", "32", "--hidden", "20", "--data-dir", str(data_dir),
-                      "--optimizers", "sgd,adam,rmsprop", "--out", str(tmp_path))
+    done = run_script(
+        "compare_optimizers.py",
+        "--iterations",
+        "30",
+        "--train-limit",
+        "500",
+        "--batch-size",
+        "32",
+        "--hidden",
+        "20",
+        "--data-dir",
+        str(data_dir),
+        "--optimizers",
+        "sgd,adam,rmsprop",
+        "--out",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "optimizers.json").read_text())
     assert set(result["final_smoothed_loss"]) == {"sgd", "adam", "rmsprop"}
@@ -40,8 +60,17 @@ def test_compare_optimizers_rejects_bad_options_in_one_line(tmp_path):
 @pytest.mark.slow  # loads all of MNIST and evaluates on 10,000 images: about 12 s
 def test_measure_pool_ties_quick_run(data_dir, tmp_path):
     out = tmp_path / "ties.json"
-    done = run_script("measure_pool_ties.py", "--images", "128", "--train-steps", "2",
-                      "--data-dir", str(data_dir), "--out", str(out))
+    done = run_script(
+        "measure_pool_ties.py",
+        "--images",
+        "128",
+        "--train-steps",
+        "2",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())
     assert results["conv8"]["init"]["w1"]["norm_ratio"] > 1.5  # the flat -0.5 background

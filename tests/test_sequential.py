@@ -43,7 +43,7 @@ def test_per_example_gradients_match_a_per_example_tape(name):
     assert set(per) == set(net.params)
     for i in range(n):
         # The loss is a mean over the batch: sample i's share is its own gradient / N.
-        alone = tape_grads(net, x[i:i + 1], y[i:i + 1])
+        alone = tape_grads(net, x[i : i + 1], y[i : i + 1])
         for key, value in alone.items():
             assert per[key].shape == (n, *net.params[key].shape), key
             assert_close(f"{name} d{key} of sample {i}", per[key][i], value / n, RTOL)
@@ -57,8 +57,10 @@ def test_per_example_keeps_the_article_bias_rule():
     x, y = batch(3, 3)
     seed_rule = build_model("seed-cnn", seed=1, dtype=np.float64)
     exact = build_model("seed-cnn", seed=1, dtype=np.float64, bias_grad="exact")
-    ratio = (seed_rule.loss_and_gradients(x, y, per_example=True)["per_example_grads"]["b1"]
-             / exact.loss_and_gradients(x, y, per_example=True)["per_example_grads"]["b1"])
+    ratio = (
+        seed_rule.loss_and_gradients(x, y, per_example=True)["per_example_grads"]["b1"]
+        / exact.loss_and_gradients(x, y, per_example=True)["per_example_grads"]["b1"]
+    )
     np.testing.assert_allclose(ratio, 1 / 400, rtol=1e-12)
 
 
@@ -103,7 +105,7 @@ def test_convolutional_networks_run_their_forward_as_one_call():
 
 def docs_code_blocks(heading: str) -> list[str]:
     text = DOCS.read_text()
-    section = text[text.index(heading):]
+    section = text[text.index(heading) :]
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)[:2]
 
 
@@ -146,8 +148,9 @@ def test_a_user_layer_with_parameters_is_numbered_and_checked():
     grads = net.loss_and_gradients(x, y)["grads"]
     for key, value in tape_grads(net, x, y).items():
         assert_close(f"d{key}", grads[key], value, RTOL)
-    with pytest.raises(NotImplementedError, match="Scale has parameters but no "
-                                                  "backward_per_example"):
+    with pytest.raises(
+        NotImplementedError, match="Scale has parameters but no backward_per_example"
+    ):
         net.loss_and_gradients(x, y, per_example=True)
 
 
@@ -177,8 +180,7 @@ def test_bad_networks_are_refused_with_what_was_received():
 @pytest.mark.parametrize("name", ["seed-cnn", "lenet5"])
 def test_large_batches_in_pieces_give_the_whole_batch_result(name):
     x, y = batch(8, 16)
-    whole = build_model(name, seed=3, dtype=np.float64).loss_and_gradients(
-        x, y, per_example=True)
+    whole = build_model(name, seed=3, dtype=np.float64).loss_and_gradients(x, y, per_example=True)
     net = build_model(name, seed=3, dtype=np.float64)
     net.chunk_size = 7  # pieces of 7, 7 and 2
     pieces = net.loss_and_gradients(x, y, per_example=True)

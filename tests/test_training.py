@@ -27,7 +27,11 @@ def test_short_run_lowers_loss_and_beats_chance(data_dir, tmp_path):
     assert saved["test_accuracy"] == metrics["test_accuracy"]
     with np.load(tmp_path / "params.npz", allow_pickle=False) as params:
         assert {k: params[k].shape for k in params.files} == {
-            "w1": (9, 9, 1, 20), "b1": (1, 20), "w2": (2000, 10), "b2": (1, 10)}
+            "w1": (9, 9, 1, 20),
+            "b1": (1, 20),
+            "w2": (2000, 10),
+            "b2": (1, 10),
+        }
 
 
 @pytest.mark.slow

@@ -35,16 +35,29 @@ class Option:
         return "--" + self.keyword.replace("_", "-")
 
 
-DW_MODE = Option("dw_mode", DW_MODES, "batched",
-                 "filter gradient: one TensorFlow call per batch (default), or each sample's "
-                 "own convolution as the article")
-BIAS_GRAD = Option("bias_grad", BIAS_GRAD_RULES, "seed",
-                   "seed (default): the article's db1, 1/400 of the true gradient; exact: the "
-                   "true gradient", exact="exact")
-POOL_TIES = Option("pool_ties", TIE_RULES, "first",
-                   "max-pool backward: first (default): to the first maximum of each window, "
-                   "the true gradient, as TensorFlow; all: to every tied maximum, as docs 002 "
-                   "and 003", exact="first")
+DW_MODE = Option(
+    "dw_mode",
+    DW_MODES,
+    "batched",
+    "filter gradient: one TensorFlow call per batch (default), or each sample's "
+    "own convolution as the article",
+)
+BIAS_GRAD = Option(
+    "bias_grad",
+    BIAS_GRAD_RULES,
+    "seed",
+    "seed (default): the article's db1, 1/400 of the true gradient; exact: the true gradient",
+    exact="exact",
+)
+POOL_TIES = Option(
+    "pool_ties",
+    TIE_RULES,
+    "first",
+    "max-pool backward: first (default): to the first maximum of each window, "
+    "the true gradient, as TensorFlow; all: to every tied maximum, as docs 002 "
+    "and 003",
+    exact="first",
+)
 OPTIONS = (DW_MODE, BIAS_GRAD, POOL_TIES)
 
 
@@ -123,23 +136,83 @@ def default_lr(model: str, optimizer: str) -> tuple[float, str]:
     return CONVENTIONAL_LR[optimizer], f"{optimizer}'s conventional rate"
 
 
-MODELS = {spec.name: spec for spec in (
-    ModelSpec("seed-cnn", "tfhybrid.models.seed_cnn:seed_cnn", (DW_MODE, BIAS_GRAD),
-              TrainingDefaults(10, None, 100, "sgd", 0.1, None, None, 0.9695,
-                               "doc 000: the article's program")),
-    ModelSpec("lenet5", "tfhybrid.models.networks:lenet5", (DW_MODE, POOL_TIES),
-              TrainingDefaults(10, None, 100, "adam", 0.001, None, None, None,
-                               "doc 000's TensorFlow sketch (no settings given: ours)")),
-    ModelSpec("numpy-cnn", "tfhybrid.models.networks:numpy_cnn", (DW_MODE, POOL_TIES),
-              TrainingDefaults(15, None, 128, "sgd", 0.01, None, None, 0.97,
-                               "doc 002: epoch 15, lr 0.01, batch 128")),
-    ModelSpec("conv8", "tfhybrid.models.networks:conv8", (DW_MODE, POOL_TIES),
-              TrainingDefaults(3, None, 1, "sgd", 0.005, 1000, 1000, 0.78,
-                               "doc 003: 3 epochs, one image per step, first 1,000 images")),
-    ModelSpec("two-layer-net", "tfhybrid.models.networks:two_layer_net", (),
-              TrainingDefaults(None, 10_000, 100, "sgd", 0.1, None, None, 0.97,
-                               "doc 004: 10,000 iterations, batch 100, lr 0.1")),
-)}
+MODELS = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "seed-cnn",
+            "tfhybrid.models.seed_cnn:seed_cnn",
+            (DW_MODE, BIAS_GRAD),
+            TrainingDefaults(
+                10, None, 100, "sgd", 0.1, None, None, 0.9695, "doc 000: the article's program"
+            ),
+        ),
+        ModelSpec(
+            "lenet5",
+            "tfhybrid.models.networks:lenet5",
+            (DW_MODE, POOL_TIES),
+            TrainingDefaults(
+                10,
+                None,
+                100,
+                "adam",
+                0.001,
+                None,
+                None,
+                None,
+                "doc 000's TensorFlow sketch (no settings given: ours)",
+            ),
+        ),
+        ModelSpec(
+            "numpy-cnn",
+            "tfhybrid.models.networks:numpy_cnn",
+            (DW_MODE, POOL_TIES),
+            TrainingDefaults(
+                15,
+                None,
+                128,
+                "sgd",
+                0.01,
+                None,
+                None,
+                0.97,
+                "doc 002: epoch 15, lr 0.01, batch 128",
+            ),
+        ),
+        ModelSpec(
+            "conv8",
+            "tfhybrid.models.networks:conv8",
+            (DW_MODE, POOL_TIES),
+            TrainingDefaults(
+                3,
+                None,
+                1,
+                "sgd",
+                0.005,
+                1000,
+                1000,
+                0.78,
+                "doc 003: 3 epochs, one image per step, first 1,000 images",
+            ),
+        ),
+        ModelSpec(
+            "two-layer-net",
+            "tfhybrid.models.networks:two_layer_net",
+            (),
+            TrainingDefaults(
+                None,
+                10_000,
+                100,
+                "sgd",
+                0.1,
+                None,
+                None,
+                0.97,
+                "doc 004: 10,000 iterations, batch 100, lr 0.1",
+            ),
+        ),
+    )
+}
 MODEL_NAMES = tuple(MODELS)
 TRAINING_DEFAULTS = {name: spec.training for name, spec in MODELS.items()}
 MODEL_OPTIONS = {name: spec.option_keywords for name, spec in MODELS.items()}
@@ -165,5 +238,4 @@ def build_model(name: str, *, seed: int = 0, dtype=None, **options):
         value = options.get(option.keyword, option.default)
         if value not in option.choices:
             raise ValueError(f"{option.keyword} must be one of {option.choices}, got {value!r}")
-    return spec.build_function()(seed=seed, dtype=np.float32 if dtype is None else dtype,
-                                 **options)
+    return spec.build_function()(seed=seed, dtype=np.float32 if dtype is None else dtype, **options)

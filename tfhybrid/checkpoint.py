@@ -42,8 +42,9 @@ class TrainingState:
 def save_checkpoint(folder: str | Path, state: TrainingState) -> Path:
     """Write ``folder/checkpoint.npz`` atomically and return its path."""
     path = Path(folder) / CHECKPOINT_NAME
-    meta = {k: v for k, v in dataclasses.asdict(state).items()
-            if k not in ("params", "optimizer_state")}
+    meta = {
+        k: v for k, v in dataclasses.asdict(state).items() if k not in ("params", "optimizer_state")
+    }
     meta["format_version"] = FORMAT_VERSION
     arrays = {f"param/{k}": v for k, v in state.params.items()}
     arrays.update({f"optim/{k}": v for k, v in state.optimizer_state.items()})
@@ -68,8 +69,10 @@ def read_checkpoint(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     """Read ``folder/checkpoint.npz`` -> (meta document, arrays); no model checks."""
     path = Path(folder) / CHECKPOINT_NAME
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint in {folder} (expected {CHECKPOINT_NAME}); "
-                              "check the folder given to --resume")
+        raise CheckpointError(
+            f"no checkpoint in {folder} (expected {CHECKPOINT_NAME}); "
+            "check the folder given to --resume"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
@@ -77,16 +80,24 @@ def read_checkpoint(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
         if not isinstance(meta, dict):
             raise ValueError("meta is not a JSON object")
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
-        raise CheckpointError(f"checkpoint {path} is damaged or not a tfhybrid checkpoint "
-                              f"({type(err).__name__}: {err}); start a new run") from None
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or not a tfhybrid checkpoint "
+            f"({type(err).__name__}: {err}); start a new run"
+        ) from None
     if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format {meta.get('format_version')!r}, "
-                              f"this version reads {FORMAT_VERSION}; start a new run")
+        raise CheckpointError(
+            f"checkpoint {path} has format {meta.get('format_version')!r}, "
+            f"this version reads {FORMAT_VERSION}; start a new run"
+        )
     return meta, arrays
 
 
-def load_checkpoint(folder: str | Path, model: str, param_shapes: dict[str, tuple],
-                    read: tuple[dict, dict[str, np.ndarray]] | None = None) -> TrainingState:
+def load_checkpoint(
+    folder: str | Path,
+    model: str,
+    param_shapes: dict[str, tuple],
+    read: tuple[dict, dict[str, np.ndarray]] | None = None,
+) -> TrainingState:
     """Read ``folder/checkpoint.npz`` and check it belongs to ``model`` with these shapes.
 
     ``read``: what :func:`read_checkpoint` already returned for this folder, if anything.
@@ -94,22 +105,28 @@ def load_checkpoint(folder: str | Path, model: str, param_shapes: dict[str, tupl
     path = Path(folder) / CHECKPOINT_NAME
     meta, arrays = read if read is not None else read_checkpoint(folder)
     if meta.get("model") != model:
-        raise CheckpointError(f"checkpoint {path} is of model {meta.get('model')!r}, "
-                              f"not {model!r}; resume it with the model it was trained with")
+        raise CheckpointError(
+            f"checkpoint {path} is of model {meta.get('model')!r}, "
+            f"not {model!r}; resume it with the model it was trained with"
+        )
     params = {k.removeprefix("param/"): v for k, v in arrays.items() if k.startswith("param/")}
     missing = sorted(set(param_shapes) - set(params))
     extra = sorted(set(params) - set(param_shapes))
     if missing or extra:
-        raise CheckpointError(f"checkpoint {path} does not fit model {model!r}: "
-                              f"missing {missing}, unexpected {extra}; start a new run")
+        raise CheckpointError(
+            f"checkpoint {path} does not fit model {model!r}: "
+            f"missing {missing}, unexpected {extra}; start a new run"
+        )
     for key, shape in param_shapes.items():
         if params[key].shape != tuple(shape) and _same_bias(params[key].shape, tuple(shape)):
             # Checkpoints of version 0.1 kept convolution biases as [F]; now every bias is [1,F].
             params[key] = params[key].reshape(shape)
         if params[key].shape != tuple(shape):
-            raise CheckpointError(f"checkpoint {path}: parameter {key} has shape "
-                                  f"{params[key].shape}, model {model!r} needs {tuple(shape)}; "
-                                  "start a new run")
+            raise CheckpointError(
+                f"checkpoint {path}: parameter {key} has shape "
+                f"{params[key].shape}, model {model!r} needs {tuple(shape)}; "
+                "start a new run"
+            )
     optim = {k.removeprefix("optim/"): v for k, v in arrays.items() if k.startswith("optim/")}
     fields = {f.name for f in dataclasses.fields(TrainingState)}
     kwargs = {k: v for k, v in meta.items() if k in fields}

@@ -42,64 +42,107 @@ def command_line(script: str) -> str:
 def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
     """``--data-dir``, as every command line of the project takes it (resolve the value
     with :func:`tfhybrid.config.resolve_data_dir`)."""
-    parser.add_argument("--data-dir", default=None,
-                        help="folder with the dataset's four original .gz files "
-                             f"(else ${DATA_DIR_ENV}, else tensorflow-datasets downloads them)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the dataset's four original .gz files "
+        f"(else ${DATA_DIR_ENV}, else tensorflow-datasets downloads them)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Options default to "not given" so a resumed run can tell what the user changed."""
     defaults = TrainConfig()
     parser = OneLineParser(
-        prog=program_name("train.py"), argument_default=argparse.SUPPRESS,
+        prog=program_name("train.py"),
+        argument_default=argparse.SUPPRESS,
         description="Train a source tutorial's network on MNIST with hand-written "
-                    "backpropagation (TensorFlow convolutions, NumPy gradients). Unset "
-                    "options take the chosen model's source settings; the defaults shown "
-                    "are the article's (seed-cnn).")
-    parser.add_argument("--model", metavar="|".join(MODEL_NAMES),
-                        help=f"the network, default {defaults.model}")
+        "backpropagation (TensorFlow convolutions, NumPy gradients). Unset "
+        "options take the chosen model's source settings; the defaults shown "
+        "are the article's (seed-cnn).",
+    )
+    parser.add_argument(
+        "--model", metavar="|".join(MODEL_NAMES), help=f"the network, default {defaults.model}"
+    )
     parser.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
-    parser.add_argument("--iterations", type=int, metavar="N",
-                        help="count N updates instead of epochs (two-layer-net's default)")
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        metavar="N",
+        help="count N updates instead of epochs (two-layer-net's default)",
+    )
     parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
-    parser.add_argument("--optimizer", metavar="|".join(OPTIMIZER_NAMES),
-                        help=f"default: the model's source optimizer ({defaults.optimizer} "
-                             "for seed-cnn)")
-    parser.add_argument("--lr", type=float,
-                        help="learning rate; default: the source's rate for the source's "
-                             f"optimizer ({defaults.lr} for seed-cnn); momentum: the model's "
-                             "SGD rate / 10; else the optimizer's conventional rate (" + ", ".join(
-                                 f"{k} {v:g}" for k, v in CONVENTIONAL_LR.items()) + ")")
-    parser.add_argument("--seed", type=int,
-                        help=f"seeds the initial weights and the per-epoch shuffles, "
-                             f"default {defaults.seed}")
+    parser.add_argument(
+        "--optimizer",
+        metavar="|".join(OPTIMIZER_NAMES),
+        help=f"default: the model's source optimizer ({defaults.optimizer} for seed-cnn)",
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        help="learning rate; default: the source's rate for the source's "
+        f"optimizer ({defaults.lr} for seed-cnn); momentum: the model's "
+        "SGD rate / 10; else the optimizer's conventional rate ("
+        + ", ".join(f"{k} {v:g}" for k, v in CONVENTIONAL_LR.items())
+        + ")",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help=f"seeds the initial weights and the per-epoch shuffles, default {defaults.seed}",
+    )
     for option in OPTIONS:
         models = [name for name, spec in MODELS.items() if option in spec.options]
-        parser.add_argument(option.flag, metavar="|".join(option.choices),
-                            help=f"{option.help}; for {', '.join(models)}")
-    parser.add_argument("--dataset", metavar="|".join(DATASETS),
-                        help="default mnist; all three come as the same four IDX files")
+        parser.add_argument(
+            option.flag,
+            metavar="|".join(option.choices),
+            help=f"{option.help}; for {', '.join(models)}",
+        )
+    parser.add_argument(
+        "--dataset",
+        metavar="|".join(DATASETS),
+        help="default mnist; all three come as the same four IDX files",
+    )
     add_data_dir_option(parser)
-    parser.add_argument("--out",
-                        help="output folder for metrics.json, params.npz and checkpoint.npz "
-                             "(default: a new folder under runs/)")
-    parser.add_argument("--train-limit", type=int, metavar="N",
-                        help="use only the first N training images (quick runs)")
-    parser.add_argument("--test-limit", type=int, metavar="N",
-                        help="evaluate on the first N test images only")
-    parser.add_argument("--plot", action="store_true",
-                        help="write curves.png (loss, accuracy per epoch) and filters.png "
-                             "(learned first-layer filters) into the run folder")
-    parser.add_argument("--tensorboard", action="store_true",
-                        help="log scalars, filters and gradient histograms to RUN/tensorboard")
-    parser.add_argument("--audit-every", type=int, metavar="N",
-                        help="audit the hand-written gradients after every N-th epoch on the "
-                             "first 8 validation images; per-tensor verdicts go into "
-                             "metrics.json (and TensorBoard), a changed verdict is printed")
-    parser.add_argument("--resume", metavar="DIR",
-                        help="continue the run saved in DIR from its last checkpoint")
-    parser.add_argument("--force", action="store_true",
-                        help="let a new run overwrite the run already in --out")
+    parser.add_argument(
+        "--out",
+        help="output folder for metrics.json, params.npz and checkpoint.npz "
+        "(default: a new folder under runs/)",
+    )
+    parser.add_argument(
+        "--train-limit",
+        type=int,
+        metavar="N",
+        help="use only the first N training images (quick runs)",
+    )
+    parser.add_argument(
+        "--test-limit", type=int, metavar="N", help="evaluate on the first N test images only"
+    )
+    parser.add_argument(
+        "--plot",
+        action="store_true",
+        help="write curves.png (loss, accuracy per epoch) and filters.png "
+        "(learned first-layer filters) into the run folder",
+    )
+    parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="log scalars, filters and gradient histograms to RUN/tensorboard",
+    )
+    parser.add_argument(
+        "--audit-every",
+        type=int,
+        metavar="N",
+        help="audit the hand-written gradients after every N-th epoch on the "
+        "first 8 validation images; per-tensor verdicts go into "
+        "metrics.json (and TensorBoard), a changed verdict is printed",
+    )
+    parser.add_argument(
+        "--resume", metavar="DIR", help="continue the run saved in DIR from its last checkpoint"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="let a new run overwrite the run already in --out"
+    )
     return parser
 
 
@@ -112,8 +155,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, dict]:
         if force:
             raise ConfigError("--resume and --force contradict each other; pass one of them")
         if given.get("out", resume_dir) != resume_dir:
-            raise ConfigError(f"--out {given['out']} differs from --resume {resume_dir}; "
-                              "a resumed run writes into its own folder")
+            raise ConfigError(
+                f"--out {given['out']} differs from --resume {resume_dir}; "
+                "a resumed run writes into its own folder"
+            )
         from tfhybrid.checkpoint import read_checkpoint
 
         saved, _ = read_checkpoint(resume_dir)
@@ -148,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config, control = parse_args(argv)
         from tfhybrid.training import train_and_evaluate  # imports TensorFlow
 
-        train_and_evaluate(config, control["workdir"], resume=control["resume"],
-                           force=control["force"])
+        train_and_evaluate(
+            config, control["workdir"], resume=control["resume"], force=control["force"]
+        )
 
     return run(job)

@@ -24,8 +24,15 @@ from tfhybrid.catalog import TIE_RULES as POOL_TIE_RULES
 from tfhybrid.errors import ConfigError
 from tfhybrid.optimizers import OPTIMIZER_NAMES
 
-__all__ = ["BIAS_GRAD_RULES", "DATASETS", "DATA_DIR_ENV", "DW_MODES", "POOL_TIE_RULES",
-           "TrainConfig", "resolve_data_dir"]
+__all__ = [
+    "BIAS_GRAD_RULES",
+    "DATASETS",
+    "DATA_DIR_ENV",
+    "DW_MODES",
+    "POOL_TIE_RULES",
+    "TrainConfig",
+    "resolve_data_dir",
+]
 
 DATASETS = ("mnist", "fashion_mnist", "kmnist")
 MNIST_TRAIN_SIZE = 55_000  # tfds "train[5000:]"; "train[:5000]" is the validation set
@@ -75,12 +82,19 @@ class TrainConfig:
         source = TRAINING_DEFAULTS[model]
         settings = {
             "epochs": source.epochs if source.epochs is not None else 1,
-            "iterations": source.iterations, "batch_size": source.batch_size,
-            "optimizer": source.optimizer, "lr": source.lr,
-            "train_limit": source.train_limit, "test_limit": source.test_limit,
+            "iterations": source.iterations,
+            "batch_size": source.batch_size,
+            "optimizer": source.optimizer,
+            "lr": source.lr,
+            "train_limit": source.train_limit,
+            "test_limit": source.test_limit,
         }
-        settings.update({option.keyword: (option.default if option in MODELS[model].options
-                                           else None) for option in OPTIONS})
+        settings.update(
+            {
+                option.keyword: (option.default if option in MODELS[model].options else None)
+                for option in OPTIONS
+            }
+        )
         if "epochs" in overrides and "iterations" not in overrides:
             settings["iterations"] = None
         chosen = overrides.get("optimizer")
@@ -127,9 +141,11 @@ class TrainConfig:
             if option.keyword in MODEL_OPTIONS[self.model]:
                 _check_choice(flag, value, option.choices)
             elif value is not None:
-                raise ConfigError(f"{flag} does not apply to model {self.model!r} "
-                                  f"(its options: {_flags(MODEL_OPTIONS[self.model])}); "
-                                  f"got {flag} {value}")
+                raise ConfigError(
+                    f"{flag} does not apply to model {self.model!r} "
+                    f"(its options: {_flags(MODEL_OPTIONS[self.model])}); "
+                    f"got {flag} {value}"
+                )
         _check_choice("--dataset", self.dataset, DATASETS)
         if self.audit_every is not None:
             _check_int("--audit-every", self.audit_every, minimum=1)

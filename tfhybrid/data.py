@@ -61,8 +61,10 @@ def read_idx(path: Path, kind: str) -> np.ndarray:
     """
     where = f"{path.name} in {path.parent}"
     if path.is_dir():
-        raise DataError(f"{where} is a folder, not the MNIST file of that name; remove or "
-                        f"rename the folder and {FIX_HINT}")
+        raise DataError(
+            f"{where} is a folder, not the MNIST file of that name; remove or "
+            f"rename the folder and {FIX_HINT}"
+        )
     if not path.is_file():
         raise DataError(f"MNIST file missing: {where}; {FIX_HINT}")
     if path.stat().st_size == 0:
@@ -74,40 +76,48 @@ def read_idx(path: Path, kind: str) -> np.ndarray:
             if handle.read(2) != b"\x1f\x8b":
                 raise DataError(
                     f"MNIST file is not gzip-compressed although named .gz: {where}; "
-                    "replace it with the original file")
+                    "replace it with the original file"
+                )
         try:
             with gzip.open(path, "rb") as handle:
                 raw = handle.read()
         except (EOFError, OSError, zlib.error) as err:
             raise DataError(
                 f"MNIST file is truncated or corrupt ({err}): {where}; "
-                "replace it with the original file") from None
+                "replace it with the original file"
+            ) from None
     expect_magic, ndim = (IDX_IMAGES_MAGIC, 3) if kind == "images" else (IDX_LABELS_MAGIC, 1)
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
-        raise DataError(f"MNIST file is too short to hold an IDX header: {where}; "
-                        "replace it with the original file")
+        raise DataError(
+            f"MNIST file is too short to hold an IDX header: {where}; "
+            "replace it with the original file"
+        )
     magic = struct.unpack(">I", raw[:4])[0]
     if magic != expect_magic:
         raise DataError(
             f"MNIST file has magic number 0x{magic:08x}, expected 0x{expect_magic:08x} "
-            f"for {kind}: {where}; replace it with the original file")
+            f"for {kind}: {where}; replace it with the original file"
+        )
     dims = struct.unpack(f">{ndim}I", raw[4:header_size])
     if kind == "images" and tuple(dims[1:]) != IMAGE_SHAPE:
         raise DataError(
             f"MNIST images are {dims[1]}x{dims[2]}, expected 28x28: {where}; "
-            "replace it with the original file")
+            "replace it with the original file"
+        )
     payload = len(raw) - header_size
     expected = int(np.prod(dims))
     if payload != expected:
         raise DataError(
             f"MNIST file holds {payload} bytes of data, its header announces {expected} "
-            f"(truncated?): {where}; replace it with the original file")
+            f"(truncated?): {where}; replace it with the original file"
+        )
     array = np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(dims)
     if kind == "labels" and array.size and int(array.max()) >= NUM_CLASSES:
         raise DataError(
             f"MNIST labels contain {int(array.max())}, outside 0-9: {where}; "
-            "replace it with the original file")
+            "replace it with the original file"
+        )
     return array
 
 
@@ -125,12 +135,16 @@ def read_mnist_folder(folder: str | os.PathLike) -> dict[str, tuple[np.ndarray, 
     """
     root = Path(folder)
     if root.exists() and not root.is_dir():
-        raise DataError(f"data folder {root} is a file, not a folder; point --data-dir / "
-                        "TFHYBRID_DATA_DIR at the folder holding the four original MNIST .gz "
-                        "files")
+        raise DataError(
+            f"data folder {root} is a file, not a folder; point --data-dir / "
+            "TFHYBRID_DATA_DIR at the folder holding the four original MNIST .gz "
+            "files"
+        )
     if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist; {FIX_HINT}, "
-                        "or point --data-dir / TFHYBRID_DATA_DIR at the folder that has them")
+        raise DataError(
+            f"data folder {root} does not exist; {FIX_HINT}, "
+            "or point --data-dir / TFHYBRID_DATA_DIR at the folder that has them"
+        )
     splits = {}
     for split, (images_name, labels_name) in SPLIT_FILES.items():
         images = read_idx(mnist_file(root, images_name), "images")
@@ -138,12 +152,14 @@ def read_mnist_folder(folder: str | os.PathLike) -> dict[str, tuple[np.ndarray, 
         if len(images) != len(labels):
             raise DataError(
                 f"{images_name} holds {len(images)} images but {labels_name} holds "
-                f"{len(labels)} labels in {root}; replace them with the original files")
+                f"{len(labels)} labels in {root}; replace them with the original files"
+            )
         expected = MNIST_FILES[images_name][1]
         if len(images) != expected:
             raise DataError(
                 f"{images_name} and {labels_name} in {root} hold {len(images)} examples, "
-                f"MNIST's {split} split has {expected}; replace them with the original files")
+                f"MNIST's {split} split has {expected}; replace them with the original files"
+            )
         splits[split] = (images, labels)
     return splits
 
@@ -175,16 +191,21 @@ def registered_checksums(dataset: str) -> dict[str, str]:
 def file_digests(folder: str | os.PathLike) -> dict[str, str]:
     """expected file name -> SHA-256 of the file that stands for it in ``folder``."""
     root = Path(folder)
-    return {name: hashlib.sha256(mnist_file(root, name).read_bytes()).hexdigest()
-            for name in MNIST_FILES}
+    return {
+        name: hashlib.sha256(mnist_file(root, name).read_bytes()).hexdigest()
+        for name in MNIST_FILES
+    }
 
 
 def registered_mismatches(folder: str | os.PathLike, dataset: str = "mnist") -> list[str]:
     """Names of the files that are not byte-identical to what tensorflow-datasets registers."""
     root = Path(folder)
     sums = registered_checksums(dataset)
-    return [mnist_file(root, name).name for name, digest in file_digests(root).items()
-            if sums.get(name) != digest]
+    return [
+        mnist_file(root, name).name
+        for name, digest in file_digests(root).items()
+        if sums.get(name) != digest
+    ]
 
 
 def identify_dataset(folder: str | os.PathLike) -> str | None:
@@ -224,8 +245,9 @@ def _download_url(dataset: str) -> str:
     return table.read_text().split("\t", 1)[0].strip()
 
 
-def load_mnist(data_dir: str | None, train_limit: int | None = None,
-               notice=None, dataset: str = "mnist") -> Splits:
+def load_mnist(
+    data_dir: str | None, train_limit: int | None = None, notice=None, dataset: str = "mnist"
+) -> Splits:
     """Load train (tfds ``train[5000:]``), validation (``train[:5000]``) and test splits.
 
     ``dataset`` is one of DATASETS (all three come as the same four IDX files).
@@ -245,12 +267,15 @@ def load_mnist(data_dir: str | None, train_limit: int | None = None,
         return _load_with_tfds(data_dir, train_limit, dataset)
     other = identify_dataset(data_dir)
     if other is not None:
-        raise DataError(f"{data_dir} holds the {other} files, not {dataset}; "
-                        f"pass --dataset {other} or point --data-dir at the {dataset} files")
+        raise DataError(
+            f"{data_dir} holds the {other} files, not {dataset}; "
+            f"pass --dataset {other} or point --data-dir at the {dataset} files"
+        )
     (notice or _stderr)(
         f"notice: {', '.join(differing)} in {data_dir}: valid MNIST data but not the "
         "original files tensorflow-datasets registers (SHA-256 differs); reading them "
-        "directly, in file order, instead of through tfds")
+        "directly, in file order, instead of through tfds"
+    )
     return _splits_from_arrays(parsed, train_limit)
 
 
@@ -276,7 +301,9 @@ def _splits_from_arrays(parsed: dict, train_limit: int | None) -> Splits:
         train_labels[VALIDATION_SIZE:end].astype(np.int64),
         _as_float_images(train_images[:VALIDATION_SIZE]),
         train_labels[:VALIDATION_SIZE].astype(np.int64),
-        _as_float_images(test_images), test_labels.astype(np.int64))
+        _as_float_images(test_images),
+        test_labels.astype(np.int64),
+    )
 
 
 def _load_with_tfds(data_dir: str | None, train_limit: int | None, dataset: str) -> Splits:
@@ -297,15 +324,23 @@ def _load_with_tfds(data_dir: str | None, train_limit: int | None, dataset: str)
             raise DataError(
                 f"{dataset} is not prepared on this machine and its download cannot start "
                 f"({problem} for {url}); pass --data-dir (or set TFHYBRID_DATA_DIR) to a folder "
-                "holding the four original MNIST .gz files")
+                "holding the four original MNIST .gz files"
+            )
     try:
         loaded = tfds.load(dataset, split=splits, batch_size=-1, as_supervised=True, **kwargs)
     except Exception as err:  # tfds raises many types; the user needs the one-line reason
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        hint = ("pass --data-dir (or set TFHYBRID_DATA_DIR) to a folder holding the four "
-                "original MNIST .gz files") if data_dir is None else FIX_HINT
-        raise DataError(f"tensorflow-datasets could not prepare {dataset} ({reason}); "
-                        f"{hint}") from None
+        hint = (
+            (
+                "pass --data-dir (or set TFHYBRID_DATA_DIR) to a folder holding the four "
+                "original MNIST .gz files"
+            )
+            if data_dir is None
+            else FIX_HINT
+        )
+        raise DataError(
+            f"tensorflow-datasets could not prepare {dataset} ({reason}); {hint}"
+        ) from None
     arrays = []
     for images, labels in tfds.as_numpy(loaded):
         arrays.append(_as_float_images(images))

@@ -71,8 +71,10 @@ class Optimizer:
                 continue
             slot, _, key = name.partition("/")
             if slot not in slots or not key:
-                raise ValueError(f"{self.name} state has an unexpected entry {name!r} "
-                                 f"(its slots: {', '.join(self.SLOTS) or 'none'})")
+                raise ValueError(
+                    f"{self.name} state has an unexpected entry {name!r} "
+                    f"(its slots: {', '.join(self.SLOTS) or 'none'})"
+                )
             slots[slot][key] = np.array(array, copy=True)
         self.step = int(state["step"])
         self.slots = slots
@@ -169,14 +171,15 @@ class Adam(Optimizer):
     name = "adam"
     SLOTS = ("m", "v")
 
-    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = EPS):
+    def __init__(
+        self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = EPS
+    ):
         super().__init__(lr)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def update(self, params, grads):
         t = self.step + 1
-        self._lr_t = self.lr * np.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
+        self._lr_t = self.lr * np.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
         super().update(params, grads)
 
     def _apply(self, key, param, grad):

@@ -39,7 +39,7 @@ def filter_grid(filters: np.ndarray) -> np.ndarray:
         span = tile.max() - tile.min()
         tile = (tile - tile.min()) / span if span > 0 else np.zeros_like(tile)
         r, c = divmod(f, cols)
-        grid[r * (kh + 1):r * (kh + 1) + kh, c * (kw + 1):c * (kw + 1) + kw] = tile
+        grid[r * (kh + 1) : r * (kh + 1) + kh, c * (kw + 1) : c * (kw + 1) + kw] = tile
     return grid
 
 

@@ -18,8 +18,15 @@ class ProgressBar:
     number of steps done (a resumed epoch starts past 0)."""
 
     def __init__(self, total: int, label: str, stream=None):
-        self._bar = tqdm(total=total, desc=label, file=stream or sys.stderr, leave=False,
-                         mininterval=REDRAW_SECONDS, disable=None, dynamic_ncols=True)
+        self._bar = tqdm(
+            total=total,
+            desc=label,
+            file=stream or sys.stderr,
+            leave=False,
+            mininterval=REDRAW_SECONDS,
+            disable=None,
+            dynamic_ncols=True,
+        )
 
     def __enter__(self) -> ProgressBar:
         return self

@@ -42,8 +42,11 @@ def limit_blas_threads(threads: int = 1) -> list[str]:
     from threadpoolctl import threadpool_info, threadpool_limits
 
     _limits = threadpool_limits(limits=threads, user_api="blas")
-    return [f"{info['internal_api']}:{os.path.basename(info['filepath'])}"
-            for info in threadpool_info() if info.get("user_api") == "blas"]
+    return [
+        f"{info['internal_api']}:{os.path.basename(info['filepath'])}"
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
+    ]
 
 
 def retain_freed_memory() -> bool:
@@ -54,8 +57,9 @@ def retain_freed_memory() -> bool:
     if mallopt is None:
         return False
     # Setting either threshold switches off glibc's dynamic adjustment, so set both.
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
-                and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return bool(
+        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
 
 
 def tune_for_training() -> dict[str, object]:
@@ -65,8 +69,10 @@ def tune_for_training() -> dict[str, object]:
         chosen = [name for name in THREAD_VARIABLES if name in os.environ]
         _applied = {
             "blas_threads": (f"left to {chosen[0]}" if chosen else limit_blas_threads(1)),
-            "retain_freed_memory": ("left to MALLOC_TRIM_THRESHOLD_"
-                                    if "MALLOC_TRIM_THRESHOLD_" in os.environ
-                                    else retain_freed_memory()),
+            "retain_freed_memory": (
+                "left to MALLOC_TRIM_THRESHOLD_"
+                if "MALLOC_TRIM_THRESHOLD_" in os.environ
+                else retain_freed_memory()
+            ),
         }
     return _applied

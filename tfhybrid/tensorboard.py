@@ -17,8 +17,9 @@ class TensorBoardLogger:
         self.folder = Path(folder)
         self._writer = tf.summary.create_file_writer(str(self.folder))
 
-    def epoch(self, row: dict, params: dict[str, np.ndarray],
-              grads: dict[str, np.ndarray] | None) -> None:
+    def epoch(
+        self, row: dict, params: dict[str, np.ndarray], grads: dict[str, np.ndarray] | None
+    ) -> None:
         """Log one epoch's figures; ``grads`` are the last step's gradients (or None).
         A row with an ``audit`` logs each tensor's relative error as ``audit/rel_error/NAME``."""
         step = int(row["epoch"])

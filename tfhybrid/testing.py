@@ -19,13 +19,16 @@ import numpy as np
 from tfhybrid.audit.ops import OpReport, check_op
 
 
-def assert_gradients_match(forward: Callable, backward: Callable,
-                           inputs: Mapping[str, np.ndarray], reference: Callable | None = None,
-                           **options) -> OpReport:
+def assert_gradients_match(
+    forward: Callable,
+    backward: Callable,
+    inputs: Mapping[str, np.ndarray],
+    reference: Callable | None = None,
+    **options,
+) -> OpReport:
     """:func:`tfhybrid.audit.check_op` as an assertion; ``options`` (``rtol``, ``atol``,
     ``seed``, ``fd_samples``) go to it. Returns the report when everything matches."""
     report = check_op(forward, backward, inputs, reference, **options)
     if not report.ok:
-        raise AssertionError(f"gradients do not match: {', '.join(report.mismatches)}\n"
-                             f"{report}")
+        raise AssertionError(f"gradients do not match: {', '.join(report.mismatches)}\n{report}")
     return report

@@ -67,8 +67,9 @@ def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(size)
 
 
-def epoch_batches(seed: int, epoch: int, size: int, batch_size: int, start: int = 0,
-                  stop: int | None = None) -> Iterator[np.ndarray]:
+def epoch_batches(
+    seed: int, epoch: int, size: int, batch_size: int, start: int = 0, stop: int | None = None
+) -> Iterator[np.ndarray]:
     """Batches ``start`` .. ``stop - 1`` of one epoch: consecutive slices of
     :func:`epoch_order`, each sorted (rows gathered in memory order; a batch's gradient is
     a sum, so the order inside it does not matter). The last partial batch is dropped."""
@@ -77,7 +78,7 @@ def epoch_batches(seed: int, epoch: int, size: int, batch_size: int, start: int 
     order = epoch_order(seed, epoch, size)
     stop = size // batch_size if stop is None else stop
     for step in range(start, stop):
-        yield np.sort(order[step * batch_size:(step + 1) * batch_size])
+        yield np.sort(order[step * batch_size : (step + 1) * batch_size])
 
 
 def batch_indices(size: int, batch_size: int, steps: int, seed: int) -> Iterator[np.ndarray]:
@@ -100,10 +101,20 @@ def train_step(model, optimizer, x: np.ndarray, y: np.ndarray) -> dict:
     return result
 
 
-def train_epoch(model, optimizer, x: np.ndarray, y: np.ndarray, *, seed: int, epoch: int,
-                batch_size: int, start: int = 0, stop: int | None = None,
-                before_step: Callable[[int], object] | None = None,
-                after_step: Callable[[int, dict], object] | None = None) -> None:
+def train_epoch(
+    model,
+    optimizer,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int,
+    epoch: int,
+    batch_size: int,
+    start: int = 0,
+    stop: int | None = None,
+    before_step: Callable[[int], object] | None = None,
+    after_step: Callable[[int, dict], object] | None = None,
+) -> None:
     """Steps ``start`` .. ``stop - 1`` of epoch ``epoch`` over x, one-hot y, in the order
     :func:`epoch_batches` gives. ``before_step(step)`` and ``after_step(step, result)``
     let the caller stop, check and record (they may raise)."""
@@ -116,9 +127,18 @@ def train_epoch(model, optimizer, x: np.ndarray, y: np.ndarray, *, seed: int, ep
             after_step(step, result)
 
 
-def fit(model, optimizer, x: np.ndarray, labels: np.ndarray, *, batch_size: int,
-        iterations: int, seed: int = 0, log_every: int = 0,
-        log: Callable[[str], object] = print) -> list[float]:
+def fit(
+    model,
+    optimizer,
+    x: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int,
+    iterations: int,
+    seed: int = 0,
+    log_every: int = 0,
+    log: Callable[[str], object] = print,
+) -> list[float]:
     """Train ``model`` in place for ``iterations`` updates in training's data order;
     returns the loss of each step (on its batch, before its update). ``labels``: int [N].
     No checkpoints, no validation: the scripts' and tests' short runs."""
@@ -131,8 +151,10 @@ def fit(model, optimizer, x: np.ndarray, labels: np.ndarray, *, batch_size: int,
             raise FloatingPointError(f"loss became {result['loss']} at step {step}")
         losses.append(result["loss"])
         if log_every and step % log_every == 0:
-            log(f"step {step:6d}/{iterations}  loss {np.mean(losses[-log_every:]):.4f}  "
-                f"{time.perf_counter() - started:7.1f}s")
+            log(
+                f"step {step:6d}/{iterations}  loss {np.mean(losses[-log_every:]):.4f}  "
+                f"{time.perf_counter() - started:7.1f}s"
+            )
     return losses
 
 
@@ -143,15 +165,18 @@ def prepare_workdir(workdir: str | Path, *, resume: bool = False, force: bool = 
     if held and not (resume or force):
         raise CheckpointError(
             f"output folder {path} already holds a run ({', '.join(held)}); pass --resume {path} "
-            "to continue it, --force to overwrite it, or choose another --out")
+            "to continue it, --force to overwrite it, or choose another --out"
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
-        raise CheckpointError(f"cannot write to output folder {path} ({err.strerror}); "
-                              "choose another folder with --out") from None
+        raise CheckpointError(
+            f"cannot write to output folder {path} ({err.strerror}); "
+            "choose another folder with --out"
+        ) from None
     return path
 
 
@@ -162,8 +187,14 @@ def resume_command(workdir: Path) -> str:
     return f"{command_line('train.py')} --resume {shlex.quote(str(workdir))}"
 
 
-def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
-                       resume: bool = False, force: bool = False) -> dict:
+def train_and_evaluate(
+    config: TrainConfig,
+    workdir: str | Path,
+    log=print,
+    *,
+    resume: bool = False,
+    force: bool = False,
+) -> dict:
     """Train ``config.model`` as ``config`` says; write metrics.json and params.npz.
 
     ``resume=True`` continues the run saved in ``workdir``; ``force=True`` lets a
@@ -177,11 +208,15 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
     started = time.perf_counter()
     data = load_mnist(config.resolved_data_dir(), config.train_limit, dataset=config.dataset)
     load_seconds = time.perf_counter() - started
-    x_test, y_test = data.x_test[:config.test_limit], data.y_test[:config.test_limit]
-    log(f"data: {len(data.x_train)} training, {len(data.x_val)} validation, "
-        f"{len(x_test)} test images (loaded in {load_seconds:.1f}s)")
-    log(f"model {config.model}, optimizer {config.optimizer}, lr {config.lr:g} "
-        f"({config.lr_origin()}), batch {config.batch_size}, seed {config.seed}")
+    x_test, y_test = data.x_test[: config.test_limit], data.y_test[: config.test_limit]
+    log(
+        f"data: {len(data.x_train)} training, {len(data.x_val)} validation, "
+        f"{len(x_test)} test images (loaded in {load_seconds:.1f}s)"
+    )
+    log(
+        f"model {config.model}, optimizer {config.optimizer}, lr {config.lr:g} "
+        f"({config.lr_origin()}), batch {config.batch_size}, seed {config.seed}"
+    )
     from tfhybrid.runtime import tune_for_training
 
     tune_for_training()  # one BLAS thread, freed memory kept: see tfhybrid/runtime.py
@@ -195,8 +230,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
         try:
             optimizer.load_state_dict(state.optimizer_state)
         except ValueError as err:
-            raise CheckpointError(f"checkpoint in {out}: optimizer state does not fit "
-                                  f"{config.optimizer!r} ({err}); start a new run") from None
+            raise CheckpointError(
+                f"checkpoint in {out}: optimizer state does not fit "
+                f"{config.optimizer!r} ({err}); start a new run"
+            ) from None
         log(f"resuming {out} at epoch {state.epoch}, step {state.step}")
     else:
         state = TrainingState(model=config.model, config=config.to_dict(), params=model.params)
@@ -206,8 +243,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
     per_epoch = len(x_train) // config.batch_size  # the last partial batch is dropped
     total = config.total_steps(len(x_train))
     board = _tensorboard(out) if config.tensorboard else None
-    auditor = (EpochAudit(config, data.x_val[:AUDIT_IMAGES], one_hot(data.y_val[:AUDIT_IMAGES]))
-               if config.audit_every else None)
+    auditor = (
+        EpochAudit(config, data.x_val[:AUDIT_IMAGES], one_hot(data.y_val[:AUDIT_IMAGES]))
+        if config.audit_every
+        else None
+    )
     _write_history(out, state.history)  # a resumed run's history is its checkpoint's
     columns = EpochColumns(article=config.model == "seed-cnn" and config.dataset == "mnist")
     log(columns.header())
@@ -224,7 +264,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
                     _save(out, state, optimizer)
                     raise Interrupted(
                         f"interrupted at epoch {epoch}, step {step}; state saved in "
-                        f"{out / CHECKPOINT_NAME}; resume with: {resume_command(out)}")
+                        f"{out / CHECKPOINT_NAME}; resume with: {resume_command(out)}"
+                    )
 
             def after_step(step, result, epoch=epoch, results=results):
                 _check_loss(result["loss"], state, epoch, step, config, out)
@@ -236,9 +277,19 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
                 progress.update(state.step, loss=state.loss_sum / state.step)
 
             with ProgressBar(steps, f"epoch {epoch}") as progress:
-                train_epoch(model, optimizer, x_train, y_train, seed=config.seed, epoch=epoch,
-                            batch_size=config.batch_size, start=state.step, stop=steps,
-                            before_step=before_step, after_step=after_step)
+                train_epoch(
+                    model,
+                    optimizer,
+                    x_train,
+                    y_train,
+                    seed=config.seed,
+                    epoch=epoch,
+                    batch_size=config.batch_size,
+                    start=state.step,
+                    stop=steps,
+                    before_step=before_step,
+                    after_step=after_step,
+                )
             result = results[0] if results else None
             row = {
                 "epoch": epoch,
@@ -265,8 +316,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
     test_accuracy = model.accuracy(x_test, y_test)
     # The sources report MNIST figures: a comparison on another dataset would mislead.
     reported = TRAINING_DEFAULTS[config.model].reported if config.dataset == "mnist" else None
-    log(f"test accuracy {test_accuracy:.4f}"
-        + (f" (source: {reported})" if reported is not None else ""))
+    log(
+        f"test accuracy {test_accuracy:.4f}"
+        + (f" (source: {reported})" if reported is not None else "")
+    )
     metrics = {
         "config": config.to_dict(),
         "model": config.model,
@@ -275,14 +328,15 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
         "test_images": len(x_test),
         "data_seconds": load_seconds,
         "total_seconds": time.perf_counter() - started,
-        "source": {"settings": TRAINING_DEFAULTS[config.model].source,
-                   "test_accuracy": reported},
+        "source": {"settings": TRAINING_DEFAULTS[config.model].source, "test_accuracy": reported},
     }
     if columns.article:
         metrics["article"] = {"cost": list(ARTICLE_COST), "test_accuracy": ARTICLE_TEST_ACCURACY}
     atomic_write(out / "params.npz", lambda handle: np.savez(handle, **model.params))
-    atomic_write(out / "metrics.json",
-                 lambda handle: handle.write((json.dumps(metrics, indent=2) + "\n").encode()))
+    atomic_write(
+        out / "metrics.json",
+        lambda handle: handle.write((json.dumps(metrics, indent=2) + "\n").encode()),
+    )
     log(f"saved {out / 'metrics.json'} and {out / 'params.npz'}")
     if board is not None:
         board.close()
@@ -291,8 +345,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, log=print, *,
         from tfhybrid.plots import plot_filters, plot_history
 
         title = f"{config.model} seed {config.seed}"
-        saved = [plot_history(state.history, out / "curves.png", title),
-                 plot_filters(model.params, out / "filters.png", title)]
+        saved = [
+            plot_history(state.history, out / "curves.png", title),
+            plot_filters(model.params, out / "filters.png", title),
+        ]
         log("plots: " + ", ".join(str(p) for p in saved if p is not None))
     return metrics
 
@@ -318,17 +374,34 @@ class EpochAudit:
         from tfhybrid.audit import audit, registry
 
         if self.copy is None:
-            self.copy = build_model(self.config.model, seed=self.config.seed,
-                                    params=model.params, dtype=model.dtype,
-                                    **self.config.model_options())
+            self.copy = build_model(
+                self.config.model,
+                seed=self.config.seed,
+                params=model.params,
+                dtype=model.dtype,
+                **self.config.model_options(),
+            )
             self.twin = registry.exact_twin(self.config.model, self.copy)
         self.copy.params = model.params  # copies the arrays
         self.twin.params = model.params
         expected = self._rule_mismatches()
-        report = audit(self.copy, self.x, self.y, expect=expected, seed=self.config.seed,
-                       fd_samples=AUDIT_FD_SAMPLES, update_model=self.twin)
-        return {t.name: {"verdict": t.manual.description, "rel_error": t.manual.rel_error,
-                         "expected": t.name in expected} for t in report.tensors}
+        report = audit(
+            self.copy,
+            self.x,
+            self.y,
+            expect=expected,
+            seed=self.config.seed,
+            fd_samples=AUDIT_FD_SAMPLES,
+            update_model=self.twin,
+        )
+        return {
+            t.name: {
+                "verdict": t.manual.description,
+                "rel_error": t.manual.rel_error,
+                "expected": t.name in expected,
+            }
+            for t in report.tensors
+        }
 
     def _rule_mismatches(self) -> list[str]:
         """The tensors whose manual gradient differs between the model and its exact twin."""
@@ -350,10 +423,14 @@ class EpochAudit:
         run's first audit, when a tensor the rules do not explain mismatches); else None."""
         previous = next((row["audit"] for row in reversed(history) if "audit" in row), None)
         if previous is None:
-            wrong = [f"{name} ({item['verdict']})" for name, item in audit.items()
-                     if item["verdict"] != MATCH and not item["expected"]]
-            return f"audit: epoch {epoch}: unexpected mismatch: {', '.join(wrong)}" if wrong \
-                else None
+            wrong = [
+                f"{name} ({item['verdict']})"
+                for name, item in audit.items()
+                if item["verdict"] != MATCH and not item["expected"]
+            ]
+            return (
+                f"audit: epoch {epoch}: unexpected mismatch: {', '.join(wrong)}" if wrong else None
+            )
         changes = []
         for name, item in audit.items():
             before = previous.get(name)
@@ -365,7 +442,7 @@ class EpochAudit:
 
 
 def _verdict_kind(verdict: str) -> str:
-    """"off by a constant factor 1/400" -> "off by a constant factor": a drifting factor
+    """ "off by a constant factor 1/400" -> "off by a constant factor": a drifting factor
     is no change of verdict."""
     return FACTOR if verdict.startswith(FACTOR) else verdict
 
@@ -386,8 +463,10 @@ class EpochColumns:
             epoch = row["epoch"]
             reference = f"{ARTICLE_COST[epoch - 1]:.4f}" if epoch <= len(ARTICLE_COST) else "-"
             cost = f" {reference:>12} {row['cost']:>8.4f}"
-        return (f"{row['epoch']:>5}{cost} {row['loss']:>8.4f} {row['val_accuracy']:>8.4f} "
-                f"{row['seconds']:>8.1f}")
+        return (
+            f"{row['epoch']:>5}{cost} {row['loss']:>8.4f} {row['val_accuracy']:>8.4f} "
+            f"{row['seconds']:>8.1f}"
+        )
 
 
 HISTORY_NAME = "history.jsonl"
@@ -396,8 +475,10 @@ HISTORY_NAME = "history.jsonl"
 def _write_history(out: Path, rows: list[dict]) -> None:
     """``history.jsonl``: one JSON line per finished epoch, as in ``metrics.json``'s
     "epochs", so a run that dies still leaves its history readable without the checkpoint."""
-    atomic_write(out / HISTORY_NAME, lambda handle: handle.write(
-        "".join(json.dumps(row) + "\n" for row in rows).encode()))
+    atomic_write(
+        out / HISTORY_NAME,
+        lambda handle: handle.write("".join(json.dumps(row) + "\n" for row in rows).encode()),
+    )
 
 
 def _append_history(out: Path, row: dict) -> None:
@@ -431,35 +512,50 @@ def _check_resumable(meta: dict, config: TrainConfig, out: Path) -> None:
         raise CheckpointError(
             f"the run in {out} was trained with {key}={saved[key]!r}, not {current.get(key)!r}; "
             "resume it with its own settings (only --epochs, --data-dir, --plot, "
-            "--tensorboard and --audit-every may change)")
+            "--tensorboard and --audit-every may change)"
+        )
     if meta.get("epoch", 1) > config.epoch_count() and (out / "metrics.json").exists():
         raise CheckpointError(
             f"the run in {out} already finished its {config.epoch_count()} epochs; "
-            "pass a larger --epochs to train it further")
+            "pass a larger --epochs to train it further"
+        )
 
 
-def _divergence(what: str, epoch: int, step: int, config: TrainConfig,
-                out: Path) -> DivergenceError:
-    kept = ("the last good checkpoint is kept" if (out / CHECKPOINT_NAME).exists()
-            else "no checkpoint had been written yet")
+def _divergence(
+    what: str, epoch: int, step: int, config: TrainConfig, out: Path
+) -> DivergenceError:
+    kept = (
+        "the last good checkpoint is kept"
+        if (out / CHECKPOINT_NAME).exists()
+        else "no checkpoint had been written yet"
+    )
     return DivergenceError(
         f"training diverged at epoch {epoch}, step {step + 1}: {what}; {kept}; "
-        f"lower --lr (got {config.lr}) and start a new run")
+        f"lower --lr (got {config.lr}) and start a new run"
+    )
 
 
-def _check_loss(loss: float, state: TrainingState, epoch: int, step: int,
-                config: TrainConfig, out: Path) -> None:
+def _check_loss(
+    loss: float, state: TrainingState, epoch: int, step: int, config: TrainConfig, out: Path
+) -> None:
     if not math.isfinite(loss):
         raise _divergence(f"the loss is {loss}", epoch, step, config, out)
     if state.first_loss is None:
         state.first_loss = loss
     elif loss > DIVERGENCE_FACTOR * state.first_loss:
-        raise _divergence(f"the loss grew from {state.first_loss:.4g} to {loss:.4g} "
-                          f"(over {DIVERGENCE_FACTOR:g} times)", epoch, step, config, out)
+        raise _divergence(
+            f"the loss grew from {state.first_loss:.4g} to {loss:.4g} "
+            f"(over {DIVERGENCE_FACTOR:g} times)",
+            epoch,
+            step,
+            config,
+            out,
+        )
 
 
-def _check_params(params: dict[str, np.ndarray], epoch: int, step: int,
-                  config: TrainConfig, out: Path) -> None:
+def _check_params(
+    params: dict[str, np.ndarray], epoch: int, step: int, config: TrainConfig, out: Path
+) -> None:
     for key, value in params.items():
         if not np.isfinite(value).all():
             raise _divergence(f"parameter {key} is no longer finite", epoch, step, config, out)

@@ -18,5 +18,14 @@ from tfhybrid.audit.registry import RULES
 from tfhybrid.audit.report import AuditReport, TensorAudit
 from tfhybrid.audit.table import format_table
 
-__all__ = ["RULES", "AuditReport", "OpReport", "TensorAudit", "audit", "check_layer",
-           "check_op", "format_table", "plot_report"]
+__all__ = [
+    "RULES",
+    "AuditReport",
+    "OpReport",
+    "TensorAudit",
+    "audit",
+    "check_layer",
+    "check_op",
+    "format_table",
+    "plot_report",
+]

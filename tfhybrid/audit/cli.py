@@ -35,34 +35,66 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=program_name("check_gradients.py"),
         description="Audit the hand-written gradients: manual vs tf.GradientTape (float32, "
-                    "float64) vs float64 finite differences, on real MNIST test images.")
-    parser.add_argument("--model", default=None,
-                        metavar="|".join(MODEL_NAMES) + "|MODULE:NAME|FILE.py:NAME",
-                        help="the network to audit (default seed-cnn); it scales the "
-                             "[0, 1] images itself, as in training. MODULE:NAME or "
-                             "FILE.py:NAME: a tfhybrid.Sequential defined outside the "
-                             "project, or a function returning one (called with no "
-                             "arguments), taking [28,28,1] images to 10 classes")
-    parser.add_argument("--from", dest="run_dir", default=None, metavar="RUN_DIR",
-                        help="audit a training run at its saved parameters (RUN_DIR/params.npz, "
-                             "else its checkpoint), with its model and options")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seeds the initial weights and the finite-difference coordinates "
-                             "(default 0; with --from, the run's seed, and the weights are the "
-                             "run's; for MODULE:NAME, the weights are the network's own)")
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="N",
-                        help="audit on the first N MNIST test images")
+        "float64) vs float64 finite differences, on real MNIST test images.",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="|".join(MODEL_NAMES) + "|MODULE:NAME|FILE.py:NAME",
+        help="the network to audit (default seed-cnn); it scales the "
+        "[0, 1] images itself, as in training. MODULE:NAME or "
+        "FILE.py:NAME: a tfhybrid.Sequential defined outside the "
+        "project, or a function returning one (called with no "
+        "arguments), taking [28,28,1] images to 10 classes",
+    )
+    parser.add_argument(
+        "--from",
+        dest="run_dir",
+        default=None,
+        metavar="RUN_DIR",
+        help="audit a training run at its saved parameters (RUN_DIR/params.npz, "
+        "else its checkpoint), with its model and options",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seeds the initial weights and the finite-difference coordinates "
+        "(default 0; with --from, the run's seed, and the weights are the "
+        "run's; for MODULE:NAME, the weights are the network's own)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=DEFAULT_BATCH,
+        metavar="N",
+        help="audit on the first N MNIST test images",
+    )
     for rule in RULES:
-        parser.add_argument(rule.flag, default=None, metavar="|".join(rule.choices),
-                            help=f"{rule.help}; only for --model {' or '.join(rule.models)}")
+        parser.add_argument(
+            rule.flag,
+            default=None,
+            metavar="|".join(rule.choices),
+            help=f"{rule.help}; only for --model {' or '.join(rule.models)}",
+        )
     add_data_dir_option(parser)
-    parser.add_argument("--expect", action="append", default=[], metavar="TENSOR",
-                        help="a mismatch you know of (e.g. db1 under --bias-grad seed); "
-                             "repeatable; it no longer fails the exit code")
-    parser.add_argument("--json", default=None, metavar="FILE",
-                        help="write every figure of the report as JSON")
-    parser.add_argument("--plot", default=None, metavar="FILE.png",
-                        help="write dw1 heatmaps and per-tensor error bars as PNG")
+    parser.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="TENSOR",
+        help="a mismatch you know of (e.g. db1 under --bias-grad seed); "
+        "repeatable; it no longer fails the exit code",
+    )
+    parser.add_argument(
+        "--json", default=None, metavar="FILE", help="write every figure of the report as JSON"
+    )
+    parser.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        help="write dw1 heatmaps and per-tensor error bars as PNG",
+    )
     return parser
 
 
@@ -78,8 +110,10 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.run_dir is not None:
         args.run = registry.read_run(args.run_dir)
         if args.model is not None and args.model != args.run.model:
-            raise ConfigError(f"--model {args.model} contradicts --from {args.run_dir}, a run "
-                              f"of {args.run.model}; leave --model out")
+            raise ConfigError(
+                f"--model {args.model} contradicts --from {args.run_dir}, a run "
+                f"of {args.run.model}; leave --model out"
+            )
         args.model = args.run.model
     elif args.model is not None and registry.is_external(args.model):
         args.external = registry.parse_external(args.model)
@@ -91,8 +125,9 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     _check_int("--seed", args.seed, minimum=0)
     _check_int("--batch", args.batch, minimum=1)
     if args.batch > MNIST_TEST_SIZE:
-        raise ConfigError(f"--batch must not exceed the {MNIST_TEST_SIZE} MNIST test images, "
-                          f"got {args.batch}")
+        raise ConfigError(
+            f"--batch must not exceed the {MNIST_TEST_SIZE} MNIST test images, got {args.batch}"
+        )
     args.rules = _rules(args)
     args.options = dict(args.run.options) if args.run is not None else dict(args.rules)
     if args.plot is not None and Path(args.plot).suffix.lower() != ".png":
@@ -108,10 +143,13 @@ def _check_model_name(name: str) -> None:
     if name in MODEL_NAMES:
         return
     if name.endswith(".py"):
-        raise ConfigError(f"--model {name}: name the network in the file after a colon, "
-                          f"--model {name}:NAME")
-    raise ConfigError(f"--model must be one of {', '.join(MODEL_NAMES)}, or "
-                      f"{registry.EXTERNAL_FORMS} for a network of your own; got {name!r}")
+        raise ConfigError(
+            f"--model {name}: name the network in the file after a colon, --model {name}:NAME"
+        )
+    raise ConfigError(
+        f"--model must be one of {', '.join(MODEL_NAMES)}, or "
+        f"{registry.EXTERNAL_FORMS} for a network of your own; got {name!r}"
+    )
 
 
 def _rules(args: argparse.Namespace) -> dict[str, str]:
@@ -121,20 +159,26 @@ def _rules(args: argparse.Namespace) -> dict[str, str]:
         value = getattr(args, rule.keyword)
         if args.external is not None:
             if value is not None:
-                raise ConfigError(f"{rule.flag} applies only to the built-in "
-                                  f"{', '.join(rule.models)}, not to --model {args.model}: "
-                                  "give its layers the rule you want")
+                raise ConfigError(
+                    f"{rule.flag} applies only to the built-in "
+                    f"{', '.join(rule.models)}, not to --model {args.model}: "
+                    "give its layers the rule you want"
+                )
             continue
         if args.model not in rule.models:
             if value is not None:
-                raise ConfigError(f"{rule.flag} applies only to --model "
-                                  f"{' or '.join(rule.models)}, not {args.model}")
+                raise ConfigError(
+                    f"{rule.flag} applies only to --model "
+                    f"{' or '.join(rule.models)}, not {args.model}"
+                )
             continue
         if args.run is not None:
             saved = args.run.options[rule.keyword]
             if value is not None and value != saved:
-                raise ConfigError(f"{rule.flag} {value} contradicts --from {args.run_dir}, "
-                                  f"trained with {rule.flag} {saved}; leave {rule.flag} out")
+                raise ConfigError(
+                    f"{rule.flag} {value} contradicts --from {args.run_dir}, "
+                    f"trained with {rule.flag} {saved}; leave {rule.flag} out"
+                )
             value = saved
         _check_choice(rule.flag, value if value is not None else rule.default, rule.choices)
         rules[rule.keyword] = value if value is not None else rule.default
@@ -154,19 +198,25 @@ def check_expect(names: Sequence[str], model_name: str, known: Sequence[str]) ->
     known = (*known, *CHECK_NAMES)
     for name in names:
         if name not in known:
-            raise ConfigError(f"--expect must name one of {', '.join(known)} for --model "
-                              f"{model_name}; got {name!r}")
+            raise ConfigError(
+                f"--expect must name one of {', '.join(known)} for --model "
+                f"{model_name}; got {name!r}"
+            )
 
 
 def check_mnist_shapes(model, name: str) -> None:
     """An outside network must take MNIST images [N,28,28,1] and give 10 classes."""
     shape, classes = tuple(model.input_shape), tuple(model.output_shape)
     if shape != MNIST_SHAPE:
-        raise ConfigError(f"--model {name} takes inputs {shape}; the audit feeds MNIST images "
-                          f"{MNIST_SHAPE}: build it with input_shape={MNIST_SHAPE}")
+        raise ConfigError(
+            f"--model {name} takes inputs {shape}; the audit feeds MNIST images "
+            f"{MNIST_SHAPE}: build it with input_shape={MNIST_SHAPE}"
+        )
     if classes != (MNIST_CLASSES,):
-        raise ConfigError(f"--model {name} gives {classes[-1]} outputs; MNIST has "
-                          f"{MNIST_CLASSES} classes: end it with Dense({MNIST_CLASSES})")
+        raise ConfigError(
+            f"--model {name} gives {classes[-1]} outputs; MNIST has "
+            f"{MNIST_CLASSES} classes: end it with Dense({MNIST_CLASSES})"
+        )
 
 
 def network(args: argparse.Namespace):
@@ -198,9 +248,12 @@ def check_gradients(args: argparse.Namespace, out=None):
         print(about, file=out)
     print(format_table(report), file=out)
     if args.json:
-        record = {"images": f"the first {args.batch} MNIST test images", "network": args.model,
-                  **({"parameters": args.run.source} if args.run is not None else {}),
-                  **report.to_dict()}
+        record = {
+            "images": f"the first {args.batch} MNIST test images",
+            "network": args.model,
+            **({"parameters": args.run.source} if args.run is not None else {}),
+            **report.to_dict(),
+        }
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     if args.plot:
         from tfhybrid.audit.plots import plot_report

@@ -55,8 +55,9 @@ class Comparison:
         return out
 
 
-def relative_errors(actual: np.ndarray, reference: np.ndarray,
-                    scale: np.ndarray | None = None) -> np.ndarray:
+def relative_errors(
+    actual: np.ndarray, reference: np.ndarray, scale: np.ndarray | None = None
+) -> np.ndarray:
     """Element-wise symmetric relative error (module docstring).
 
     ``scale``: the tensors whose largest magnitudes set the floor (default: the two
@@ -70,8 +71,9 @@ def relative_errors(actual: np.ndarray, reference: np.ndarray,
     return np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), floor)
 
 
-def compare(actual: np.ndarray, reference: np.ndarray, rtol: float, *,
-            floor_scale: float | None = None) -> Comparison:
+def compare(
+    actual: np.ndarray, reference: np.ndarray, rtol: float, *, floor_scale: float | None = None
+) -> Comparison:
     """Error figures of ``actual`` against ``reference`` and the verdict at ``rtol``.
 
     match: every rel_i <= rtol. sign flipped: ``-actual`` would match. Off by a constant
@@ -93,14 +95,23 @@ def compare(actual: np.ndarray, reference: np.ndarray, rtol: float, *,
         verdict = MATCH
     elif relative_errors(a, -b, floor_scale).max() <= rtol:
         verdict = SIGN
-    elif np.isfinite(scale) and scale != 0 and (
-            relative_errors(a, scale * b, floor_scale).max() <= rtol):
+    elif (
+        np.isfinite(scale)
+        and scale != 0
+        and (relative_errors(a, scale * b, floor_scale).max() <= rtol)
+    ):
         verdict = FACTOR
     else:
         verdict = WRONG
     return Comparison(
-        max_abs_error=float(np.abs(a - b).max()), rel_error=float(rel.max()), cosine=cosine,
-        scale=scale, worst_index=tuple(int(i) for i in worst), verdict=verdict, count=a.size)
+        max_abs_error=float(np.abs(a - b).max()),
+        rel_error=float(rel.max()),
+        cosine=cosine,
+        scale=scale,
+        worst_index=tuple(int(i) for i in worst),
+        verdict=verdict,
+        count=a.size,
+    )
 
 
 def readable_factor(c: float, rtol: float = 1e-4) -> str:

@@ -25,13 +25,23 @@ from tfhybrid.audit.update import update_check
 from tfhybrid.audit.vote import vote
 
 SETTINGS = ("dtype", "bias_grad", "pool_ties", "dw_mode")  # model attributes recorded when present
-FD_NOTE = ("finite differences perturb parameters only: intermediates are checked against "
-           "the tape in float64 and float32")
+FD_NOTE = (
+    "finite differences perturb parameters only: intermediates are checked against "
+    "the tape in float64 and float32"
+)
 
 
-def audit(model, x: np.ndarray, y: np.ndarray, *, expect: Iterable[str] = (),
-          seed: int = 0, fd_samples: int = tol.FD_SAMPLES, update_model=None,
-          lr: float = tol.UPDATE_LR) -> AuditReport:
+def audit(
+    model,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    expect: Iterable[str] = (),
+    seed: int = 0,
+    fd_samples: int = tol.FD_SAMPLES,
+    update_model=None,
+    lr: float = tol.UPDATE_LR,
+) -> AuditReport:
     """Audit ``model``'s manual gradients on the batch x, one-hot y.
 
     ``model`` needs ``params`` (dict of NumPy arrays), ``loss_and_gradients(x, y)`` (its
@@ -44,8 +54,10 @@ def audit(model, x: np.ndarray, y: np.ndarray, *, expect: Iterable[str] = (),
     params = model.params
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim < 2 or y.ndim != 2 or len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"audit needs a batch x [N,...] and one-hot y [N,K] with N >= 1, "
-                         f"got x {x.shape} and y {y.shape}")
+        raise ValueError(
+            f"audit needs a batch x [N,...] and one-hot y [N,K] with N >= 1, "
+            f"got x {x.shape} and y {y.shape}"
+        )
     if not isinstance(fd_samples, int) or fd_samples < 1:
         raise ValueError(f"fd_samples must be an integer >= 1, got {fd_samples!r}")
     manual = model.loss_and_gradients(x, y)
@@ -58,32 +70,69 @@ def audit(model, x: np.ndarray, y: np.ndarray, *, expect: Iterable[str] = (),
     loss_at = loss_function(model, x, y, np.float64)
     rng = np.random.default_rng(seed)
     tensors = [
-        _audit_parameter(key, manual["grads"][key], tape64.grads[key], tape32.grads[key],
-                         loss_at, params, rng, fd_samples, rtol, tape64.loss)
-        for key in params]
-    tensors += [_audit_intermediate(name, manual["intermediates"][name],
-                                    tape64.intermediates[name], tape32.intermediates[name],
-                                    rtol)
-                for name in tape64.intermediates]
+        _audit_parameter(
+            key,
+            manual["grads"][key],
+            tape64.grads[key],
+            tape32.grads[key],
+            loss_at,
+            params,
+            rng,
+            fd_samples,
+            rtol,
+            tape64.loss,
+        )
+        for key in params
+    ]
+    tensors += [
+        _audit_intermediate(
+            name,
+            manual["intermediates"][name],
+            tape64.intermediates[name],
+            tape32.intermediates[name],
+            rtol,
+        )
+        for name in tape64.intermediates
+    ]
 
-    loss = LossCheck(manual=float(manual["loss"]), tape32=tape32.loss, tape64=tape64.loss,
-                     rel_error=_scalar_rel_error(float(manual["loss"]), tape64.loss), rtol=rtol)
+    loss = LossCheck(
+        manual=float(manual["loss"]),
+        tape32=tape32.loss,
+        tape64=tape64.loss,
+        rel_error=_scalar_rel_error(float(manual["loss"]), tape64.loss),
+        rtol=rtol,
+    )
     stepper = model if update_model is None else update_model
     _check_same_weights(params, stepper.params)
     update = update_check(stepper, x, y, tape64.grads, lr, rtol, describe(stepper))
     return AuditReport(
-        model=getattr(model, "name", type(model).__name__), settings=describe(model),
-        batch=len(x), tensors=tensors, loss=loss, update=update,
-        tolerances={"float32": tol.RTOL_FLOAT32, "float64": tol.RTOL_FLOAT64,
-                    "finite_differences": tol.RTOL_FINITE_DIFF, "fd_roundoff": tol.FD_ROUNDOFF,
-                    "rel_error_floor": tol.REL_ERROR_FLOOR, "fd_step": tol.FD_STEP,
-                    "manual": rtol},
-        notes=[FD_NOTE, f"finite differences: up to {fd_samples} coordinates per parameter, "
-                        f"chosen with seed {seed}"],
+        model=getattr(model, "name", type(model).__name__),
+        settings=describe(model),
+        batch=len(x),
+        tensors=tensors,
+        loss=loss,
+        update=update,
+        tolerances={
+            "float32": tol.RTOL_FLOAT32,
+            "float64": tol.RTOL_FLOAT64,
+            "finite_differences": tol.RTOL_FINITE_DIFF,
+            "fd_roundoff": tol.FD_ROUNDOFF,
+            "rel_error_floor": tol.REL_ERROR_FLOOR,
+            "fd_step": tol.FD_STEP,
+            "manual": rtol,
+        },
+        notes=[
+            FD_NOTE,
+            f"finite differences: up to {fd_samples} coordinates per parameter, "
+            f"chosen with seed {seed}",
+        ],
         expected=tuple(expect),
-        gradients={MANUAL: {**_prefixed(manual["grads"]), **manual["intermediates"]},
-                   TAPE64: {**_prefixed(tape64.grads), **tape64.intermediates},
-                   TAPE32: {**_prefixed(tape32.grads), **tape32.intermediates}})
+        gradients={
+            MANUAL: {**_prefixed(manual["grads"]), **manual["intermediates"]},
+            TAPE64: {**_prefixed(tape64.grads), **tape64.intermediates},
+            TAPE32: {**_prefixed(tape32.grads), **tape32.intermediates},
+        },
+    )
 
 
 def _prefixed(grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -92,8 +141,10 @@ def _prefixed(grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def describe(model) -> dict[str, str]:
     """The model settings that change its gradients, as strings."""
-    known = {**{k: getattr(model, k) for k in SETTINGS if hasattr(model, k)},
-             **getattr(model, "options", {})}
+    known = {
+        **{k: getattr(model, k) for k in SETTINGS if hasattr(model, k)},
+        **getattr(model, "options", {}),
+    }
     return {k: str(known[k]) for k in SETTINGS if k in known}
 
 
@@ -114,32 +165,51 @@ def _audit_parameter(key, manual, ref, ref32, loss_at, params, rng, fd_samples, 
     tape32 = compare(ref32, ref, tol.RTOL_FLOAT32)
     if kept:
         sources = (MANUAL, TAPE64, FD64)
-        agree = {(MANUAL, TAPE64): manual_vs_ref.matches, (MANUAL, FD64): fd_manual.matches,
-                 (TAPE64, FD64): fd_tape.matches}
+        agree = {
+            (MANUAL, TAPE64): manual_vs_ref.matches,
+            (MANUAL, FD64): fd_manual.matches,
+            (TAPE64, FD64): fd_tape.matches,
+        }
     else:  # every sampled step crosses a kink: no finite difference to vote with
-        sources, agree = (MANUAL, TAPE32, TAPE64), _tape_agreement(manual, ref32, manual_vs_ref,
-                                                                   tape32, rtol)
+        sources, agree = (
+            (MANUAL, TAPE32, TAPE64),
+            _tape_agreement(manual, ref32, manual_vs_ref, tape32, rtol),
+        )
     return TensorAudit(
-        name=f"d{key}", kind=PARAMETER, shape=tuple(ref.shape), manual=manual_vs_ref,
-        tape32=tape32, vote=vote(sources, agree),
-        fd_manual=fd_manual, fd_tape=fd_tape, fd_count=len(indices),
-        fd_not_comparable=fd.not_comparable)
+        name=f"d{key}",
+        kind=PARAMETER,
+        shape=tuple(ref.shape),
+        manual=manual_vs_ref,
+        tape32=tape32,
+        vote=vote(sources, agree),
+        fd_manual=fd_manual,
+        fd_tape=fd_tape,
+        fd_count=len(indices),
+        fd_not_comparable=fd.not_comparable,
+    )
 
 
 def _audit_intermediate(name, manual, ref, ref32, rtol):
     manual_vs_ref = compare(manual, ref, rtol)
     tape32 = compare(ref32, ref, tol.RTOL_FLOAT32)
     agree = _tape_agreement(manual, ref32, manual_vs_ref, tape32, rtol)
-    return TensorAudit(name=name, kind=INTERMEDIATE, shape=tuple(ref.shape),
-                       manual=manual_vs_ref, tape32=tape32,
-                       vote=vote((MANUAL, TAPE32, TAPE64), agree))
+    return TensorAudit(
+        name=name,
+        kind=INTERMEDIATE,
+        shape=tuple(ref.shape),
+        manual=manual_vs_ref,
+        tape32=tape32,
+        vote=vote((MANUAL, TAPE32, TAPE64), agree),
+    )
 
 
 def _tape_agreement(manual, ref32, manual_vs_ref, tape32, rtol) -> dict:
     """The pairs of the vote among manual, tape32 and tape64 (no finite differences)."""
-    return {(MANUAL, TAPE64): manual_vs_ref.matches,
-            (MANUAL, TAPE32): compare(manual, ref32, max(rtol, tol.RTOL_FLOAT32)).matches,
-            (TAPE32, TAPE64): tape32.matches}
+    return {
+        (MANUAL, TAPE64): manual_vs_ref.matches,
+        (MANUAL, TAPE32): compare(manual, ref32, max(rtol, tol.RTOL_FLOAT32)).matches,
+        (TAPE32, TAPE64): tape32.matches,
+    }
 
 
 def _check_intermediates(manual: dict[str, np.ndarray], tape: TapeResult) -> None:
@@ -147,16 +217,18 @@ def _check_intermediates(manual: dict[str, np.ndarray], tape: TapeResult) -> Non
         raise ValueError(
             "the manual backward reports intermediates "
             f"{sorted(manual)}, but reference_forward returns tensors whose gradients are "
-            f"{sorted(tape.intermediates)}; they must name the same tensors (NAME -> dNAME)")
+            f"{sorted(tape.intermediates)}; they must name the same tensors (NAME -> dNAME)"
+        )
     for name, ref in tape.intermediates.items():
         if np.shape(manual[name]) != ref.shape:
-            raise ValueError(f"intermediate {name}: manual shape {np.shape(manual[name])}, "
-                             f"reference shape {ref.shape}")
+            raise ValueError(
+                f"intermediate {name}: manual shape {np.shape(manual[name])}, "
+                f"reference shape {ref.shape}"
+            )
 
 
 def _check_same_weights(params: dict, other: dict) -> None:
-    if set(params) != set(other) or any(
-            not np.array_equal(params[k], other[k]) for k in params):
+    if set(params) != set(other) or any(not np.array_equal(params[k], other[k]) for k in params):
         raise ValueError("update_model must hold the same weights as the audited model")
 
 

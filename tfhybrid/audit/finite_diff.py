@@ -36,8 +36,12 @@ class FiniteDifferences:
         return int((~self.comparable).sum())
 
 
-def sample_indices(shape: tuple[int, ...], count: int, rng: np.random.Generator,
-                   must: tuple[tuple[int, ...], ...] = ()) -> list[tuple[int, ...]]:
+def sample_indices(
+    shape: tuple[int, ...],
+    count: int,
+    rng: np.random.Generator,
+    must: tuple[tuple[int, ...], ...] = (),
+) -> list[tuple[int, ...]]:
     """Every coordinate when the tensor has at most ``count``; else ``must`` plus random ones."""
     size = int(np.prod(shape))
     if size <= count:
@@ -52,10 +56,15 @@ def sample_indices(shape: tuple[int, ...], count: int, rng: np.random.Generator,
     return chosen
 
 
-def central_differences(loss_at: Callable[[dict[str, np.ndarray]], float],
-                        params: dict[str, np.ndarray], name: str,
-                        indices: list[tuple[int, ...]], rtol: float, scale: float = 0.0,
-                        step: float = FD_STEP) -> FiniteDifferences:
+def central_differences(
+    loss_at: Callable[[dict[str, np.ndarray]], float],
+    params: dict[str, np.ndarray],
+    name: str,
+    indices: list[tuple[int, ...]],
+    rtol: float,
+    scale: float = 0.0,
+    step: float = FD_STEP,
+) -> FiniteDifferences:
     """dL/d params[name] at ``indices`` by central differences, each tested for a kink.
 
     ``loss_at(params) -> float`` evaluates the loss (in float64) at any parameters.
@@ -75,15 +84,26 @@ def central_differences(loss_at: Callable[[dict[str, np.ndarray]], float],
         base[name][index] = original
         (x_m2, x_m1, x_p1, x_p2), (l_m2, l_m1, l_p1, l_p2) = points, losses
         values.append((l_p1 - l_m1) / (x_p1 - x_m1))
-        slopes = np.array([(l_m1 - l_m2) / (x_m1 - x_m2), (loss0 - l_m1) / (original - x_m1),
-                           (l_p1 - loss0) / (x_p1 - original), (l_p2 - l_p1) / (x_p2 - x_p1)])
+        slopes = np.array(
+            [
+                (l_m1 - l_m2) / (x_m1 - x_m2),
+                (loss0 - l_m1) / (original - x_m1),
+                (l_p1 - loss0) / (x_p1 - original),
+                (l_p2 - l_p1) / (x_p2 - x_p1),
+            ]
+        )
         changes = np.diff(slopes)
         spread = float(changes.max() - changes.min())
         centre = abs(slopes[1]) + abs(slopes[2])
-        allowed = (rtol * max(centre, REL_ERROR_FLOOR * scale)
-                   + KINK_ROUNDOFF * np.finfo(np.float64).eps * abs(loss0) / step)
+        allowed = (
+            rtol * max(centre, REL_ERROR_FLOOR * scale)
+            + KINK_ROUNDOFF * np.finfo(np.float64).eps * abs(loss0) / step
+        )
         spreads.append(spread)
         comparable.append(spread <= allowed)
-    return FiniteDifferences(indices=list(indices), values=np.array(values),
-                             comparable=np.array(comparable, dtype=bool),
-                             curvature_spread=np.array(spreads))
+    return FiniteDifferences(
+        indices=list(indices),
+        values=np.array(values),
+        comparable=np.array(comparable, dtype=bool),
+        curvature_spread=np.array(spreads),
+    )

@@ -31,8 +31,9 @@ def plot_report(report: AuditReport, path: str | os.PathLike) -> None:
     name = _filter_tensor(report)
     filters = report.gradients[MANUAL][name].shape[3] if name else 0
     fig = plt.figure(figsize=(max(12, 0.9 * filters), 9), layout="constrained")
-    grid = fig.add_gridspec(4 if name else 1, max(filters, 1),
-                            height_ratios=[1, 1, 1, 2.2] if name else [1])
+    grid = fig.add_gridspec(
+        4 if name else 1, max(filters, 1), height_ratios=[1, 1, 1, 2.2] if name else [1]
+    )
     if name:
         _heatmaps(fig, grid, report, name, filters)
     _error_bars(fig.add_subplot(grid[-1, :]), report)
@@ -46,8 +47,10 @@ def _heatmaps(fig, grid, report: AuditReport, name: str, filters: int) -> None:
     diff = manual - tape
     limit = float(max(np.abs(manual).max(), np.abs(tape).max(), 1e-30))
     diff_limit = float(max(np.abs(diff).max(), 1e-30))
-    rows = [*((label, report.gradients[src][name][:, :, 0, :], limit) for label, src in ROWS),
-            ("manual - tape", diff, diff_limit)]
+    rows = [
+        *((label, report.gradients[src][name][:, :, 0, :], limit) for label, src in ROWS),
+        ("manual - tape", diff, diff_limit),
+    ]
     for r, (label, values, lim) in enumerate(rows):
         for f in range(filters):
             ax = fig.add_subplot(grid[r, f])
@@ -59,8 +62,10 @@ def _heatmaps(fig, grid, report: AuditReport, name: str, filters: int) -> None:
             if f == 0:
                 ax.set_ylabel(label, fontsize=9)
         fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.suptitle(f"{report.model}: {name} (input channel 0), manual vs tf.GradientTape; "
-                 f"largest |difference| {diff_limit:.2e}")
+    fig.suptitle(
+        f"{report.model}: {name} (input channel 0), manual vs tf.GradientTape; "
+        f"largest |difference| {diff_limit:.2e}"
+    )
 
 
 def _error_bars(ax, report: AuditReport) -> None:
@@ -68,8 +73,7 @@ def _error_bars(ax, report: AuditReport) -> None:
     series = {
         "manual vs tape64": [t.manual.rel_error for t in report.tensors],
         "tape32 vs tape64": [t.tape32.rel_error for t in report.tensors],
-        "tape64 vs fd64": [t.fd_tape.rel_error if t.fd_tape else np.nan
-                           for t in report.tensors],
+        "tape64 vs fd64": [t.fd_tape.rel_error if t.fd_tape else np.nan for t in report.tensors],
     }
     width = 0.8 / len(series)
     positions = np.arange(len(names))
@@ -78,12 +82,19 @@ def _error_bars(ax, report: AuditReport) -> None:
         ax.bar(positions + (i - 1) * width, heights, width, label=label)
     tol = report.tolerances
     for key, style in (("manual", "-"), ("finite_differences", ":")):
-        ax.axhline(tol[key], color="black", linestyle=style, linewidth=1,
-                   label=f"tolerance {key.replace('_', ' ')} ({tol[key]:g})")
+        ax.axhline(
+            tol[key],
+            color="black",
+            linestyle=style,
+            linewidth=1,
+            label=f"tolerance {key.replace('_', ' ')} ({tol[key]:g})",
+        )
     ax.set_yscale("log")
-    ax.set_xticks(positions, [f"{t.name}\n{t.manual.description}" for t in report.tensors],
-                  fontsize=8)
+    ax.set_xticks(
+        positions, [f"{t.name}\n{t.manual.description}" for t in report.tensors], fontsize=8
+    )
     ax.set_ylabel("max relative error")
-    ax.set_title("per tensor: max symmetric relative error (floor "
-                 f"{tol['rel_error_floor']:g} x scale)")
+    ax.set_title(
+        f"per tensor: max symmetric relative error (floor {tol['rel_error_floor']:g} x scale)"
+    )
     ax.legend(fontsize=8, loc="upper right")

@@ -36,8 +36,9 @@ def _as_tensors(params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, dty
     return tensors, tf.constant(np.asarray(x, dtype=dtype)), tf.constant(np.asarray(y, dtype=dtype))
 
 
-def tape_gradients(model, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
-                   dtype: type) -> TapeResult:
+def tape_gradients(
+    model, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, dtype: type
+) -> TapeResult:
     """Autodiff of ``model.reference_forward`` at ``params``, computed entirely in ``dtype``.
 
     Gradients with respect to the returned intermediates are taken from the same tape,
@@ -52,16 +53,19 @@ def tape_gradients(model, params: dict[str, np.ndarray], x: np.ndarray, y: np.nd
         loss, inter = model.reference_forward(tensors, tx, ty)
     if tuple(loss.shape) != ():
         raise ValueError(f"reference_forward must return a scalar loss, got shape {loss.shape}")
-    grads, dinter = tape.gradient(loss, (tensors, inter),
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    grads, dinter = tape.gradient(
+        loss, (tensors, inter), unconnected_gradients=tf.UnconnectedGradients.ZERO
+    )
     return TapeResult(
         loss=float(loss),
         grads={k: g.numpy() for k, g in grads.items()},
-        intermediates={"d" + k: g.numpy() for k, g in dinter.items()})
+        intermediates={"d" + k: g.numpy() for k, g in dinter.items()},
+    )
 
 
-def loss_function(model, x: np.ndarray, y: np.ndarray,
-                  dtype: type = np.float64) -> Callable[[dict[str, np.ndarray]], float]:
+def loss_function(
+    model, x: np.ndarray, y: np.ndarray, dtype: type = np.float64
+) -> Callable[[dict[str, np.ndarray]], float]:
     """params (NumPy) -> the reference loss in ``dtype``; one compiled graph for all calls."""
     from tfhybrid._tf import tf
 
@@ -72,7 +76,8 @@ def loss_function(model, x: np.ndarray, y: np.ndarray,
         return model.reference_forward(tensors, tx, ty)[0]
 
     def loss_at(params: dict[str, np.ndarray]) -> float:
-        return float(graph_loss({k: tf.constant(np.asarray(v, dtype=dtype))
-                                 for k, v in params.items()}))
+        return float(
+            graph_loss({k: tf.constant(np.asarray(v, dtype=dtype)) for k, v in params.items()})
+        )
 
     return loss_at

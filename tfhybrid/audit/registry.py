@@ -49,9 +49,18 @@ class Rule:
 
 
 RULES = tuple(
-    Rule(option.flag, option.keyword, option.choices, option.exact, option.default,
-         tuple(name for name in MODEL_NAMES if option in MODELS[name].options), option.help)
-    for option in OPTIONS if option.exact is not None)
+    Rule(
+        option.flag,
+        option.keyword,
+        option.choices,
+        option.exact,
+        option.default,
+        tuple(name for name in MODEL_NAMES if option in MODELS[name].options),
+        option.help,
+    )
+    for option in OPTIONS
+    if option.exact is not None
+)
 CHECK_NAMES = ("loss", "update")  # mismatch names besides the tensors
 
 
@@ -79,8 +88,9 @@ def gradient_names(model) -> tuple[str, ...]:
 
     shape = getattr(model, "input_shape", (28, 28, 1))
     classes = getattr(model, "output_shape", (10,))[-1]
-    blank = tape_gradients(model, model.params, np.zeros((1, *shape)), np.eye(1, classes),
-                           np.float32)
+    blank = tape_gradients(
+        model, model.params, np.zeros((1, *shape)), np.eye(1, classes), np.float32
+    )
     return tuple(f"d{key}" for key in model.params) + tuple(blank.intermediates)
 
 
@@ -111,23 +121,27 @@ def parse_external(text: str) -> External:
     nothing is imported yet. Raises ConfigError."""
     where, _, attribute = text.rpartition(":")
     if not where or not attribute:
-        raise ConfigError(f"--model {text}: give {EXTERNAL_FORMS}, the network's name after "
-                          "the colon")
+        raise ConfigError(
+            f"--model {text}: give {EXTERNAL_FORMS}, the network's name after the colon"
+        )
     if not attribute.isidentifier():
-        raise ConfigError(f"--model {text}: {attribute!r} is not a Python name; give "
-                          f"{EXTERNAL_FORMS}")
+        raise ConfigError(
+            f"--model {text}: {attribute!r} is not a Python name; give {EXTERNAL_FORMS}"
+        )
     is_file = where.endswith(".py") or "/" in where or os.sep in where
     if is_file:
         path = Path(where)
         if path.suffix != ".py":
-            raise ConfigError(f"--model {text}: {where!r} is not a .py file; give "
-                              f"{EXTERNAL_FORMS}")
+            raise ConfigError(f"--model {text}: {where!r} is not a .py file; give {EXTERNAL_FORMS}")
         if not path.is_file():
-            raise ConfigError(f"--model {text}: no file {where} (looked in {Path.cwd()}); "
-                              "check the path")
+            raise ConfigError(
+                f"--model {text}: no file {where} (looked in {Path.cwd()}); check the path"
+            )
     elif not all(part.isidentifier() for part in where.split(".")):
-        raise ConfigError(f"--model {text}: {where!r} is neither a module name nor a .py "
-                          f"file; give {EXTERNAL_FORMS}")
+        raise ConfigError(
+            f"--model {text}: {where!r} is neither a module name nor a .py "
+            f"file; give {EXTERNAL_FORMS}"
+        )
     return External(text, where, attribute, is_file)
 
 
@@ -139,27 +153,38 @@ def load_external(spec: External):
     module = _import_file(spec) if spec.is_file else _import_module(spec)
     if not hasattr(module, spec.attribute):
         found = _candidates(module, Sequential)
-        listing = (f"it defines {', '.join(found)}" if found
-                   else "it defines no Sequential and no function")
-        raise ConfigError(f"--model {spec.text}: {spec.where} has no {spec.attribute!r} "
-                          f"({listing}); name {WHAT_NAME_IS}")
+        listing = (
+            f"it defines {', '.join(found)}"
+            if found
+            else "it defines no Sequential and no function"
+        )
+        raise ConfigError(
+            f"--model {spec.text}: {spec.where} has no {spec.attribute!r} "
+            f"({listing}); name {WHAT_NAME_IS}"
+        )
     value = getattr(module, spec.attribute)
     if isinstance(value, Sequential):
         return value
     if not callable(value):
-        raise ConfigError(f"--model {spec.text}: {spec.attribute} is {_a(value)}, not a "
-                          f"tfhybrid.Sequential; name {WHAT_NAME_IS}")
+        raise ConfigError(
+            f"--model {spec.text}: {spec.attribute} is {_a(value)}, not a "
+            f"tfhybrid.Sequential; name {WHAT_NAME_IS}"
+        )
     try:
         built = value()
     except TfhybridError:
         raise
     except Exception as err:  # the user's code: any failure is reported, not raised
-        raise ConfigError(f"--model {spec.text}: calling {spec.attribute}() failed: "
-                          f"{_describe(err)}; it must build the network with no "
-                          "arguments") from None
+        raise ConfigError(
+            f"--model {spec.text}: calling {spec.attribute}() failed: "
+            f"{_describe(err)}; it must build the network with no "
+            "arguments"
+        ) from None
     if not isinstance(built, Sequential):
-        raise ConfigError(f"--model {spec.text}: {spec.attribute}() returned {_a(built)}, not "
-                          f"a tfhybrid.Sequential; name {WHAT_NAME_IS}")
+        raise ConfigError(
+            f"--model {spec.text}: {spec.attribute}() returned {_a(built)}, not "
+            f"a tfhybrid.Sequential; name {WHAT_NAME_IS}"
+        )
     return built
 
 
@@ -169,12 +194,15 @@ def _import_module(spec: External):
     try:
         return importlib.import_module(spec.where)
     except ModuleNotFoundError as err:
-        if err.name is not None and (spec.where == err.name
-                                     or spec.where.startswith(err.name + ".")):
-            raise ConfigError(f"--model {spec.text}: cannot import module {spec.where!r} "
-                              f"(no module named {err.name!r}); put its folder on PYTHONPATH "
-                              f"or give the file: --model path/to/{spec.where.split('.')[-1]}"
-                              f".py:{spec.attribute}") from None
+        if err.name is not None and (
+            spec.where == err.name or spec.where.startswith(err.name + ".")
+        ):
+            raise ConfigError(
+                f"--model {spec.text}: cannot import module {spec.where!r} "
+                f"(no module named {err.name!r}); put its folder on PYTHONPATH "
+                f"or give the file: --model path/to/{spec.where.split('.')[-1]}"
+                f".py:{spec.attribute}"
+            ) from None
         raise _import_failed(spec, err) from None
     except Exception as err:
         raise _import_failed(spec, err) from None
@@ -199,8 +227,10 @@ def _import_file(spec: External):
 
 
 def _import_failed(spec: External, err: Exception) -> ConfigError:
-    return ConfigError(f"--model {spec.text}: importing {spec.where} failed: {_describe(err)}; "
-                       "fix it so that it imports")
+    return ConfigError(
+        f"--model {spec.text}: importing {spec.where} failed: {_describe(err)}; "
+        "fix it so that it imports"
+    )
 
 
 def _describe(err: BaseException) -> str:
@@ -213,8 +243,13 @@ def _describe(err: BaseException) -> str:
         where = f" ({err.filename}:{err.lineno})"
     else:
         frames = traceback.extract_tb(err.__traceback__)
-        own = [f for f in frames if not f.filename.startswith(PACKAGE_DIR)
-               and "site-packages" not in f.filename and not f.filename.startswith("<")]
+        own = [
+            f
+            for f in frames
+            if not f.filename.startswith(PACKAGE_DIR)
+            and "site-packages" not in f.filename
+            and not f.filename.startswith("<")
+        ]
         if own:
             where = f" ({own[-1].filename}:{own[-1].lineno})"
     return f"{type(err).__name__}: {message}{where}" if message else type(err).__name__ + where
@@ -222,9 +257,15 @@ def _describe(err: BaseException) -> str:
 
 def _candidates(module, sequential_type) -> list[str]:
     """The module's own networks and functions, which ``NAME`` could have meant."""
-    found = [name for name, value in vars(module).items() if not name.startswith("_") and (
-        isinstance(value, sequential_type)
-        or (inspect.isfunction(value) and value.__module__ == module.__name__))]
+    found = [
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and (
+            isinstance(value, sequential_type)
+            or (inspect.isfunction(value) and value.__module__ == module.__name__)
+        )
+    ]
     return found[:8] + (["..."] if len(found) > 8 else [])
 
 
@@ -253,13 +294,19 @@ def read_run(folder: str) -> SavedRun:
     path = Path(folder)
     flag = f"--from {folder}"
     if not path.is_dir():
-        raise ConfigError(f"{flag}: no such folder; give a training run's folder (the --out "
-                          "of scripts/train.py)")
-    metrics, params_file, checkpoint = (path / "metrics.json", path / "params.npz",
-                                        path / CHECKPOINT_NAME)
+        raise ConfigError(
+            f"{flag}: no such folder; give a training run's folder (the --out of scripts/train.py)"
+        )
+    metrics, params_file, checkpoint = (
+        path / "metrics.json",
+        path / "params.npz",
+        path / CHECKPOINT_NAME,
+    )
     if not (metrics.is_file() or checkpoint.is_file()):
-        raise ConfigError(f"{flag}: not a training run (no metrics.json and no "
-                          f"{CHECKPOINT_NAME}); give the --out folder of scripts/train.py")
+        raise ConfigError(
+            f"{flag}: not a training run (no metrics.json and no "
+            f"{CHECKPOINT_NAME}); give the --out folder of scripts/train.py"
+        )
     meta, arrays = None, None
     if checkpoint.is_file():
         try:
@@ -272,8 +319,9 @@ def read_run(folder: str) -> SavedRun:
             saved = document["config"]
             history = document["epochs"]
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise ConfigError(f"{flag}: {metrics} is damaged or not a run's metrics "
-                              f"({type(err).__name__}: {err})") from None
+            raise ConfigError(
+                f"{flag}: {metrics} is damaged or not a run's metrics ({type(err).__name__}: {err})"
+            ) from None
         when = f"after epoch {len(history)}" if isinstance(history, list) else "at the end"
     else:
         saved = meta.get("config")
@@ -285,26 +333,35 @@ def read_run(folder: str) -> SavedRun:
             with np.load(params_file, allow_pickle=False) as archive:
                 params = {k: archive[k] for k in archive.files}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
-            raise ConfigError(f"{flag}: {params_file} is damaged ({type(err).__name__}: "
-                              f"{err})") from None
+            raise ConfigError(
+                f"{flag}: {params_file} is damaged ({type(err).__name__}: {err})"
+            ) from None
     elif arrays is not None:
         source = checkpoint
-        params = {k.removeprefix("param/"): v for k, v in arrays.items()
-                  if k.startswith("param/")}
+        params = {k.removeprefix("param/"): v for k, v in arrays.items() if k.startswith("param/")}
         if meta.get("epoch", 1) > 1 and meta.get("step", 0) == 0:
             when = f"after epoch {meta['epoch'] - 1}"
     else:
         raise ConfigError(f"{flag}: no parameters (neither params.npz nor {CHECKPOINT_NAME})")
     if not params:
         raise ConfigError(f"{flag}: {source} holds no parameters")
-    return SavedRun(folder=str(folder), model=config.model, options=config.model_options(),
-                    seed=config.seed, params=params, source=str(source), when=when)
+    return SavedRun(
+        folder=str(folder),
+        model=config.model,
+        options=config.model_options(),
+        seed=config.seed,
+        params=params,
+        source=str(source),
+        when=when,
+    )
 
 
 def _saved_config(flag: str, saved) -> TrainConfig:
     if not isinstance(saved, dict) or "model" not in saved:
-        raise ConfigError(f"{flag}: the run's saved config names no model; it is damaged or "
-                          "not a run of scripts/train.py")
+        raise ConfigError(
+            f"{flag}: the run's saved config names no model; it is damaged or "
+            "not a run of scripts/train.py"
+        )
     known = set(TrainConfig().to_dict())
     try:
         return TrainConfig(**{k: v for k, v in saved.items() if k in known}).validated()
@@ -323,6 +380,7 @@ def build_from_run(run: SavedRun):
     try:
         model.params = params
     except ValueError as err:
-        raise ConfigError(f"--from {run.folder}: {run.source} does not fit model {run.model} "
-                          f"({err})") from None
+        raise ConfigError(
+            f"--from {run.folder}: {run.source} does not fit model {run.model} ({err})"
+        ) from None
     return model

@@ -45,16 +45,24 @@ class TensorAudit:
         return self.vote.unanimous
 
     def to_dict(self) -> dict:
-        out = {"name": self.name, "kind": self.kind, "shape": list(self.shape),
-               "matches": self.matches, "verdict": self.manual.description,
-               "manual_vs_tape64": self.manual.to_dict(),
-               "tape32_vs_tape64": self.tape32.to_dict(), "vote": self.vote.to_dict(),
-               "finite_differences": None}
+        out = {
+            "name": self.name,
+            "kind": self.kind,
+            "shape": list(self.shape),
+            "matches": self.matches,
+            "verdict": self.manual.description,
+            "manual_vs_tape64": self.manual.to_dict(),
+            "tape32_vs_tape64": self.tape32.to_dict(),
+            "vote": self.vote.to_dict(),
+            "finite_differences": None,
+        }
         if self.kind == PARAMETER:
             out["finite_differences"] = {
-                "sampled": self.fd_count, "not_comparable": self.fd_not_comparable,
+                "sampled": self.fd_count,
+                "not_comparable": self.fd_not_comparable,
                 "manual_vs_fd64": self.fd_manual.to_dict() if self.fd_manual else None,
-                "tape64_vs_fd64": self.fd_tape.to_dict() if self.fd_tape else None}
+                "tape64_vs_fd64": self.fd_tape.to_dict() if self.fd_tape else None,
+            }
         return out
 
 
@@ -96,7 +104,8 @@ class AuditReport:
     # source ("manual", "tape32", "tape64") -> name ("dw1", ...) -> the whole gradient;
     # kept for plots, left out of to_dict() (which holds figures, not tensors).
     gradients: dict[str, dict[str, np.ndarray]] = dataclasses.field(
-        default_factory=dict, repr=False, compare=False)
+        default_factory=dict, repr=False, compare=False
+    )
 
     def tensor(self, name: str) -> TensorAudit:
         for item in self.tensors:
@@ -129,9 +138,17 @@ class AuditReport:
         return not self.unexpected
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "settings": self.settings, "batch": self.batch,
-                "ok": self.ok, "expected": list(self.expected),
-                "mismatches": self.mismatches, "unexpected": self.unexpected,
-                "loss": self.loss.to_dict(), "update": self.update.to_dict(),
-                "tolerances": self.tolerances, "notes": self.notes,
-                "tensors": [t.to_dict() for t in self.tensors]}
+        return {
+            "model": self.model,
+            "settings": self.settings,
+            "batch": self.batch,
+            "ok": self.ok,
+            "expected": list(self.expected),
+            "mismatches": self.mismatches,
+            "unexpected": self.unexpected,
+            "loss": self.loss.to_dict(),
+            "update": self.update.to_dict(),
+            "tolerances": self.tolerances,
+            "notes": self.notes,
+            "tensors": [t.to_dict() for t in self.tensors],
+        }

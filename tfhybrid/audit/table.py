@@ -5,8 +5,19 @@ from __future__ import annotations
 from tfhybrid.audit.compare import readable_factor
 from tfhybrid.audit.report import PARAMETER, AuditReport, TensorAudit
 
-HEADER = ("tensor", "shape", "max abs err", "rel err", "cosine", "scale c", "worst index",
-          "tape32", "fd64 (n/nc)", "vote", "verdict")
+HEADER = (
+    "tensor",
+    "shape",
+    "max abs err",
+    "rel err",
+    "cosine",
+    "scale c",
+    "worst index",
+    "tape32",
+    "fd64 (n/nc)",
+    "vote",
+    "verdict",
+)
 GAP = "  "
 
 
@@ -18,10 +29,19 @@ def _row(item: TensorAudit) -> tuple[str, ...]:
         fd = f"{fd_err} {item.fd_count}/{item.fd_not_comparable}"
     else:
         fd = "-"
-    return (item.name, "x".join(str(d) for d in item.shape), f"{m.max_abs_error:.2e}",
-            f"{m.rel_error:.1e}", f"{m.cosine:.7f}", readable_factor(m.scale),
-            str(m.worst_index), f"{item.tape32.rel_error:.1e}", fd, item.vote.summary,
-            m.description)
+    return (
+        item.name,
+        "x".join(str(d) for d in item.shape),
+        f"{m.max_abs_error:.2e}",
+        f"{m.rel_error:.1e}",
+        f"{m.cosine:.7f}",
+        readable_factor(m.scale),
+        str(m.worst_index),
+        f"{item.tape32.rel_error:.1e}",
+        fd,
+        item.vote.summary,
+        m.description,
+    )
 
 
 def format_table(report: AuditReport) -> str:
@@ -33,7 +53,8 @@ def format_table(report: AuditReport) -> str:
         f"loss: manual {loss.manual:.7g}, tape float32 {loss.tape32:.7g}, tape float64 "
         f"{loss.tape64:.7g} (rel err {loss.rel_error:.1e}): "
         + ("match" if loss.matches else "MISMATCH: reference_forward computes another loss"),
-        ""]
+        "",
+    ]
     rows = [HEADER] + [_row(t) for t in report.tensors]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     for r in rows:
@@ -42,15 +63,25 @@ def format_table(report: AuditReport) -> str:
     up = report.update
     biggest = ", ".join(f"{k} {v:.1e}" for k, v in up.max_difference.items())
     changed = [f"{k} {v}" for k, v in up.settings.items() if report.settings.get(k) != v]
-    lines.append(f"update check: one SGD step (lr {up.lr:g}"
-                 + "".join(f", {c}" for c in changed) + ") with the manual gradients and "
-                 "with the tape's, from the same weights")
-    lines.append(f"  max |difference| of the new weights: {biggest}: "
-                 + ("pass" if up.passed else f"FAIL for {', '.join(up.failing)}"))
+    lines.append(
+        f"update check: one SGD step (lr {up.lr:g}"
+        + "".join(f", {c}" for c in changed)
+        + ") with the manual gradients and "
+        "with the tape's, from the same weights"
+    )
+    lines.append(
+        f"  max |difference| of the new weights: {biggest}: "
+        + ("pass" if up.passed else f"FAIL for {', '.join(up.failing)}")
+    )
     lines.append(_outcome(report))
-    lines += ["", *LEGEND.format(floor=report.tolerances["rel_error_floor"],
-                                 rtol=report.tolerances["manual"],
-                                 fd=report.tolerances["finite_differences"]).splitlines()]
+    lines += [
+        "",
+        *LEGEND.format(
+            floor=report.tolerances["rel_error_floor"],
+            rtol=report.tolerances["manual"],
+            fd=report.tolerances["finite_differences"],
+        ).splitlines(),
+    ]
     return "\n".join(lines)
 
 
@@ -62,8 +93,10 @@ def _outcome(report: AuditReport) -> str:
     if expected:
         parts.append(f"mismatch as expected: {', '.join(expected)}")
     if report.unexpected:
-        parts.append(f"UNEXPECTED mismatch: {', '.join(report.unexpected)} "
-                     f"(--expect {' --expect '.join(report.unexpected)} to accept)")
+        parts.append(
+            f"UNEXPECTED mismatch: {', '.join(report.unexpected)} "
+            f"(--expect {' --expect '.join(report.unexpected)} to accept)"
+        )
     return "result: " + "; ".join(parts)
 
 

@@ -32,8 +32,15 @@ class UpdateCheck:
         return {**dataclasses.asdict(self), "failing": self.failing, "passed": self.passed}
 
 
-def update_check(model, x: np.ndarray, y: np.ndarray, tape_grads: dict[str, np.ndarray],
-                 lr: float, rtol: float, settings: dict[str, str]) -> UpdateCheck:
+def update_check(
+    model,
+    x: np.ndarray,
+    y: np.ndarray,
+    tape_grads: dict[str, np.ndarray],
+    lr: float,
+    rtol: float,
+    settings: dict[str, str],
+) -> UpdateCheck:
     """Step ``model`` as training does (loss_and_gradients, then SGD.update on its params),
     read the weights and put the old ones back; step a copy with ``tape_grads``; compare.
 
@@ -57,5 +64,6 @@ def update_check(model, x: np.ndarray, y: np.ndarray, tape_grads: dict[str, np.n
         spacing = float(np.spacing(np.abs(weights).max(initial=0).astype(weights.dtype)))
         max_difference[key] = float(diff.max(initial=0))
         allowed[key] = rtol * step + 2 * spacing
-    return UpdateCheck(lr=lr, max_difference=max_difference, allowed=allowed,
-                       settings=dict(settings))
+    return UpdateCheck(
+        lr=lr, max_difference=max_difference, allowed=allowed, settings=dict(settings)
+    )

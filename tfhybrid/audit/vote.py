@@ -39,10 +39,12 @@ class Vote:
         return NONE_AGREE if not any(self.agree) else INCONSISTENT
 
     def to_dict(self) -> dict:
-        return {"sources": list(self.sources),
-                "agree": {f"{a} ~ {b}": ok for (a, b), ok in zip(self.pairs, self.agree,
-                                                                strict=True)},
-                "odd_one_out": self.odd_one_out, "summary": self.summary}
+        return {
+            "sources": list(self.sources),
+            "agree": {f"{a} ~ {b}": ok for (a, b), ok in zip(self.pairs, self.agree, strict=True)},
+            "odd_one_out": self.odd_one_out,
+            "summary": self.summary,
+        }
 
 
 def vote(sources: tuple[str, str, str], agree: dict[tuple[str, str], bool]) -> Vote:

@@ -11,5 +11,14 @@ from tfhybrid.layers.conv import Conv2D
 from tfhybrid.layers.dense import Dense, Flatten
 from tfhybrid.layers.pooling import AvgPool2D, MaxPool2D
 
-__all__ = ["AvgPool2D", "Conv2D", "Dense", "Flatten", "Layer", "MaxPool2D", "ReLU",
-           "Rescaling", "Sigmoid"]
+__all__ = [
+    "AvgPool2D",
+    "Conv2D",
+    "Dense",
+    "Flatten",
+    "Layer",
+    "MaxPool2D",
+    "ReLU",
+    "Rescaling",
+    "Sigmoid",
+]

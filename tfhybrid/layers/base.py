@@ -58,34 +58,41 @@ class Layer:
 
         Default: standard normal x 0.1 for every parameter (the source article's rule).
         """
-        return {name: rng.standard_normal(shape) * 0.1
-                for name, shape in self.param_shapes(input_shape).items()}
+        return {
+            name: rng.standard_normal(shape) * 0.1
+            for name, shape in self.param_shapes(input_shape).items()
+        }
 
     def forward(self, params: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, Any]:
         raise NotImplementedError(f"{type(self).__name__} must define forward(params, x)")
 
-    def backward(self, dout: np.ndarray, cache: Any,
-                 need_dx: bool = True) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    def backward(
+        self, dout: np.ndarray, cache: Any, need_dx: bool = True
+    ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
         raise NotImplementedError(
-            f"{type(self).__name__} must define backward(dout, cache, need_dx)")
+            f"{type(self).__name__} must define backward(dout, cache, need_dx)"
+        )
 
     def reference(self, params: dict, x):
         raise NotImplementedError(f"{type(self).__name__} must define reference(params, x)")
 
     # --- optional ------------------------------------------------------------------------
-    def backward_per_example(self, dout: np.ndarray, cache: Any, need_dx: bool = True
-                             ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    def backward_per_example(
+        self, dout: np.ndarray, cache: Any, need_dx: bool = True
+    ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
         """As :meth:`backward`, with each sample's own gradients [N, *shape] (their sum
         over N is the batch gradient). A layer without parameters has nothing to split."""
         dx, grads = self.backward(dout, cache, need_dx)
         if grads:
             raise NotImplementedError(
                 f"layer {type(self).__name__} has parameters but no backward_per_example; "
-                "define it to get per-example gradients")
+                "define it to get per-example gradients"
+            )
         return dx, grads
 
-    def cache_from(self, params: dict[str, np.ndarray], x, out, batch: int,
-                   extras: tuple = ()) -> Any:
+    def cache_from(
+        self, params: dict[str, np.ndarray], x, out, batch: int, extras: tuple = ()
+    ) -> Any:
         """For a fused layer: the cache :meth:`forward` would have returned, from the
         tensors named in ``fused_needs`` (the others are None), the batch size, and the
         ``extras`` of :meth:`fused_forward`."""

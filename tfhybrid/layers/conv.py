@@ -33,9 +33,20 @@ class Conv2D(Layer):
     needs_tf = True
     prefix = "z"
 
-    def __init__(self, filters: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
-                 use_bias: bool = True, dw_mode: str = "batched", bias_grad: str = "exact",
-                 kernel_init="he_normal", bias_init="zeros", name: str | None = None):
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        padding: int = 0,
+        use_bias: bool = True,
+        dw_mode: str = "batched",
+        bias_grad: str = "exact",
+        kernel_init="he_normal",
+        bias_init="zeros",
+        name: str | None = None,
+    ):
         super().__init__(name)
         self.filters = _positive_int("filters", filters)
         self.kernel_size = _positive_int("kernel_size", kernel_size)
@@ -85,8 +96,9 @@ class Conv2D(Layer):
         return self._backward(dout, cache, need_dx, per_example=True)
 
     def _backward(self, dout, cache, need_dx, per_example):
-        grads = conv2d_backward(dout, cache, dw_mode=self.dw_mode, need_dx=need_dx,
-                                per_example=per_example)
+        grads = conv2d_backward(
+            dout, cache, dw_mode=self.dw_mode, need_dx=need_dx, per_example=per_example
+        )
         mine = {"w": grads["dw"]}
         if "db" in grads:
             db = grads["db"]
@@ -96,8 +108,9 @@ class Conv2D(Layer):
         return grads.get("dx"), mine
 
     def reference(self, params, x):
-        out = tf.nn.conv2d(x, params["w"], strides=self.stride,
-                           padding=tf_kernels.padding(self.padding))
+        out = tf.nn.conv2d(
+            x, params["w"], strides=self.stride, padding=tf_kernels.padding(self.padding)
+        )
         if self.use_bias:
             out = tf.nn.bias_add(out, tf.reshape(params["b"], [-1]))
         return out

@@ -18,8 +18,9 @@ class Dense(Layer):
     fused_needs = ("x",)
     prefix = "z"
 
-    def __init__(self, units: int, *, kernel_init="he_normal", bias_init="zeros",
-                 name: str | None = None):
+    def __init__(
+        self, units: int, *, kernel_init="he_normal", bias_init="zeros", name: str | None = None
+    ):
         super().__init__(name)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"units must be an integer >= 1, got {units!r}")
@@ -29,8 +30,10 @@ class Dense(Layer):
 
     def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
         if len(input_shape) != 1:
-            raise ValueError(f"Dense needs inputs [N,D]; got [N,{','.join(map(str, input_shape))}]"
-                             " (put a Flatten before it)")
+            raise ValueError(
+                f"Dense needs inputs [N,D]; got [N,{','.join(map(str, input_shape))}]"
+                " (put a Flatten before it)"
+            )
         return {"w": (input_shape[0], self.units), "b": (1, self.units)}
 
     def init_params(self, rng, input_shape):

@@ -41,8 +41,10 @@ def get(init: str | float | Initializer) -> Initializer:
         return init
     if isinstance(init, str):
         if init not in BY_NAME:
-            raise ValueError(f"initializer must be one of {sorted(BY_NAME)}, a number or a "
-                             f"callable; got {init!r}")
+            raise ValueError(
+                f"initializer must be one of {sorted(BY_NAME)}, a number or a "
+                f"callable; got {init!r}"
+            )
         return BY_NAME[init]
     if isinstance(init, (int, float)) and not isinstance(init, bool):
         return normal(float(init))

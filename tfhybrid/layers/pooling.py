@@ -61,8 +61,16 @@ class MaxPool2D(Layer):
     fused_needs = ("x", "out")
     prefix = "p"
 
-    def __init__(self, size: int = 2, stride: int | None = None, *, padding: int = 0,
-                 pad_value: float = 0.0, ties: str = "first", name: str | None = None):
+    def __init__(
+        self,
+        size: int = 2,
+        stride: int | None = None,
+        *,
+        padding: int = 0,
+        pad_value: float = 0.0,
+        ties: str = "first",
+        name: str | None = None,
+    ):
         super().__init__(name)
         if ties not in TIE_RULES:
             raise ValueError(f"pool_ties must be one of {TIE_RULES}, got {ties!r}")
@@ -74,17 +82,24 @@ class MaxPool2D(Layer):
         h, w, c = input_shape
         ho, wo = (pool_output_size(d, self.size, self.stride, self.padding) for d in (h, w))
         if ho < 1 or wo < 1:
-            raise ValueError(f"MaxPool2D window {self.size} (padding {self.padding}) does not "
-                             f"fit input {h}x{w}")
+            raise ValueError(
+                f"MaxPool2D window {self.size} (padding {self.padding}) does not fit input {h}x{w}"
+            )
         return (ho, wo, c)
 
     def forward(self, params, x):
-        return max_pool_forward(x, self.size, self.stride, self.padding, self.pad_value,
-                                self.ties)
+        return max_pool_forward(x, self.size, self.stride, self.padding, self.pad_value, self.ties)
 
     def cache_from(self, params, x, out, batch, extras=()):
-        return max_pool_cache(np.asarray(x), np.asarray(out), self.size, self.stride,
-                              self.padding, self.pad_value, self.ties)
+        return max_pool_cache(
+            np.asarray(x),
+            np.asarray(out),
+            self.size,
+            self.stride,
+            self.padding,
+            self.pad_value,
+            self.ties,
+        )
 
     def backward(self, dout, cache, need_dx=True):
         return max_pool_backward(dout, cache), {}

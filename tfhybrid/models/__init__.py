@@ -5,5 +5,13 @@ from tfhybrid.models.networks import conv8, lenet5, numpy_cnn, two_layer_net
 from tfhybrid.models.seed_cnn import seed_cnn
 from tfhybrid.models.sequential import Sequential
 
-__all__ = ["MODEL_NAMES", "Sequential", "build_model", "conv8", "lenet5", "numpy_cnn",
-           "seed_cnn", "two_layer_net"]
+__all__ = [
+    "MODEL_NAMES",
+    "Sequential",
+    "build_model",
+    "conv8",
+    "lenet5",
+    "numpy_cnn",
+    "seed_cnn",
+    "two_layer_net",
+]

@@ -46,8 +46,10 @@ class FusedRun:
         kept, extras = [], []
         h = x
         for offset, (layer, slices) in enumerate(zip(self.layers, self.slices, strict=True)):
-            local = {name: tf.reshape(flat[at:at + int(np.prod(shape))], shape)
-                     for name, (at, shape) in slices.items()}
+            local = {
+                name: tf.reshape(flat[at : at + int(np.prod(shape))], shape)
+                for name, (at, shape) in slices.items()
+            }
             h, extra = layer.fused_forward(local, h)
             if keep_everything and self.start + offset in self.kept:
                 kept.append(h)
@@ -57,8 +59,10 @@ class FusedRun:
 
     def _compile(self, keep_everything: bool):
         spec = functools.partial(tf.TensorSpec, dtype=tf.as_dtype(self.dtype))
-        fn = tf.function(lambda x, flat: self._run(x, flat, keep_everything),
-                         input_signature=[spec([None, *self.input_shape]), spec([self.size])])
+        fn = tf.function(
+            lambda x, flat: self._run(x, flat, keep_everything),
+            input_signature=[spec([None, *self.input_shape]), spec([self.size])],
+        )
         return fn.get_concrete_function()
 
     @functools.cached_property
@@ -73,8 +77,14 @@ class FusedRun:
         return self._compile(False)
 
 
-def plan_runs(layers: list, param_keys: list[dict[str, str]], offsets: dict[str, int],
-              first: int, dtype: np.dtype, size: int) -> list[FusedRun]:
+def plan_runs(
+    layers: list,
+    param_keys: list[dict[str, str]],
+    offsets: dict[str, int],
+    first: int,
+    dtype: np.dtype,
+    size: int,
+) -> list[FusedRun]:
     """Group consecutive fused layers that include a layer only TensorFlow runs
     (``needs_tf``); ``first``: the first layer whose backward runs (no cache below it);
     ``offsets``: each global parameter's place in the flat vector of ``size``."""
@@ -97,9 +107,24 @@ def plan_runs(layers: list, param_keys: list[dict[str, str]], offsets: dict[str,
             if "out" in needs:
                 kept.add(i)
         kept.discard(index - 1)  # the run's output is returned anyway
-        slices = [{local: (offsets[key], layer.param_shapes(layer.input_shape)[local])
-                   for local, key in param_keys[i].items()}
-                  for i, layer in zip(range(start, index), layers[start:index], strict=True)]
-        runs.append(FusedRun(start, index, tuple(sorted(kept)), cached, layers[start:index],
-                             slices, layers[start].input_shape, dtype, size))
+        slices = [
+            {
+                local: (offsets[key], layer.param_shapes(layer.input_shape)[local])
+                for local, key in param_keys[i].items()
+            }
+            for i, layer in zip(range(start, index), layers[start:index], strict=True)
+        ]
+        runs.append(
+            FusedRun(
+                start,
+                index,
+                tuple(sorted(kept)),
+                cached,
+                layers[start:index],
+                slices,
+                layers[start].input_shape,
+                dtype,
+                size,
+            )
+        )
     return runs

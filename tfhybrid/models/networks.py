@@ -14,8 +14,15 @@ from tfhybrid.models.sequential import Sequential
 LENET5_INITS = ("he", "sketch")
 
 
-def lenet5(*, seed: int = 0, dtype=np.float32, dw_mode: str = "batched",
-           pool_ties: str = "first", init: str = "he", params=None) -> Sequential:
+def lenet5(
+    *,
+    seed: int = 0,
+    dtype=np.float32,
+    dw_mode: str = "batched",
+    pool_ties: str = "first",
+    init: str = "he",
+    params=None,
+) -> Sequential:
     """Doc 000's TensorFlow sketch of LeNet-5.
 
         x [N,28,28,1] -> conv 5x5x6 (z1) -> ReLU (a1) -> max pool 2 (p1 [N,12,12,6])
@@ -31,17 +38,38 @@ def lenet5(*, seed: int = 0, dtype=np.float32, dw_mode: str = "batched",
     w, b = ("he_normal", "zeros") if init == "he" else (0.01, 0.01)
     conv = dict(dw_mode=dw_mode, kernel_init=w, bias_init=b)
     dense = dict(kernel_init=w, bias_init=b)
-    net = Sequential([
-        Conv2D(6, 5, **conv), ReLU(), MaxPool2D(2, ties=pool_ties),
-        Conv2D(16, 5, **conv), ReLU(), MaxPool2D(2, ties=pool_ties), Flatten(),
-        Dense(120, **dense), ReLU(), Dense(84, **dense), ReLU(), Dense(10, **dense),
-    ], seed=seed, dtype=dtype, params=params, name="lenet5")
+    net = Sequential(
+        [
+            Conv2D(6, 5, **conv),
+            ReLU(),
+            MaxPool2D(2, ties=pool_ties),
+            Conv2D(16, 5, **conv),
+            ReLU(),
+            MaxPool2D(2, ties=pool_ties),
+            Flatten(),
+            Dense(120, **dense),
+            ReLU(),
+            Dense(84, **dense),
+            ReLU(),
+            Dense(10, **dense),
+        ],
+        seed=seed,
+        dtype=dtype,
+        params=params,
+        name="lenet5",
+    )
     net.options = {"dw_mode": dw_mode, "pool_ties": pool_ties}
     return net
 
 
-def numpy_cnn(*, seed: int = 0, dtype=np.float32, dw_mode: str = "batched",
-              pool_ties: str = "first", params=None) -> Sequential:
+def numpy_cnn(
+    *,
+    seed: int = 0,
+    dtype=np.float32,
+    dw_mode: str = "batched",
+    pool_ties: str = "first",
+    params=None,
+) -> Sequential:
     """Doc 002's NumPy CNN.
 
         x * 255/225 -> conv 3x3x4 (z1 [N,26,26,4]) -> max pool 2 (p1 13x13) -> conv 3x3x16
@@ -54,18 +82,37 @@ def numpy_cnn(*, seed: int = 0, dtype=np.float32, dw_mode: str = "batched",
     """
     conv = dict(dw_mode=dw_mode, kernel_init="scaled_by_fan_out")
     dense = dict(kernel_init="scaled_by_fan_out")
-    net = Sequential([
-        Rescaling(255.0 / 225.0),
-        Conv2D(4, 3, **conv), MaxPool2D(2, ties=pool_ties),
-        Conv2D(16, 3, **conv), MaxPool2D(2, ties=pool_ties), Flatten(),
-        Dense(256, **dense), ReLU(), Dense(128, **dense), ReLU(), Dense(10, **dense),
-    ], seed=seed, dtype=dtype, params=params, name="numpy-cnn")
+    net = Sequential(
+        [
+            Rescaling(255.0 / 225.0),
+            Conv2D(4, 3, **conv),
+            MaxPool2D(2, ties=pool_ties),
+            Conv2D(16, 3, **conv),
+            MaxPool2D(2, ties=pool_ties),
+            Flatten(),
+            Dense(256, **dense),
+            ReLU(),
+            Dense(128, **dense),
+            ReLU(),
+            Dense(10, **dense),
+        ],
+        seed=seed,
+        dtype=dtype,
+        params=params,
+        name="numpy-cnn",
+    )
     net.options = {"dw_mode": dw_mode, "pool_ties": pool_ties}
     return net
 
 
-def conv8(*, seed: int = 0, dtype=np.float32, dw_mode: str = "batched",
-          pool_ties: str = "first", params=None) -> Sequential:
+def conv8(
+    *,
+    seed: int = 0,
+    dtype=np.float32,
+    dw_mode: str = "batched",
+    pool_ties: str = "first",
+    params=None,
+) -> Sequential:
     """Doc 003's CNN.
 
         x - 0.5 -> conv 3x3x8, no bias (z1 [N,26,26,8]) -> max pool 2 (p1 [N,13,13,8])
@@ -73,17 +120,24 @@ def conv8(*, seed: int = 0, dtype=np.float32, dw_mode: str = "batched",
 
     Filters standard normal / 9, dense weights standard normal / 1352, biases 0.
     """
-    net = Sequential([
-        Rescaling(1.0, -0.5),
-        Conv2D(8, 3, use_bias=False, dw_mode=dw_mode, kernel_init=1 / 9),
-        MaxPool2D(2, ties=pool_ties), Flatten(), Dense(10, kernel_init=1 / 1352),
-    ], seed=seed, dtype=dtype, params=params, name="conv8")
+    net = Sequential(
+        [
+            Rescaling(1.0, -0.5),
+            Conv2D(8, 3, use_bias=False, dw_mode=dw_mode, kernel_init=1 / 9),
+            MaxPool2D(2, ties=pool_ties),
+            Flatten(),
+            Dense(10, kernel_init=1 / 1352),
+        ],
+        seed=seed,
+        dtype=dtype,
+        params=params,
+        name="conv8",
+    )
     net.options = {"dw_mode": dw_mode, "pool_ties": pool_ties}
     return net
 
 
-def two_layer_net(*, seed: int = 0, dtype=np.float32, hidden: int = 50,
-                  params=None) -> Sequential:
+def two_layer_net(*, seed: int = 0, dtype=np.float32, hidden: int = 50, params=None) -> Sequential:
     """Doc 004's two-layer network (no convolution: every gradient in NumPy).
 
         x -> flatten [N,784] -> dense ``hidden`` (z1) -> ReLU (a1) -> dense 10 (z2, logits)
@@ -91,7 +145,11 @@ def two_layer_net(*, seed: int = 0, dtype=np.float32, hidden: int = 50,
     Weights 0.01 x standard normal, biases 0. ``hidden``: 50 (doc 004's training run) or
     100 (its optimizer comparison).
     """
-    net = Sequential([Flatten(), Dense(hidden, kernel_init=0.01), ReLU(),
-                      Dense(10, kernel_init=0.01)],
-                     seed=seed, dtype=dtype, params=params, name="two-layer-net")
+    net = Sequential(
+        [Flatten(), Dense(hidden, kernel_init=0.01), ReLU(), Dense(10, kernel_init=0.01)],
+        seed=seed,
+        dtype=dtype,
+        params=params,
+        name="two-layer-net",
+    )
     return net

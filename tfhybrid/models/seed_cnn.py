@@ -15,16 +15,29 @@ from tfhybrid.layers import AvgPool2D, Conv2D, Dense, Flatten, Sigmoid
 from tfhybrid.models.sequential import Sequential
 
 
-def seed_cnn(*, seed: int = 0, dtype=np.float32, dw_mode: str = "batched",
-             bias_grad: str = "seed", params=None) -> Sequential:
+def seed_cnn(
+    *,
+    seed: int = 0,
+    dtype=np.float32,
+    dw_mode: str = "batched",
+    bias_grad: str = "seed",
+    params=None,
+) -> Sequential:
     """``bias_grad="seed"``: the article's db1 (averaged over the 400 positions too);
     "exact": the true gradient. ``dw_mode``: "batched" or "per-sample" (as the article)."""
-    net = Sequential([
-        Conv2D(20, 9, dw_mode=dw_mode, bias_grad=bias_grad, kernel_init=0.1, bias_init=0.1),
-        Sigmoid(),
-        AvgPool2D(2, name="L1"),
-        Flatten(report_gradient=False),
-        Dense(10, kernel_init=0.1, bias_init=0.1),
-    ], loss="sigmoid_cross_entropy", seed=seed, dtype=dtype, params=params, name="seed-cnn")
+    net = Sequential(
+        [
+            Conv2D(20, 9, dw_mode=dw_mode, bias_grad=bias_grad, kernel_init=0.1, bias_init=0.1),
+            Sigmoid(),
+            AvgPool2D(2, name="L1"),
+            Flatten(report_gradient=False),
+            Dense(10, kernel_init=0.1, bias_init=0.1),
+        ],
+        loss="sigmoid_cross_entropy",
+        seed=seed,
+        dtype=dtype,
+        params=params,
+        name="seed-cnn",
+    )
     net.options = {"dw_mode": dw_mode, "bias_grad": bias_grad}
     return net

@@ -53,13 +53,23 @@ class Sequential:
     every computation.
     """
 
-    def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int] = (28, 28, 1), *,
-                 loss: str = "softmax_cross_entropy", seed: int = 0, dtype=np.float32,
-                 params: dict[str, np.ndarray] | None = None, name: str = "sequential"):
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        input_shape: Sequence[int] = (28, 28, 1),
+        *,
+        loss: str = "softmax_cross_entropy",
+        seed: int = 0,
+        dtype=np.float32,
+        params: dict[str, np.ndarray] | None = None,
+        name: str = "sequential",
+    ):
         layers = list(layers)
         if not layers or not all(isinstance(layer, Layer) for layer in layers):
-            raise ValueError("Sequential needs a non-empty list of tfhybrid.layers.Layer "
-                             f"instances, got {[type(x).__name__ for x in layers]}")
+            raise ValueError(
+                "Sequential needs a non-empty list of tfhybrid.layers.Layer "
+                f"instances, got {[type(x).__name__ for x in layers]}"
+            )
         if len({id(layer) for layer in layers}) != len(layers):
             raise ValueError("a layer instance appears twice in the list; make a new one")
         if loss not in LOSSES:
@@ -79,8 +89,10 @@ class Sequential:
         self._build(shape)
         self.output_shape = layers[-1].output_shape_
         if len(self.output_shape) != 1:
-            raise ValueError(f"the last layer must output logits [N,K], got "
-                             f"[N,{','.join(map(str, self.output_shape))}]")
+            raise ValueError(
+                f"the last layer must output logits [N,K], got "
+                f"[N,{','.join(map(str, self.output_shape))}]"
+            )
         if not self.param_shapes:
             raise ValueError("the network has no parameters to train")
         self.first = next(i for i, keys in enumerate(self.param_keys) if keys)
@@ -88,8 +100,7 @@ class Sequential:
         for key, shape in self.param_shapes.items():
             self._offsets[key], at = at, at + int(np.prod(shape))
         self._flat = np.zeros(at, dtype=self.dtype)  # every parameter, in order
-        self.runs = plan_runs(layers, self.param_keys, self._offsets, self.first, self.dtype,
-                              at)
+        self.runs = plan_runs(layers, self.param_keys, self._offsets, self.first, self.dtype, at)
         self._run_at = {run.start: run for run in self.runs}
         self._params: dict[str, np.ndarray] = {}
         self.params = self._init_params(seed) if params is None else params
@@ -108,8 +119,9 @@ class Sequential:
                     raise ValueError(f"two parameters named {global_name!r}")
                 self.param_shapes[global_name] = tuple(int(d) for d in local[name])
             self.param_keys.append(keys)
-            name = layer.name or (layer.prefix if layer.prefix == "flat"
-                                  else f"{layer.prefix}{count}")
+            name = layer.name or (
+                layer.prefix if layer.prefix == "flat" else f"{layer.prefix}{count}"
+            )
             while name in self.names:
                 name += "_"
             self.names.append(name)
@@ -148,19 +160,21 @@ class Sequential:
     @params.setter
     def params(self, values: dict[str, np.ndarray]) -> None:
         if set(values) != set(self.param_shapes):
-            raise ValueError(f"params must have keys {sorted(self.param_shapes)}, "
-                             f"got {sorted(values)}")
+            raise ValueError(
+                f"params must have keys {sorted(self.param_shapes)}, got {sorted(values)}"
+            )
         for key, shape in self.param_shapes.items():
             if np.shape(values[key]) != shape:
-                raise ValueError(f"param {key} must have shape {shape}, "
-                                 f"got {np.shape(values[key])}")
+                raise ValueError(
+                    f"param {key} must have shape {shape}, got {np.shape(values[key])}"
+                )
         # Copies into this network's own flat buffer: two networks built from one dict
         # must not train the same arrays, and the compiled forward reads the buffer whole.
         flat = np.empty_like(self._flat)
         self._params = {}
         for key, shape in self.param_shapes.items():
             at = self._offsets[key]
-            view = flat[at:at + int(np.prod(shape))].reshape(shape)
+            view = flat[at : at + int(np.prod(shape))].reshape(shape)
             view[...] = np.asarray(values[key])
             self._params[key] = view
         self._flat, self._views = flat, dict(self._params)
@@ -172,8 +186,9 @@ class Sequential:
         caller replaced an array in the dict, the vector is assembled afresh."""
         if all(self._params.get(k) is v for k, v in self._views.items()):
             return self._flat
-        return np.concatenate([np.asarray(self._params[k], self.dtype).ravel()
-                               for k in self.param_shapes])
+        return np.concatenate(
+            [np.asarray(self._params[k], self.dtype).ravel() for k in self.param_shapes]
+        )
 
     def layer_params(self, index: int, params: dict | None = None) -> dict:
         """Layer ``index``'s parameters under its own names ("w", "b")."""
@@ -188,8 +203,10 @@ class Sequential:
     def _check_input(self, x) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
-            raise ValueError(f"{self.name} takes inputs [N,{','.join(map(str, self.input_shape))}]"
-                             f", got {list(x.shape)}")
+            raise ValueError(
+                f"{self.name} takes inputs [N,{','.join(map(str, self.input_shape))}]"
+                f", got {list(x.shape)}"
+            )
         return np.ascontiguousarray(x, dtype=self.dtype)
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, list]:
@@ -213,16 +230,25 @@ class Sequential:
             for i, extra in zip(run.cached, extras, strict=True):
                 needs = self.layers[i].fused_needs
                 caches[i] = self.layers[i].cache_from(
-                    self.layer_params(i), acts[i - 1] if "x" in needs else None,
-                    acts[i] if "out" in needs else None, batch, tuple(extra))
+                    self.layer_params(i),
+                    acts[i - 1] if "x" in needs else None,
+                    acts[i] if "out" in needs else None,
+                    batch,
+                    tuple(extra),
+                )
             index = run.stop
         return np.asarray(h), caches
 
     def _flat_tensor(self):
         return tf.convert_to_tensor(self.flat_params()) if self.runs else None
 
-    def backward(self, dlogits: np.ndarray, caches: list, per_example: bool = False,
-                 intermediates: bool = True) -> tuple[dict, dict]:
+    def backward(
+        self,
+        dlogits: np.ndarray,
+        caches: list,
+        per_example: bool = False,
+        intermediates: bool = True,
+    ) -> tuple[dict, dict]:
         """dL/dlogits -> (grads keyed like params, {"d" + NAME: dL/dNAME}).
 
         ``per_example``: each parameter's gradient is [N, *shape], sample n's own share
@@ -240,17 +266,20 @@ class Sequential:
             keys = self.param_keys[index]
             unknown = set(local) - set(keys)
             if unknown:
-                raise ValueError(f"layer {index} ({type(layer).__name__}) returned gradients "
-                                 f"{sorted(unknown)} for parameters it does not own "
-                                 f"({sorted(keys) or 'none'})")
+                raise ValueError(
+                    f"layer {index} ({type(layer).__name__}) returned gradients "
+                    f"{sorted(unknown)} for parameters it does not own "
+                    f"({sorted(keys) or 'none'})"
+                )
             grads.update({keys[name]: value for name, value in local.items()})
             if intermediates and need_dx and self.layers[index - 1].report_gradient:
                 inter["d" + self.names[index - 1]] = dout
         grads = {key: grads[key] for key in self.param_shapes if key in grads}
         return grads, dict(reversed(inter.items()))  # in layer order, as reference_forward
 
-    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray, per_example: bool = False,
-                           intermediates: bool = True) -> dict:
+    def loss_and_gradients(
+        self, x: np.ndarray, y: np.ndarray, per_example: bool = False, intermediates: bool = True
+    ) -> dict:
         """One forward and backward pass on x [N, *input_shape], one-hot y [N,K].
 
         Returns {"loss": the minimised loss, "cost": the softmax cross-entropy of the
@@ -267,27 +296,43 @@ class Sequential:
         x = self._check_input(x)
         y = np.asarray(y, dtype=self.dtype)
         if y.shape != (len(x), *self.output_shape):
-            raise ValueError(f"labels must be one-hot [N,{self.output_shape[0]}] like the "
-                             f"logits [{len(x)},{self.output_shape[0]}], got {list(y.shape)}")
+            raise ValueError(
+                f"labels must be one-hot [N,{self.output_shape[0]}] like the "
+                f"logits [{len(x)},{self.output_shape[0]}], got {list(y.shape)}"
+            )
         n = len(x)
         if n <= self.chunk_size:
             return self._pass(x, y, 1.0, per_example, intermediates)
-        pieces = [self._pass(x[i:i + self.chunk_size], y[i:i + self.chunk_size],
-                             min(self.chunk_size, n - i) / n, per_example, intermediates)
-                  for i in range(0, n, self.chunk_size)]
-        result = {"loss": sum(p["loss"] for p in pieces), "cost": sum(p["cost"] for p in pieces),
-                  "logits": np.concatenate([p["logits"] for p in pieces]),
-                  "grads": {k: sum(p["grads"][k] for p in pieces) for k in self.param_shapes},
-                  "intermediates": {k: np.concatenate([p["intermediates"][k] for p in pieces])
-                                    for k in pieces[0]["intermediates"]}}
+        pieces = [
+            self._pass(
+                x[i : i + self.chunk_size],
+                y[i : i + self.chunk_size],
+                min(self.chunk_size, n - i) / n,
+                per_example,
+                intermediates,
+            )
+            for i in range(0, n, self.chunk_size)
+        ]
+        result = {
+            "loss": sum(p["loss"] for p in pieces),
+            "cost": sum(p["cost"] for p in pieces),
+            "logits": np.concatenate([p["logits"] for p in pieces]),
+            "grads": {k: sum(p["grads"][k] for p in pieces) for k in self.param_shapes},
+            "intermediates": {
+                k: np.concatenate([p["intermediates"][k] for p in pieces])
+                for k in pieces[0]["intermediates"]
+            },
+        }
         if per_example:
             result["per_example_grads"] = {
                 k: np.concatenate([p["per_example_grads"][k] for p in pieces])
-                for k in self.param_shapes}
+                for k in self.param_shapes
+            }
         return result
 
-    def _pass(self, x: np.ndarray, y: np.ndarray, share: float, per_example: bool,
-              intermediates: bool) -> dict:
+    def _pass(
+        self, x: np.ndarray, y: np.ndarray, share: float, per_example: bool, intermediates: bool
+    ) -> dict:
         """Forward and backward on one piece; loss and gradients weighted by ``share``, the
         piece's fraction of the batch (the loss is a mean over the whole batch)."""
         logits, caches = self.forward(x)
@@ -301,8 +346,13 @@ class Sequential:
             loss, cost, dlogits = loss * share, cost * share, dlogits * share
         dlogits = dlogits.astype(self.dtype, copy=False)
         grads, inter = self.backward(dlogits, caches, per_example, intermediates)
-        result = {"loss": loss, "cost": cost, "logits": logits, "grads": grads,
-                  "intermediates": inter}
+        result = {
+            "loss": loss,
+            "cost": cost,
+            "logits": logits,
+            "grads": grads,
+            "intermediates": inter,
+        }
         if per_example:
             result["per_example_grads"] = grads
             result["grads"] = {key: batch_sum(value) for key, value in grads.items()}
@@ -314,7 +364,7 @@ class Sequential:
 
     def logits(self, x: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
         """Logits [N,K] for any N, in batches of ``batch_size``, keeping no caches."""
-        out = [self._predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        out = [self._predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, *self.output_shape), self.dtype)
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
@@ -364,8 +414,11 @@ class Sequential:
         """One line per layer: output name, layer, output shape, parameters."""
         lines = []
         for index, layer in enumerate(self.layers):
-            params = ", ".join(f"{k} {self.param_shapes[k]}"
-                               for k in self.param_keys[index].values())
-            lines.append(f"{self.names[index]:>6}  {type(layer).__name__:<10} "
-                         f"[N,{','.join(map(str, layer.output_shape_))}]  {params}")
+            params = ", ".join(
+                f"{k} {self.param_shapes[k]}" for k in self.param_keys[index].values()
+            )
+            lines.append(
+                f"{self.names[index]:>6}  {type(layer).__name__:<10} "
+                f"[N,{','.join(map(str, layer.output_shape_))}]  {params}"
+            )
         return "\n".join(lines)

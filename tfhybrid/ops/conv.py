@@ -22,7 +22,10 @@ def conv2d_forward(
 
 
 def conv2d_backward(
-    dout: np.ndarray, cache: tuple, dw_mode: str = "batched", need_dx: bool = True,
+    dout: np.ndarray,
+    cache: tuple,
+    dw_mode: str = "batched",
+    need_dx: bool = True,
     per_example: bool = False,
 ) -> dict[str, np.ndarray]:
     """dout [N,Ho,Wo,F] -> {"dw": [kh,kw,C,F], "db": shape of b, "dx": [N,H,W,C]}.
@@ -37,8 +40,9 @@ def conv2d_backward(
     if dw_mode not in DW_MODES:
         raise ValueError(f"dw_mode must be one of {DW_MODES}, got {dw_mode!r}")
     per_sample = per_example or dw_mode == "per-sample"
-    fn = tf_kernels.conv_backward_fn(dout.dtype, tuple(x.shape[1:]), w.shape, stride, pad,
-                                     need_dx, per_sample)
+    fn = tf_kernels.conv_backward_fn(
+        dout.dtype, tuple(x.shape[1:]), w.shape, stride, pad, need_dx, per_sample
+    )
     dw, dx = fn(x, dout, w)
     dw = np.asarray(dw)
     grads = {"dw": dw if per_example or not per_sample else dw.sum(axis=0)}
@@ -65,14 +69,25 @@ def bias_gradient(dout: np.ndarray, b_shape: tuple, per_example: bool = False) -
 
 
 def filter_gradient(
-    x: np.ndarray, dout: np.ndarray, filter_shape: tuple, stride: int = 1, pad: int = 0,
+    x: np.ndarray,
+    dout: np.ndarray,
+    filter_shape: tuple,
+    stride: int = 1,
+    pad: int = 0,
     dw_mode: str = "batched",
 ) -> np.ndarray:
     """dL/dw [kh,kw,C,F] from the layer input x [N,H,W,C] and dout [N,Ho,Wo,F]."""
     if dw_mode not in DW_MODES:
         raise ValueError(f"dw_mode must be one of {DW_MODES}, got {dw_mode!r}")
-    fn = tf_kernels.conv_backward_fn(dout.dtype, tuple(x.shape[1:]), tuple(filter_shape),
-                                     stride, pad, False, dw_mode == "per-sample")
+    fn = tf_kernels.conv_backward_fn(
+        dout.dtype,
+        tuple(x.shape[1:]),
+        tuple(filter_shape),
+        stride,
+        pad,
+        False,
+        dw_mode == "per-sample",
+    )
     dw = np.asarray(fn(x, dout, np.zeros(filter_shape, dout.dtype))[0])
     return dw.sum(axis=0) if dw_mode == "per-sample" else dw
 
@@ -81,6 +96,7 @@ def per_sample_filter_gradients(
     x: np.ndarray, dout: np.ndarray, filter_shape: tuple, stride: int = 1, pad: int = 0
 ) -> np.ndarray:
     """Each sample's contribution to dL/dw: [N,kh,kw,C,F]; their sum over N is dw."""
-    fn = tf_kernels.conv_backward_fn(dout.dtype, tuple(x.shape[1:]), tuple(filter_shape),
-                                     stride, pad, False, True)
+    fn = tf_kernels.conv_backward_fn(
+        dout.dtype, tuple(x.shape[1:]), tuple(filter_shape), stride, pad, False, True
+    )
     return np.asarray(fn(x, dout, np.zeros(filter_shape, dout.dtype))[0])

@@ -45,11 +45,15 @@ def _window_views(xp: np.ndarray, size: int, stride: int, ho: int, wo: int):
     rows, cols = stride * (ho - 1) + 1, stride * (wo - 1) + 1
     for q in range(size * size):
         i, j = divmod(q, size)
-        yield xp[:, i:i + rows:stride, j:j + cols:stride, :]
+        yield xp[:, i : i + rows : stride, j : j + cols : stride, :]
 
 
 def max_pool_forward(
-    x: np.ndarray, size: int = 2, stride: int = 2, pad: int = 0, pad_value: float = 0.0,
+    x: np.ndarray,
+    size: int = 2,
+    stride: int = 2,
+    pad: int = 0,
+    pad_value: float = 0.0,
     ties: str = "first",
 ) -> tuple[np.ndarray, tuple]:
     """x [N,H,W,C] -> (out [N,Ho,Wo,C], cache); Ho = (H + 2 pad - size) // stride + 1.
@@ -71,8 +75,9 @@ def max_pool_forward(
     return out, max_pool_cache(x, out, size, stride, pad, pad_value, ties)
 
 
-def max_pool_cache(x: np.ndarray, out: np.ndarray, size: int, stride: int, pad: int,
-                   pad_value: float, ties: str) -> tuple:
+def max_pool_cache(
+    x: np.ndarray, out: np.ndarray, size: int, stride: int, pad: int, pad_value: float, ties: str
+) -> tuple:
     """The backward's cache from the input x [N,H,W,C] and the pooled out [N,Ho,Wo,C]:
     for each window position q, where that position's input is routed the gradient,
     a bool array [size², N,Ho,Wo,C]."""
@@ -111,4 +116,4 @@ def max_pool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
         zero = np.zeros((), dtype=dout.dtype)
         for q, view in enumerate(_window_views(dxp, size, stride, ho, wo)):
             view += np.where(routes[q], dout, zero)
-    return dxp[:, pad:pad + h, pad:pad + w, :]
+    return dxp[:, pad : pad + h, pad : pad + w, :]

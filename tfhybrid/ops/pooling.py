@@ -31,5 +31,5 @@ def avg_pool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     dx = np.zeros(x_shape, dtype=dout.dtype)
     for i in range(size):
         for j in range(size):
-            dx[:, i:i + stride * ho:stride, j:j + stride * wo:stride, :] += share
+            dx[:, i : i + stride * ho : stride, j : j + stride * wo : stride, :] += share
     return dx

@@ -35,8 +35,12 @@ def filter_grad(x, dout, filter_shape, stride: int, pad: int):
     """dL/dw [kh,kw,C,F] summed over the batch, from x [N,H,W,C] and dout [N,Ho,Wo,F]:
     dw[i,j,c,f] = sum_{n,h,w} xpad[n, h*s+i, w*s+j, c] * dout[n,h,w,f]."""
     return tf.raw_ops.Conv2DBackpropFilter(
-        input=x, filter_sizes=filter_shape, out_backprop=dout,
-        strides=[1, stride, stride, 1], **_raw_padding(pad))
+        input=x,
+        filter_sizes=filter_shape,
+        out_backprop=dout,
+        strides=[1, stride, stride, 1],
+        **_raw_padding(pad),
+    )
 
 
 def filter_grad_per_sample(x, dout, filter_shape, stride: int, pad: int):
@@ -59,8 +63,9 @@ def filter_grad_per_sample(x, dout, filter_shape, stride: int, pad: int):
         image, grad = args  # [H,W,C], [Ho,Wo,F]
         channels_as_batch = tf.expand_dims(tf.transpose(image, [2, 0, 1]), -1)  # [C,H,W,1]
         grad_as_filter = tf.expand_dims(grad, 2)  # [Ho,Wo,1,F]
-        out = tf.nn.conv2d(channels_as_batch, grad_as_filter, strides=1, padding="VALID",
-                           dilations=stride)  # [C, >=kh, >=kw, F]
+        out = tf.nn.conv2d(
+            channels_as_batch, grad_as_filter, strides=1, padding="VALID", dilations=stride
+        )  # [C, >=kh, >=kw, F]
         return tf.transpose(out[:, :kh, :kw, :], [1, 2, 0, 3])  # [kh,kw,C,F]
 
     return tf.vectorized_map(one_sample, (x, dout))
@@ -72,7 +77,9 @@ def _per_sample_by_taps(x, dout, filter_shape, stride: int):
     kh, kw, c, f = filter_shape
     ho, wo = tf.shape(dout)[1], tf.shape(dout)[2]
     rows, cols = stride * (ho - 1) + 1, stride * (wo - 1) + 1
-    taps = [x[:, i:i + rows:stride, j:j + cols:stride, :] for i in range(kh) for j in range(kw)]
+    taps = [
+        x[:, i : i + rows : stride, j : j + cols : stride, :] for i in range(kh) for j in range(kw)
+    ]
     n = tf.shape(x)[0]
     patches = tf.reshape(tf.stack(taps, axis=3), [n, ho * wo, kh * kw * c])
     grads = tf.reshape(dout, [n, ho * wo, f])
@@ -83,8 +90,12 @@ def input_grad(dout, w, input_shape, stride: int, pad: int):
     """dL/dx [N,H,W,C] for the unpadded input: TensorFlow's backprop-input op (the full
     correlation of dout [N,Ho,Wo,F] with the rotated kernel w [kh,kw,C,F])."""
     return tf.raw_ops.Conv2DBackpropInput(
-        input_sizes=input_shape, filter=w, out_backprop=dout,
-        strides=[1, stride, stride, 1], **_raw_padding(pad))
+        input_sizes=input_shape,
+        filter=w,
+        out_backprop=dout,
+        strides=[1, stride, stride, 1],
+        **_raw_padding(pad),
+    )
 
 
 @functools.cache
@@ -94,18 +105,23 @@ def conv_forward_fn(dtype, x_shape: tuple, w_shape: tuple, stride: int, pad: int
     spec = functools.partial(tf.TensorSpec, dtype=dtype)
     signature = [spec([None, *x_shape]), spec(list(w_shape))]
     if bias:
+
         def forward(x, w, b):
             return conv2d(x, w, b, stride, pad)
+
         signature.append(spec([w_shape[-1]]))
     else:
+
         def forward(x, w):
             return conv2d(x, w, None, stride, pad)
+
     return tf.function(forward, input_signature=signature).get_concrete_function()
 
 
 @functools.cache
-def conv_backward_fn(dtype, x_shape: tuple, w_shape: tuple, stride: int, pad: int,
-                     need_dx: bool, per_sample: bool):
+def conv_backward_fn(
+    dtype, x_shape: tuple, w_shape: tuple, stride: int, pad: int, need_dx: bool, per_sample: bool
+):
     """The convolution's backward in one compiled call: f(x, dout, w) -> (dw, dx).
 
     dw is [kh,kw,C,F] summed over the batch, or each sample's own [N,kh,kw,C,F] when
@@ -116,8 +132,11 @@ def conv_backward_fn(dtype, x_shape: tuple, w_shape: tuple, stride: int, pad: in
 
     @tf.function(input_signature=[spec([None, *x_shape]), spec(None), spec(filters)])
     def backward(x, dout, w):
-        dw = (filter_grad_per_sample(x, dout, filters, stride, pad) if per_sample
-              else filter_grad(x, dout, filters, stride, pad))
+        dw = (
+            filter_grad_per_sample(x, dout, filters, stride, pad)
+            if per_sample
+            else filter_grad(x, dout, filters, stride, pad)
+        )
         dx = input_grad(dout, w, tf.shape(x), stride, pad) if need_dx else tf.zeros([0], dtype)
         return dw, dx
 
