@@ -38,6 +38,6 @@ def relu_forward(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def relu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
     """dL/dz = dL/dout where z > 0, else 0 (the subgradient 0 at z = 0, as TensorFlow).
 
-    A product with the bool mask: over ten times faster here than ``np.where``.
+    A product with the bool mask: much cheaper than ``np.where`` with a 0-d fill value.
     """
     return np.multiply(dout, cache, dtype=dout.dtype)
