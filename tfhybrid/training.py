@@ -50,7 +50,7 @@ ARTICLE_TEST_ACCURACY = 0.9695
 # A loss this many times the run's first loss means training has blown up even while
 # every number is still finite (a saturated sigmoid network never overflows).
 DIVERGENCE_FACTOR = 100.0
-RUN_FILES = (CHECKPOINT_NAME, "metrics.json", "history.jsonl")
+RUN_FILES = (CHECKPOINT_NAME, "metrics.json")  # history.jsonl is a log a new run rewrites
 # Settings that do not change the computation, so a resumed run may give new values.
 RESUME_MAY_CHANGE = ("epochs", "data_dir", "out", "plot", "tensorboard", "audit_every")
 # --audit-every: a fixed batch (the first validation images), so audits compare over epochs.
