@@ -75,3 +75,31 @@ def test_measure_pool_ties_quick_run(data_dir, tmp_path):
     results = json.loads(out.read_text())
     assert results["conv8"]["init"]["w1"]["norm_ratio"] > 1.5  # the flat -0.5 background
     assert "w1" in results["numpy-cnn"]["init"] and "b1" in results["numpy-cnn"]["init"]
+
+
+def test_benchmark_times_every_method_of_a_network(tmp_path):
+    """A smoke run of scripts/benchmark.py: figures are written, none is judged (no timing
+    assertion: the benchmark measures, the tests do not)."""
+    out = tmp_path / "bench.json"
+    done = run_script(
+        "benchmark.py",
+        "--model",
+        "two-layer-net",
+        "--per-example",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--no-memory",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())["results"]
+    assert {(r["model"], r["method"]) for r in results} == {
+        ("two-layer-net", "hybrid"),
+        ("two-layer-net", "per-example"),
+        ("two-layer-net", "autodiff"),
+    }
+    assert all(r["steps"] == 2 and r["median_ms"] > 0 for r in results)
+    assert "× autodiff" in done.stdout
