@@ -81,6 +81,8 @@ def max_pool_cache(
     """The backward's cache from the input x [N,H,W,C] and the pooled out [N,Ho,Wo,C]:
     for each window position q, where that position's input is routed the gradient,
     a bool array [size², N,Ho,Wo,C]."""
+    if stride == size and pad == 0:
+        return _tiled_cache(x, out, size, ties)
     xp = _padded(x, pad, pad_value)
     _, ho, wo, _ = out.shape
     routes = np.empty((size * size, *out.shape), dtype=bool)
@@ -93,6 +95,54 @@ def max_pool_cache(
     return (x.shape, size, stride, pad, routes)
 
 
+def _in_rows(a: np.ndarray, size: int) -> np.ndarray:
+    """[N,Ho,Wo,C] -> [N,Ho,Wo*size*C]: each value repeated for the ``size`` columns of its
+    window, so that it lines up with a row of the input (long contiguous runs for NumPy)."""
+    n, ho, wo, c = a.shape
+    return np.repeat(a, size, axis=2).reshape(n, ho, wo * size * c)
+
+
+def _tiled_cache(x: np.ndarray, out: np.ndarray, size: int, ties: str) -> tuple:
+    """:func:`max_pool_cache` for windows that tile the input (stride = size, no padding).
+
+    Row i of every window is a contiguous run of the input's row, so the routes are built
+    row by row on [N,Ho,Wo*size*C] arrays, where NumPy's loops run the whole row (the
+    window-position views have runs of only C elements). Within a row, position j's
+    neighbours j-k and j+k in the same window are the elements k*C before and after it.
+    """
+    n, h, w, c = x.shape
+    _, ho, wo, _ = out.shape
+    run = wo * size * c
+    rows = x[:, : ho * size, : wo * size, :].reshape(n, ho, size, run)
+    target = _in_rows(out, size)
+    routes = np.empty((size, n, ho, run), dtype=bool)
+    column = np.arange(run) // c % size  # each element's column j inside its window
+    taken = None  # [N,Ho,run]: the window has a maximum in an earlier row
+    for i in range(size):
+        hits = routes[i]
+        np.equal(rows[:, :, i], target, out=hits)
+        if ties == "all":
+            continue
+        left = _neighbours(hits, c, size, column, toward="left")
+        if i < size - 1:  # what this row tells the rows below: the window has a maximum
+            row_any = hits | left | _neighbours(hits, c, size, column, toward="right")
+        np.greater(hits, left if taken is None else left | taken, out=hits)  # hits & ~...
+        if i < size - 1:
+            taken = row_any if taken is None else taken | row_any
+    return ("rows", x.shape, size, routes)
+
+
+def _neighbours(hits: np.ndarray, c: int, size: int, column: np.ndarray, toward: str):
+    """True where a position left (or right) of it in the same window row is True."""
+    found = np.zeros_like(hits)
+    for k in range(1, size):
+        if toward == "left":
+            found[..., k * c :] |= hits[..., : -k * c] & (column[k * c :] >= k)
+        else:
+            found[..., : -k * c] |= hits[..., k * c :] & (column[: -k * c] < size - k)
+    return found
+
+
 def max_pool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     """dout [N,Ho,Wo,C] -> dx [N,H,W,C].
 
@@ -100,6 +150,17 @@ def max_pool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     overlapping windows add up. ``ties="all"``: to every tied maximum (the sources' rule).
     Gradient that lands on padding is dropped; inputs no window covers get zero.
     """
+    if cache[0] == "rows":  # windows that tile the input: routed row by row
+        _, x_shape, size, routes = cache
+        n, h, w, c = x_shape
+        _, ho, wo, _ = dout.shape
+        exact = ho * size == h and wo * size == w
+        dx = (np.empty if exact else np.zeros)(x_shape, dtype=dout.dtype)
+        rows = dx[:, : ho * size, : wo * size, :].reshape(n, ho, size, wo * size * c)
+        spread = _in_rows(dout, size)
+        for i in range(size):
+            np.multiply(spread, routes[i], out=rows[:, :, i])
+        return dx
     x_shape, size, stride, pad, routes = cache
     n, h, w, c = x_shape
     _, ho, wo, _ = dout.shape
