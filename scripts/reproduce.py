@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone, no install
 
-from tfhybrid.cli import OneLineParser, add_data_dir_option, run  # noqa: E402
+from tfhybrid.cli import OneLineParser, add_data_dir_option, add_limit_options, run  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,15 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated: " + "; ".join(f"{k}: {v}" for k, v in VARIANT_HELP.items()),
     )
     parser.add_argument("--epochs", type=int, default=10, help="default 10, as the article")
-    parser.add_argument(
-        "--train-limit",
-        type=int,
-        metavar="N",
-        help="use only the first N training images (quick runs)",
-    )
-    parser.add_argument(
-        "--test-limit", type=int, metavar="N", help="evaluate on the first N test images only"
-    )
+    add_limit_options(parser)
     add_data_dir_option(parser)
     parser.add_argument(
         "--out",

@@ -39,6 +39,19 @@ def command_line(script: str) -> str:
     return name if name.startswith("tfhybrid-") else f"python scripts/{script}"
 
 
+def add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """``--train-limit`` and ``--test-limit``, as every training command line takes them."""
+    parser.add_argument(
+        "--train-limit",
+        type=int,
+        metavar="N",
+        help="use only the first N training images (quick runs)",
+    )
+    parser.add_argument(
+        "--test-limit", type=int, metavar="N", help="evaluate on the first N test images only"
+    )
+
+
 def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
     """``--data-dir``, as every command line of the project takes it (resolve the value
     with :func:`tfhybrid.config.resolve_data_dir`)."""
@@ -109,15 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder for metrics.json, params.npz and checkpoint.npz "
         "(default: a new folder under runs/)",
     )
-    parser.add_argument(
-        "--train-limit",
-        type=int,
-        metavar="N",
-        help="use only the first N training images (quick runs)",
-    )
-    parser.add_argument(
-        "--test-limit", type=int, metavar="N", help="evaluate on the first N test images only"
-    )
+    add_limit_options(parser)
     parser.add_argument(
         "--plot",
         action="store_true",

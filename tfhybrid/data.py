@@ -170,16 +170,18 @@ def mnist_file(root: Path, name: str) -> Path:
     return plain if not (root / name).exists() and plain.is_file() else root / name
 
 
-def registered_checksums(dataset: str) -> dict[str, str]:
-    """file name -> SHA-256 that tensorflow-datasets registers for ``dataset``'s downloads.
-
-    Read from tfds's own url_checksums table, located without importing tfds (which
-    would import TensorFlow).
-    """
+def download_table(dataset: str) -> Path:
+    """tensorflow-datasets' own table of ``dataset``'s downloads (address, size, SHA-256,
+    file name per line), located without importing tfds (which would import TensorFlow)."""
     spec = importlib.util.find_spec("tensorflow_datasets")
     if spec is None or not spec.submodule_search_locations:
         raise DataError("tensorflow-datasets is not installed; run pip install -r requirements.txt")
-    table = Path(spec.submodule_search_locations[0]) / "url_checksums" / f"{dataset}.txt"
+    return Path(spec.submodule_search_locations[0]) / "url_checksums" / f"{dataset}.txt"
+
+
+def registered_checksums(dataset: str) -> dict[str, str]:
+    """file name -> SHA-256 that tensorflow-datasets registers for ``dataset``'s downloads."""
+    table = download_table(dataset)
     sums = {}
     for line in table.read_text().splitlines():
         fields = line.split("\t")
@@ -240,9 +242,7 @@ def download_reachable(url: str, timeout: float = DOWNLOAD_PROBE_SECONDS) -> str
 
 def _download_url(dataset: str) -> str:
     """The first download address tensorflow-datasets registers for ``dataset``."""
-    spec = importlib.util.find_spec("tensorflow_datasets")
-    table = Path(spec.submodule_search_locations[0]) / "url_checksums" / f"{dataset}.txt"
-    return table.read_text().split("\t", 1)[0].strip()
+    return download_table(dataset).read_text().split("\t", 1)[0].strip()
 
 
 def load_mnist(

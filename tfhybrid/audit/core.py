@@ -173,7 +173,7 @@ def _audit_parameter(key, manual, ref, ref32, loss_at, params, rng, fd_samples, 
     else:  # every sampled step crosses a kink: no finite difference to vote with
         sources, agree = (
             (MANUAL, TAPE32, TAPE64),
-            _tape_agreement(manual, ref32, manual_vs_ref, tape32, rtol),
+            tape_agreement(manual, ref32, manual_vs_ref, tape32, rtol),
         )
     return TensorAudit(
         name=f"d{key}",
@@ -192,7 +192,7 @@ def _audit_parameter(key, manual, ref, ref32, loss_at, params, rng, fd_samples, 
 def _audit_intermediate(name, manual, ref, ref32, rtol):
     manual_vs_ref = compare(manual, ref, rtol)
     tape32 = compare(ref32, ref, tol.RTOL_FLOAT32)
-    agree = _tape_agreement(manual, ref32, manual_vs_ref, tape32, rtol)
+    agree = tape_agreement(manual, ref32, manual_vs_ref, tape32, rtol)
     return TensorAudit(
         name=name,
         kind=INTERMEDIATE,
@@ -203,7 +203,7 @@ def _audit_intermediate(name, manual, ref, ref32, rtol):
     )
 
 
-def _tape_agreement(manual, ref32, manual_vs_ref, tape32, rtol) -> dict:
+def tape_agreement(manual, ref32, manual_vs_ref, tape32, rtol) -> dict:
     """The pairs of the vote among manual, tape32 and tape64 (no finite differences)."""
     return {
         (MANUAL, TAPE64): manual_vs_ref.matches,

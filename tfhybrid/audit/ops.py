@@ -28,8 +28,11 @@ import numpy as np
 
 from tfhybrid.audit import tolerances as tol
 from tfhybrid.audit.compare import MATCH, Comparison, compare, readable_factor
+from tfhybrid.audit.core import tape_agreement
 from tfhybrid.audit.finite_diff import central_differences, sample_indices
-from tfhybrid.audit.report import FD64, MANUAL, TAPE64
+from tfhybrid.audit.report import FD64, MANUAL, TAPE32, TAPE64
+from tfhybrid.audit.table import HEADER as TABLE_HEADER
+from tfhybrid.audit.table import aligned
 from tfhybrid.audit.vote import Vote, vote
 
 NOT_CHECKED = "not checked"
@@ -134,19 +137,7 @@ class OpReport:
         return format_op_table(self)
 
 
-HEADER = (
-    "input",
-    "shape",
-    "max abs err",
-    "rel err",
-    "cosine",
-    "scale c",
-    "worst index",
-    "tape32",
-    "fd64 (n/nc)",
-    "vote",
-    "verdict",
-)
+HEADER = ("input", *TABLE_HEADER[1:])  # the audit table's columns, one row per input
 
 
 def format_op_table(report: OpReport) -> str:
@@ -174,13 +165,12 @@ def format_op_table(report: OpReport) -> str:
                 item.verdict,
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     lines = [
         f"gradient check: {report.op}, against {report.reference}, "
         f"random upstream gradient (seed {report.seed})",
         "",
+        *aligned(rows),
     ]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     outcome = "every gradient matches" if report.ok else f"MISMATCH: {', '.join(report.mismatches)}"
     if report.reference == FD_ONLY:
         legend = (
@@ -342,14 +332,8 @@ def _check_input(
             (TAPE64, FD64): fd_tape.matches,
         }
     else:  # every sampled step crosses a kink: the two tapes vote instead
-        sources = (MANUAL, "tape32", TAPE64)
-        agree = {
-            (MANUAL, TAPE64): manual_vs_tape.matches,
-            (MANUAL, "tape32"): compare(
-                grad, tapes[1][key], max(manual_rtol, tol.RTOL_FLOAT32)
-            ).matches,
-            ("tape32", TAPE64): tape32.matches,
-        }
+        sources = (MANUAL, TAPE32, TAPE64)
+        agree = tape_agreement(grad, tapes[1][key], manual_vs_tape, tape32, manual_rtol)
     return InputCheck(
         manual=manual_vs_tape,
         tape32=tape32,

@@ -44,6 +44,12 @@ def _row(item: TensorAudit) -> tuple[str, ...]:
     )
 
 
+def aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """The rows as text lines, each column padded to its widest cell."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [GAP.join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
 def format_table(report: AuditReport) -> str:
     """Header lines, one row per tensor, the update check, the outcome and a legend."""
     settings = ", ".join(f"{k} {v}" for k, v in report.settings.items())
@@ -55,10 +61,7 @@ def format_table(report: AuditReport) -> str:
         + ("match" if loss.matches else "MISMATCH: reference_forward computes another loss"),
         "",
     ]
-    rows = [HEADER] + [_row(t) for t in report.tensors]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    for r in rows:
-        lines.append(GAP.join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    lines += aligned([HEADER] + [_row(t) for t in report.tensors])
     lines.append("")
     up = report.update
     biggest = ", ".join(f"{k} {v:.1e}" for k, v in up.max_difference.items())

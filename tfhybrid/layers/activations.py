@@ -27,7 +27,7 @@ class ReLU(Layer):
     def forward(self, params, x):
         return relu_forward(x)
 
-    def cache_from(self, params, x, out, batch, extras=()):
+    def cache_from(self, params, x, out, batch):
         return np.asarray(out) > 0  # out > 0 exactly where the input was
 
     def backward(self, dout, cache, need_dx=True):
@@ -50,7 +50,7 @@ class Sigmoid(Layer):
     def forward(self, params, x):
         return sigmoid_forward(x)
 
-    def cache_from(self, params, x, out, batch, extras=()):
+    def cache_from(self, params, x, out, batch):
         return np.asarray(out)
 
     def backward(self, dout, cache, need_dx=True):
@@ -77,7 +77,7 @@ class Rescaling(Layer):
     def forward(self, params, x):
         return np.asarray(x * self.scale + self.offset, dtype=x.dtype), None
 
-    def cache_from(self, params, x, out, batch, extras=()):
+    def cache_from(self, params, x, out, batch):
         return None
 
     def backward(self, dout, cache, need_dx=True):

@@ -90,19 +90,10 @@ class Layer:
             )
         return dx, grads
 
-    def cache_from(
-        self, params: dict[str, np.ndarray], x, out, batch: int, extras: tuple = ()
-    ) -> Any:
+    def cache_from(self, params: dict[str, np.ndarray], x, out, batch: int) -> Any:
         """For a fused layer: the cache :meth:`forward` would have returned, from the
-        tensors named in ``fused_needs`` (the others are None), the batch size, and the
-        ``extras`` of :meth:`fused_forward`."""
+        tensors named in ``fused_needs`` (the others are None) and the batch size."""
         raise NotImplementedError(f"{type(self).__name__} is fused but has no cache_from")
-
-    def fused_forward(self, params: dict, x) -> tuple:
-        """For a fused layer, inside the compiled call: (out, extras), the output and any
-        tensors the forward records for the backward (max pooling's switches). Default:
-        (``reference(params, x)``, ())."""
-        return self.reference(params, x), ()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name or ''})"

@@ -85,7 +85,7 @@ class Conv2D(Layer):
     def forward(self, params, x):
         return conv2d_forward(x, params["w"], params.get("b"), self.stride, self.padding)
 
-    def cache_from(self, params, x, out, batch, extras=()):
+    def cache_from(self, params, x, out, batch):
         b = params.get("b")
         return (x, params["w"], None if b is None else b.shape, self.stride, self.padding)
 

@@ -46,7 +46,7 @@ class Dense(Layer):
     def forward(self, params, x):
         return dense_forward(x, params["w"], params["b"])
 
-    def cache_from(self, params, x, out, batch, extras=()):
+    def cache_from(self, params, x, out, batch):
         return (np.asarray(x), params["w"], params["b"].shape)
 
     def backward(self, dout, cache, need_dx=True):
@@ -84,7 +84,7 @@ class Flatten(Layer):
     def forward(self, params, x):
         return flatten_forward(x)
 
-    def cache_from(self, params, x, out, batch, extras=()):
+    def cache_from(self, params, x, out, batch):
         return (batch, *self.input_shape)
 
     def backward(self, dout, cache, need_dx=True):

@@ -39,7 +39,7 @@ class AvgPool2D(Layer):
     def forward(self, params, x):
         return avg_pool_forward(x, self.size, self.stride)
 
-    def cache_from(self, params, x, out, batch, extras=()):
+    def cache_from(self, params, x, out, batch):
         return ((batch, *self.input_shape), self.size, self.stride)
 
     def backward(self, dout, cache, need_dx=True):
@@ -90,7 +90,7 @@ class MaxPool2D(Layer):
     def forward(self, params, x):
         return max_pool_forward(x, self.size, self.stride, self.padding, self.pad_value, self.ties)
 
-    def cache_from(self, params, x, out, batch, extras=()):
+    def cache_from(self, params, x, out, batch):
         return max_pool_cache(
             np.asarray(x),
             np.asarray(out),

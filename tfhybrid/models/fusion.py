@@ -1,12 +1,10 @@
 """Runs of consecutive fused layers, each compiled into one TensorFlow call.
 
-A layer with ``fused = True`` computes its forward exactly as its ``reference`` (or its
-``fused_forward``, which may also record tensors for the backward, such as max
-pooling's switches); so a run of such layers is one ``tf.function``, a concrete function
-with a fixed signature per dtype: no retracing, no argument inspection per call. The call
-returns only the tensors the layers' backward passes need (``fused_needs``, extras) and
-the run's output, so TensorFlow frees the rest inside the call. Each layer then builds its
-cache from them.
+A layer with ``fused = True`` computes its forward exactly as its ``reference``; so a run
+of such layers is one ``tf.function``, a concrete function with a fixed signature per
+dtype: no retracing, no argument inspection per call. The call returns only the tensors
+the layers' backward passes need (``fused_needs``) and the run's output, so TensorFlow
+frees the rest inside the call. Each layer then builds its cache from them.
 
 Parameters enter as one flat vector (every parameter of the network, in order), so a
 step converts one array for TensorFlow, not one per parameter.
@@ -43,19 +41,17 @@ class FusedRun:
     size: int  # length of the flat parameter vector
 
     def _run(self, x, flat, keep_everything: bool):
-        kept, extras = [], []
+        kept = []
         h = x
         for offset, (layer, slices) in enumerate(zip(self.layers, self.slices, strict=True)):
             local = {
                 name: tf.reshape(flat[at : at + int(np.prod(shape))], shape)
                 for name, (at, shape) in slices.items()
             }
-            h, extra = layer.fused_forward(local, h)
+            h = layer.reference(local, h)
             if keep_everything and self.start + offset in self.kept:
                 kept.append(h)
-            if keep_everything and self.start + offset in self.cached:
-                extras.append(tuple(extra))
-        return kept, extras, h
+        return kept, h
 
     def _compile(self, keep_everything: bool):
         spec = functools.partial(tf.TensorSpec, dtype=tf.as_dtype(self.dtype))
@@ -67,13 +63,12 @@ class FusedRun:
 
     @functools.cached_property
     def training_call(self):
-        """f(x, flat params) -> ([activation k for k in kept], [extras of each cached
-        layer], the run's output)."""
+        """f(x, flat params) -> ([activation k for k in kept], the run's output)."""
         return self._compile(True)
 
     @functools.cached_property
     def predict_call(self):
-        """f(x, flat params) -> ([], [], the run's output): nothing kept, for evaluation."""
+        """f(x, flat params) -> ([], the run's output): nothing kept, for evaluation."""
         return self._compile(False)
 
 

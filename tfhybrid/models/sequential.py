@@ -211,7 +211,10 @@ class Sequential:
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, list]:
         """x [N, *input_shape] -> (logits [N,K], per-layer caches for :meth:`backward`)."""
-        h = self._check_input(x)
+        return self._forward(self._check_input(x))
+
+    def _forward(self, h: np.ndarray) -> tuple[np.ndarray, list]:
+        """:meth:`forward` on an input already checked and converted."""
         batch = len(h)
         caches: list = [None] * len(self.layers)
         flat = self._flat_tensor()
@@ -224,17 +227,16 @@ class Sequential:
                 index += 1
                 continue
             h_in = tf.convert_to_tensor(h)
-            kept, extras, h = run.training_call(h_in, flat)
+            kept, h = run.training_call(h_in, flat)
             acts = dict(zip(run.kept, kept, strict=True))
             acts[run.start - 1], acts[run.stop - 1] = h_in, h
-            for i, extra in zip(run.cached, extras, strict=True):
+            for i in run.cached:
                 needs = self.layers[i].fused_needs
                 caches[i] = self.layers[i].cache_from(
                     self.layer_params(i),
                     acts[i - 1] if "x" in needs else None,
                     acts[i] if "out" in needs else None,
                     batch,
-                    tuple(extra),
                 )
             index = run.stop
         return np.asarray(h), caches
@@ -335,7 +337,7 @@ class Sequential:
     ) -> dict:
         """Forward and backward on one piece; loss and gradients weighted by ``share``, the
         piece's fraction of the batch (the loss is a mean over the whole batch)."""
-        logits, caches = self.forward(x)
+        logits, caches = self._forward(x)
         if self.loss == "sigmoid_cross_entropy":
             loss, dlogits = sigmoid_cross_entropy(logits, y)
             cost, _ = softmax_cross_entropy(logits, y)
@@ -377,7 +379,7 @@ class Sequential:
                 h, _ = self.layers[index].forward(self.layer_params(index), np.asarray(h))
                 index += 1
             else:
-                h = run.predict_call(tf.convert_to_tensor(h), flat)[2]
+                h = run.predict_call(tf.convert_to_tensor(h), flat)[1]
                 index = run.stop
         return np.asarray(h)
 

@@ -90,13 +90,3 @@ def filter_gradient(
     )
     dw = np.asarray(fn(x, dout, np.zeros(filter_shape, dout.dtype))[0])
     return dw.sum(axis=0) if dw_mode == "per-sample" else dw
-
-
-def per_sample_filter_gradients(
-    x: np.ndarray, dout: np.ndarray, filter_shape: tuple, stride: int = 1, pad: int = 0
-) -> np.ndarray:
-    """Each sample's contribution to dL/dw: [N,kh,kw,C,F]; their sum over N is dw."""
-    fn = tf_kernels.conv_backward_fn(
-        dout.dtype, tuple(x.shape[1:]), tuple(filter_shape), stride, pad, False, True
-    )
-    return np.asarray(fn(x, dout, np.zeros(filter_shape, dout.dtype))[0])
