@@ -1,0 +1,638 @@
+"""The bridge to Keras: a hand-written NumPy backward inside a model that ``model.fit`` trains.
+
+    from tfhybrid.keras import AuditCallback, HybridLayer, keras_loss, to_keras
+
+    model = to_keras(tfhybrid.build_model("seed-cnn"))   # five HybridLayers, images -> logits
+    model.compile(keras.optimizers.SGD(0.1), keras_loss(net))
+    model.fit(x, y_onehot, batch_size=100, callbacks=[AuditCallback(x[:8], y_onehot[:8])])
+
+    layer = HybridLayer(MyTanh())                          # any tfhybrid.layers.Layer
+
+A :class:`HybridLayer`'s weights are Keras weights, made in ``build`` with the wrapped
+layer's own initialisation. Its gradient is the layer's hand-written ``backward``, reached
+through ``tf.custom_gradient`` and one ``tf.numpy_function`` per call, with the input and
+the weights passed in as explicit tensors (never read inside the Python function), and a
+static shape and dtype set on every output and gradient. Its forward is the layer's
+TensorFlow ``reference`` for a fused layer (every built-in one: its forward is exactly
+``reference``; the cache for ``backward`` comes from ``cache_from``), else the layer's
+NumPy ``forward`` through ``tf.numpy_function``, run again in the backward pass to rebuild
+the cache. The problems people meet putting NumPy into Keras, and how each is met here,
+are in docs/keras.md.
+
+Importing this module imports TensorFlow and Keras, and registers :class:`HybridLayer` and
+:class:`SigmoidCrossEntropy` with Keras, so ``keras.models.load_model`` finds them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from tfhybrid._tf import tf  # TensorFlow first, without its start-up log lines
+from tfhybrid.layers import (
+    AvgPool2D,
+    Conv2D,
+    Dense,
+    Flatten,
+    Layer,
+    MaxPool2D,
+    ReLU,
+    Rescaling,
+    Sigmoid,
+)
+
+import keras  # noqa: E402, I001  (Keras 3 as TensorFlow ships it; after TensorFlow's quiet import)
+
+__all__ = [
+    "AuditCallback",
+    "AuditOutcome",
+    "HybridLayer",
+    "SigmoidCrossEntropy",
+    "keras_loss",
+    "to_keras",
+    "to_sequential",
+]
+
+DTYPES = ("float32", "float64")  # what tfhybrid computes in
+PACKAGE = "tfhybrid"
+LAYER_AT_FAULT = "layer at fault:"
+
+# Built-in layers: their constructor arguments, read back from the instance, for the
+# Keras config (the initialisers are left out: a loaded model gets its weights restored).
+BUILTIN = {
+    "Conv2D": (
+        Conv2D,
+        lambda lyr: {
+            "filters": lyr.filters,
+            "kernel_size": lyr.kernel_size,
+            "stride": lyr.stride,
+            "padding": lyr.padding,
+            "use_bias": lyr.use_bias,
+            "dw_mode": lyr.dw_mode,
+            "bias_grad": lyr.bias_grad,
+        },
+    ),
+    "Dense": (Dense, lambda lyr: {"units": lyr.units}),
+    "Flatten": (Flatten, lambda lyr: {"report_gradient": lyr.report_gradient}),
+    "ReLU": (ReLU, lambda lyr: {}),
+    "Sigmoid": (Sigmoid, lambda lyr: {}),
+    "Rescaling": (Rescaling, lambda lyr: {"scale": lyr.scale, "offset": lyr.offset}),
+    "AvgPool2D": (AvgPool2D, lambda lyr: {"size": lyr.size, "stride": lyr.stride}),
+    "MaxPool2D": (
+        MaxPool2D,
+        lambda lyr: {
+            "size": lyr.size,
+            "stride": lyr.stride,
+            "padding": lyr.padding,
+            "pad_value": lyr.pad_value,
+            "ties": lyr.ties,
+        },
+    ),
+}
+
+
+def _defines(layer: Layer, method: str) -> bool:
+    """Whether the layer's class overrides ``method`` of the base class."""
+    return getattr(type(layer), method, None) is not getattr(Layer, method)
+
+
+def _check_wrappable(layer, where: str = "HybridLayer") -> None:
+    if not isinstance(layer, Layer):
+        raise TypeError(
+            f"{where} wraps a tfhybrid.layers.Layer, got {type(layer).__name__}; "
+            "subclass tfhybrid.layers.Layer (forward, backward, reference)"
+        )
+    missing = [m for m in ("forward", "backward", "reference") if not _defines(layer, m)]
+    if missing:
+        raise TypeError(
+            f"{where}: layer {type(layer).__name__} has no {' and no '.join(missing)}; "
+            "the bridge needs forward and backward (NumPy) and reference (the same "
+            "function in TensorFlow ops: it gives the output shape and the audit's tape)"
+        )
+
+
+def _in_xla() -> bool:
+    """Whether the graph being built is compiled by XLA (``jit_compile=True``)."""
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover  (a private module; without it, XLA's own error)
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+
+
+def _as_array(value, dtype: np.dtype, what: str, shape: tuple, owner: str) -> np.ndarray:
+    """A backward's result as a C-ordered array of ``dtype`` and ``shape``, or one clear error."""
+    if value is None:
+        raise ValueError(f"{owner}: backward returned None for {what}; return an array {shape}")
+    array = np.asarray(value)
+    if array.shape != shape:
+        raise ValueError(
+            f"{owner}: backward returned {what} of shape {list(array.shape)}, expected "
+            f"{list(shape)} (the shape of {what[1:] if what.startswith('d') else what})"
+        )
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class HybridLayer(keras.layers.Layer):
+    """A ``tfhybrid.layers.Layer`` as a Keras layer, trained with its hand-written backward.
+
+    ``layer``: any :class:`tfhybrid.layers.Layer` (built in or your own) with ``forward``,
+    ``backward`` and ``reference``. ``params``: initial values under the layer's own
+    parameter names (``"w"``, ``"b"``); without them ``build`` draws the layer's own
+    initialisation from ``np.random.default_rng(seed)`` (``seed=None``: a seed drawn from
+    NumPy's global generator, which ``keras.utils.set_random_seed`` seeds).
+    ``input_gradient=False``: the backward computes no gradient for the input (the
+    model's images need none, and a convolution's dx costs as much as its dw); the
+    input's gradient is then None.
+
+    Keras's dtype policy must be float32 or float64 (variables and computation alike).
+    """
+
+    def __init__(
+        self,
+        layer: Layer,
+        *,
+        params: Mapping[str, np.ndarray] | None = None,
+        seed: int | None = None,
+        input_gradient: bool = True,
+        **kwargs,
+    ):
+        _check_wrappable(layer)
+        kwargs.setdefault("name", layer.name)
+        super().__init__(**kwargs)
+        self.layer = layer
+        self.seed = None if seed is None else int(seed)
+        self.input_gradient = bool(input_gradient)
+        self._initial = None if params is None else {k: np.asarray(v) for k, v in params.items()}
+        self.supports_jit = False  # tf.numpy_function has no XLA kernel
+        self._fused = bool(layer.fused) and _defines(layer, "cache_from")
+        self._param_names: tuple[str, ...] = ()
+        self._out_shape: tuple[int, ...] | None = None
+
+    # --- building ----------------------------------------------------------------------
+    def _inner_shape(self, input_shape) -> tuple[int, ...]:
+        shape = tuple(input_shape)
+        inner = shape[1:]
+        if not inner or any(d is None for d in inner):
+            raise ValueError(
+                f"HybridLayer {self.name} ({type(self.layer).__name__}) needs every input "
+                f"dimension but the batch to be known, got {shape}; give the model "
+                "keras.Input(shape=...) with every size, e.g. keras.Input(shape=(28, 28, 1))"
+            )
+        return tuple(int(d) for d in inner)
+
+    def _check_dtype(self) -> np.dtype:
+        compute, variable = self.compute_dtype, self.variable_dtype
+        if compute not in DTYPES or variable != compute:
+            raise TypeError(
+                f"HybridLayer {self.name} computes in float32 or float64 (NumPy's backward), "
+                f"but its dtype policy is {self.dtype_policy.name!r} (variables {variable}, "
+                f"computation {compute}); give it dtype='float32' or 'float64' (a mixed "
+                "precision policy cannot be used for it)"
+            )
+        return np.dtype(compute)
+
+    def _output_shape_of(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        layer = self.layer
+        if hasattr(layer, "output_shape"):
+            return tuple(int(d) for d in layer.output_shape(shape))
+        with tf.init_scope():  # eagerly, also when the layer is first built inside fit's graph
+            zeros = {k: tf.zeros(s, tf.float64) for k, s in layer.param_shapes(shape).items()}
+            out = layer.reference(zeros, tf.zeros((1, *shape), tf.float64))
+        return tuple(int(d) for d in out.shape[1:])
+
+    def build(self, input_shape):
+        shape = self._inner_shape(input_shape)
+        dtype = self._check_dtype()
+        layer = self.layer
+        layer.input_shape = shape  # the built-in layers' cache_from reads it
+        shapes = {k: tuple(int(d) for d in s) for k, s in layer.param_shapes(shape).items()}
+        self._out_shape = self._output_shape_of(shape)
+        layer.output_shape_ = self._out_shape
+        if self._initial is not None:
+            values = self._initial
+            if set(values) != set(shapes):
+                raise ValueError(
+                    f"HybridLayer {self.name}: params must have keys {sorted(shapes)} "
+                    f"({type(layer).__name__}'s parameters), got {sorted(values)}"
+                )
+        else:
+            seed = self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
+            values = layer.init_params(np.random.default_rng(seed), shape) if shapes else {}
+        for name, param_shape in shapes.items():
+            if np.shape(values[name]) != param_shape:
+                raise ValueError(
+                    f"HybridLayer {self.name}: parameter {name} must have shape "
+                    f"{param_shape}, got {np.shape(values[name])}"
+                )
+            variable = self.add_weight(
+                name=name, shape=param_shape, initializer="zeros", dtype=self.variable_dtype
+            )
+            variable.assign(np.asarray(values[name], dtype=dtype))
+        self._param_names = tuple(shapes)
+        self._initial = None  # the variables hold them now
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        out = self._out_shape or self._output_shape_of(self._inner_shape(shape))
+        return (shape[0], *out)
+
+    # --- the forward and the hand-written backward ---------------------------------------
+    def params(self) -> dict[str, np.ndarray]:
+        """The current weights as NumPy arrays under the layer's own names ("w", "b")."""
+        return {n: np.asarray(w.numpy()) for n, w in zip(self._param_names, self.weights)}
+
+    def call(self, inputs):
+        if _in_xla():
+            raise ValueError(
+                f"HybridLayer {self.name} cannot be compiled by XLA (jit_compile=True): its "
+                "backward is Python (tf.numpy_function), which XLA has no kernel for; "
+                "use jit_compile=False (model.compile's default 'auto' chooses it)"
+            )
+        dtype = tf.as_dtype(self.compute_dtype)
+        x = tf.convert_to_tensor(inputs)
+        if x.dtype != dtype:
+            if not (x.dtype.is_integer or x.dtype.is_bool or x.dtype.is_floating):
+                raise TypeError(
+                    f"HybridLayer {self.name} takes real-valued inputs, got {x.dtype.name}; "
+                    f"cast them to {dtype.name}"
+                )
+            x = tf.cast(x, dtype)
+        if x.shape.rank is not None and x.shape.rank >= 1:
+            self._inner_shape(x.shape)
+        weights = [tf.convert_to_tensor(w) for w in self.weights]
+        return self._hybrid(x, weights)
+
+    def _hybrid(self, x, weights):
+        layer, names = self.layer, self._param_names
+        np_dtype = np.dtype(self.compute_dtype)
+        tf_dtype = tf.as_dtype(self.compute_dtype)
+        owner = f"HybridLayer {self.name} ({type(layer).__name__})"
+        out_tail = self._out_shape
+        in_tail = tuple(self.layer.input_shape)
+        need_dx = self.input_gradient
+        fused = self._fused
+        needs = layer.fused_needs if fused else ()
+
+        def numpy_forward(xa, *ws):
+            out, _ = layer.forward(dict(zip(names, ws)), xa)
+            return _as_array(out, np_dtype, "the output", (len(xa), *out_tail), owner)
+
+        def numpy_backward(dy, xa, out, *ws):
+            params = dict(zip(names, ws))
+            if fused:
+                cache = layer.cache_from(params, xa, out, len(dy))
+            else:
+                _, cache = layer.forward(params, xa)
+            dx, grads = layer.backward(dy, cache, need_dx)
+            unknown = set(grads) - set(names)
+            if unknown:
+                raise ValueError(
+                    f"{owner}: backward returned gradients {sorted(unknown)} for parameters "
+                    f"it does not own ({sorted(names) or 'none'})"
+                )
+            results = [
+                _as_array(grads.get(n), np_dtype, f"d{n}", w.shape, owner)
+                for n, w in zip(names, ws)
+            ]
+            if need_dx:
+                results.insert(0, _as_array(dx, np_dtype, "dx", (len(dy), *in_tail), owner))
+            return results
+
+        @tf.custom_gradient
+        def hybrid(x, *ws):
+            if fused:
+                out = tf.convert_to_tensor(layer.reference(dict(zip(names, ws)), x))
+                out = tf.cast(out, tf_dtype)
+            else:
+                out = tf.numpy_function(numpy_forward, [x, *ws], tf_dtype, name="hybrid_forward")
+            out = tf.ensure_shape(out, [x.shape[0], *out_tail])
+
+            def grad(dy):
+                # Only what the cache needs crosses into NumPy: an empty stand-in otherwise.
+                empty = tf.zeros([0], tf_dtype)
+                x_arg = x if (not fused or "x" in needs) else empty
+                out_arg = out if (fused and "out" in needs) else empty
+                touts = [tf_dtype] * (len(ws) + int(need_dx))
+                results = tf.numpy_function(
+                    numpy_backward, [dy, x_arg, out_arg, *ws], touts, name="hybrid_backward"
+                )
+                results = list(results) if isinstance(results, (list, tuple)) else [results]
+                dx = results.pop(0) if need_dx else None
+                if dx is not None:
+                    dx.set_shape(x.shape)
+                for result, w in zip(results, ws):
+                    result.set_shape(w.shape)
+                return (dx, *results)
+
+            return out, grad
+
+        return hybrid(x, *weights)
+
+    # --- saving ------------------------------------------------------------------------
+    def get_config(self):
+        config = super().get_config()
+        layer = self.layer
+        name = type(layer).__name__
+        if name in BUILTIN and type(layer) is BUILTIN[name][0]:
+            inner = {"builtin": name, "config": {**BUILTIN[name][1](layer), "name": layer.name}}
+        else:
+            registered = keras.saving.get_registered_name(type(layer))
+            if not hasattr(layer, "get_config") or registered == name:
+                raise ValueError(
+                    f"model.save cannot store HybridLayer {self.name}: a .keras file holds a "
+                    f"layer's configuration, not its Python code, and {name} is your own "
+                    "layer; give it get_config() (its constructor's arguments) and decorate "
+                    "its class with @keras.saving.register_keras_serializable(), or save "
+                    "the weights alone with model.save_weights('model.weights.h5') and "
+                    "rebuild the model in code"
+                )
+            inner = {"registered_name": registered, "config": layer.get_config()}
+        config.update({"layer": inner, "seed": self.seed, "input_gradient": self.input_gradient})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        inner = config.pop("layer")
+        if "builtin" in inner:
+            layer = BUILTIN[inner["builtin"]][0](**inner["config"])
+        else:
+            layer_cls = keras.saving.get_registered_object(inner["registered_name"])
+            if layer_cls is None:
+                raise ValueError(
+                    f"the saved model holds a HybridLayer of {inner['registered_name']!r}, "
+                    "a layer of your own that is not registered here; import the module that "
+                    "defines it (decorated with @keras.saving.register_keras_serializable()) "
+                    "before loading, or pass custom_objects= to keras.models.load_model"
+                )
+            made = getattr(layer_cls, "from_config", None)
+            layer = made(inner["config"]) if made else layer_cls(**inner["config"])
+        return cls(layer, **config)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SigmoidCrossEntropy(keras.losses.Loss):
+    """The source article's loss: binary cross-entropy of independent sigmoid outputs,
+    summed over the outputs, mean over the batch (Keras's BinaryCrossentropy averages
+    over the outputs instead: 1/K of this loss and of its gradient)."""
+
+    def __init__(self, name="sigmoid_cross_entropy", reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+
+    def call(self, y_true, y_pred):
+        y_pred = tf.convert_to_tensor(y_pred)
+        labels = tf.cast(y_true, y_pred.dtype)
+        per_output = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=y_pred)
+        return tf.reduce_sum(per_output, axis=-1)
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction}
+
+
+def keras_loss(net) -> keras.losses.Loss:
+    """The Keras loss that is ``net``'s loss (one-hot labels, logits)."""
+    if getattr(net, "loss", None) == "sigmoid_cross_entropy":
+        return SigmoidCrossEntropy()
+    return keras.losses.CategoricalCrossentropy(from_logits=True)
+
+
+def to_keras(net, *, name: str | None = None) -> keras.Model:
+    """A ``keras.Model`` (Functional) from a :class:`tfhybrid.Sequential`: images
+    [N, *net.input_shape] to logits, every layer a :class:`HybridLayer` named as the
+    network names its output (z1, s1, ...), with the network's parameters as initial
+    weights. The first layer computes no input gradient. Compile it with
+    :func:`keras_loss` for the network's own loss."""
+    from tfhybrid.models.sequential import Sequential
+
+    if not isinstance(net, Sequential):
+        raise TypeError(
+            f"to_keras converts a tfhybrid.Sequential, got {type(net).__name__}; "
+            "wrap single layers with HybridLayer instead"
+        )
+    for index, layer in enumerate(net.layers):
+        _check_wrappable(layer, f"to_keras: {net.name}'s layer {index}")
+    dtype = net.dtype.name
+    inputs = keras.Input(shape=net.input_shape, dtype=dtype, name="images")
+    h = inputs
+    for index, layer in enumerate(net.layers):
+        hybrid = HybridLayer(
+            copy.deepcopy(layer),
+            params={k: np.array(v) for k, v in net.layer_params(index).items()},
+            input_gradient=index > 0,
+            name=net.names[index],
+            dtype=dtype,
+        )
+        h = hybrid(h)
+    return keras.Model(inputs, h, name=name or net.name.replace("-", "_"))
+
+
+def hybrid_chain(model) -> list[HybridLayer] | None:
+    """The model's layers when they are HybridLayers alone, one after the other; else None."""
+    layers = [lyr for lyr in model.layers if not isinstance(lyr, keras.layers.InputLayer)]
+    if not layers or not all(isinstance(lyr, HybridLayer) for lyr in layers):
+        return None
+    try:
+        if layers[0].input is not model.inputs[0]:
+            return None
+        for before, after in zip(layers, layers[1:]):
+            if after.input is not before.output:
+                return None
+    except (AttributeError, ValueError, IndexError):  # a layer called twice, or not yet
+        return None
+    return layers
+
+
+def _loss_name(model, loss: str | None) -> str:
+    if loss is not None:
+        return loss
+    compiled = getattr(model, "loss", None)
+    if isinstance(compiled, SigmoidCrossEntropy):
+        return "sigmoid_cross_entropy"
+    return "softmax_cross_entropy"
+
+
+def to_sequential(model, *, loss: str | None = None):
+    """The :class:`tfhybrid.Sequential` of a model of HybridLayers alone (``to_keras``'s
+    result, or your own), holding copies of the layers and the model's current weights.
+
+    ``loss``: the network's loss; default: the model's own when it was compiled with
+    :class:`SigmoidCrossEntropy`, else the softmax cross-entropy."""
+    from tfhybrid.models.sequential import Sequential
+
+    chain = hybrid_chain(model)
+    if chain is None:
+        kinds = sorted({type(lyr).__name__ for lyr in model.layers})
+        raise ValueError(
+            f"to_sequential needs a model made of HybridLayers alone, one after the other; "
+            f"{model.name} has {', '.join(kinds)}"
+        )
+    if not model.built or not all(lyr.built for lyr in chain):
+        raise ValueError(f"model {model.name} is not built yet; call it on a batch first")
+    dtypes = {lyr.compute_dtype for lyr in chain}
+    if len(dtypes) != 1:
+        raise ValueError(f"the HybridLayers of {model.name} mix dtypes {sorted(dtypes)}")
+    layers = [copy.deepcopy(lyr.layer) for lyr in chain]
+    for layer, hybrid in zip(layers, chain):
+        layer.name = hybrid.name if hybrid.name.isidentifier() else None
+    net = Sequential(
+        layers,
+        input_shape=chain[0].layer.input_shape,
+        loss=_loss_name(model, loss),
+        dtype=np.dtype(dtypes.pop()),
+        name=model.name,
+    )
+    params = {}
+    for index, hybrid in enumerate(chain):
+        for local, value in hybrid.params().items():
+            params[net.param_keys[index][local]] = value
+    net.params = params
+    return net
+
+
+class AuditOutcome(float):
+    """The audit's short outcome as a log value: ``str()`` is the text ("ok: 8 gradients
+    match", or the mismatches and the layer at fault); its number is ``audit_ok`` (1 or 0),
+    so Keras's progress bar and TensorBoard, which take numbers only, keep working."""
+
+    def __new__(cls, ok: bool, text: str):
+        value = super().__new__(cls, 1.0 if ok else 0.0)
+        value.text = text
+        return value
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return repr(self.text)
+
+    def __format__(self, spec: str) -> str:
+        return self.text if not spec else float.__format__(self, spec)
+
+    def __reduce__(self):
+        return (AuditOutcome, (bool(float(self)), self.text))
+
+
+def layer_at_fault(text: str) -> str | None:
+    """The report's "layer at fault: ..." line, if it prints one."""
+    for line in text.splitlines():
+        if line.strip().startswith(LAYER_AT_FAULT):
+            return line.strip()
+    return None
+
+
+def summarise(report) -> str:
+    """A short outcome of an audit report: what matched, what did not, the layer at fault."""
+    from tfhybrid.audit import format_table
+
+    if report.ok:
+        text = f"ok: {len(report.tensors)} gradients match"
+        if report.mismatches:
+            text += f" (expected mismatch: {', '.join(report.mismatches)})"
+        return text
+    parts = []
+    for name in report.unexpected:
+        try:
+            parts.append(f"{name} {report.tensor(name).manual.description}")
+        except KeyError:
+            parts.append(name)
+    text = "mismatch: " + "; ".join(parts)
+    printed = ""
+    for render in (str, format_table):
+        try:
+            printed += "\n" + render(report)
+        except Exception:  # noqa: BLE001  (the report's text is a bonus, never a failure)
+            continue
+    fault = layer_at_fault(printed)
+    return f"{text}; {fault}" if fault else text
+
+
+class AuditCallback(keras.callbacks.Callback):
+    """Audits the hybrid layers' hand-written gradients during ``fit``, at the current weights.
+
+    Every ``every``-th epoch, the model (HybridLayers alone, one after the other, as
+    :func:`to_keras` makes) is rebuilt as a :class:`tfhybrid.Sequential` holding the
+    Keras weights (:func:`to_sequential`) and audited with :func:`tfhybrid.audit.audit`
+    on the batch ``x``, ``y`` (one-hot [N,K], or int labels [N]): every gradient against
+    ``tf.GradientTape`` in float64 and float32 and finite differences. The epoch's logs
+    get ``audit_ok`` (1.0 or 0.0) and ``audit`` (an :class:`AuditOutcome`: the short
+    outcome as text, the same 1/0 as a number), so History, CSVLogger and TensorBoard
+    show them; ``self.reports`` keeps every report by epoch (0-based, as Keras counts).
+    ``expect``: gradient names whose mismatch is known (the article's "db1");
+    ``loss``: the network's loss for the audit (default: the model's, see
+    :func:`to_sequential`); ``verbose``: print the outcome line.
+    """
+
+    def __init__(
+        self,
+        x,
+        y,
+        every: int = 1,
+        *,
+        expect: Iterable[str] = (),
+        loss: str | None = None,
+        fd_samples: int = 8,
+        verbose: bool = False,
+    ):
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(
+                f"every must be an integer >= 1 (audit every N-th epoch), got {every!r}"
+            )
+        x = np.asarray(x)
+        y = np.asarray(y)
+        if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
+            classes = int(y.max()) + 1 if y.size else 1
+            onehot = np.zeros((len(y), classes), np.float64)
+            onehot[np.arange(len(y)), y] = 1
+            y = onehot
+        if x.ndim < 2 or y.ndim != 2 or len(x) != len(y) or len(x) == 0:
+            raise ValueError(
+                f"AuditCallback needs a batch x [N,...] and labels y (one-hot [N,K] or int "
+                f"[N]) with N >= 1, got x {list(x.shape)} and y {list(y.shape)}"
+            )
+        self.x, self.y, self.every = x, y, every
+        self.expect, self.loss, self.fd_samples = tuple(expect), loss, fd_samples
+        self.verbose = verbose
+        self.reports: dict[int, object] = {}
+        self._net = None
+
+    def on_train_begin(self, logs=None):
+        if hybrid_chain(self.model) is None:
+            kinds = sorted({type(lyr).__name__ for lyr in self.model.layers})
+            raise ValueError(
+                f"AuditCallback audits a model made of HybridLayers alone, one after the "
+                f"other (as to_keras makes); {self.model.name} has {', '.join(kinds)}; "
+                "check a single layer with tfhybrid.audit.check_layer instead"
+            )
+        self._net = None
+
+    def audit_now(self):
+        """Audit the model at its current weights; returns the AuditReport."""
+        from tfhybrid.audit import audit
+
+        if self._net is None:
+            self._net = to_sequential(self.model, loss=self.loss)
+        else:  # same layers: only the weights change
+            fresh = {}
+            for index, hybrid in enumerate(hybrid_chain(self.model)):
+                for local, value in hybrid.params().items():
+                    fresh[self._net.param_keys[index][local]] = value
+            self._net.params = fresh
+        y = self.y.astype(self._net.dtype)
+        return audit(self._net, self.x, y, expect=self.expect, fd_samples=self.fd_samples)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        report = self.audit_now()
+        self.reports[epoch] = report
+        text = summarise(report)
+        if logs is not None:
+            logs["audit_ok"] = 1.0 if report.ok else 0.0
+            logs["audit"] = AuditOutcome(report.ok, text)
+        if self.verbose:
+            print(f"epoch {epoch + 1} audit: {text}")
