@@ -43,7 +43,8 @@ from tfhybrid.layers import (
     Sigmoid,
 )
 
-import keras  # noqa: E402, I001  (Keras 3 as TensorFlow ships it; after TensorFlow's quiet import)
+# isort: split
+import keras  # Keras 3, as TensorFlow ships it: after TensorFlow's quiet import
 
 __all__ = [
     "AuditCallback",
@@ -220,7 +221,7 @@ class HybridLayer(keras.layers.Layer):
                     f"({type(layer).__name__}'s parameters), got {sorted(values)}"
                 )
         else:
-            seed = self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))
+            seed = self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))  # noqa: NPY002
             values = layer.init_params(np.random.default_rng(seed), shape) if shapes else {}
         for name, param_shape in shapes.items():
             if np.shape(values[name]) != param_shape:
@@ -243,7 +244,9 @@ class HybridLayer(keras.layers.Layer):
     # --- the forward and the hand-written backward ---------------------------------------
     def params(self) -> dict[str, np.ndarray]:
         """The current weights as NumPy arrays under the layer's own names ("w", "b")."""
-        return {n: np.asarray(w.numpy()) for n, w in zip(self._param_names, self.weights)}
+        return {
+            n: np.asarray(w.numpy()) for n, w in zip(self._param_names, self.weights, strict=True)
+        }
 
     def call(self, inputs):
         if _in_xla():
@@ -278,11 +281,11 @@ class HybridLayer(keras.layers.Layer):
         needs = layer.fused_needs if fused else ()
 
         def numpy_forward(xa, *ws):
-            out, _ = layer.forward(dict(zip(names, ws)), xa)
+            out, _ = layer.forward(dict(zip(names, ws, strict=True)), xa)
             return _as_array(out, np_dtype, "the output", (len(xa), *out_tail), owner)
 
         def numpy_backward(dy, xa, out, *ws):
-            params = dict(zip(names, ws))
+            params = dict(zip(names, ws, strict=True))
             if fused:
                 cache = layer.cache_from(params, xa, out, len(dy))
             else:
@@ -296,7 +299,7 @@ class HybridLayer(keras.layers.Layer):
                 )
             results = [
                 _as_array(grads.get(n), np_dtype, f"d{n}", w.shape, owner)
-                for n, w in zip(names, ws)
+                for n, w in zip(names, ws, strict=True)
             ]
             if need_dx:
                 results.insert(0, _as_array(dx, np_dtype, "dx", (len(dy), *in_tail), owner))
@@ -305,7 +308,7 @@ class HybridLayer(keras.layers.Layer):
         @tf.custom_gradient
         def hybrid(x, *ws):
             if fused:
-                out = tf.convert_to_tensor(layer.reference(dict(zip(names, ws)), x))
+                out = tf.convert_to_tensor(layer.reference(dict(zip(names, ws, strict=True)), x))
                 out = tf.cast(out, tf_dtype)
             else:
                 out = tf.numpy_function(numpy_forward, [x, *ws], tf_dtype, name="hybrid_forward")
@@ -324,7 +327,7 @@ class HybridLayer(keras.layers.Layer):
                 dx = results.pop(0) if need_dx else None
                 if dx is not None:
                     dx.set_shape(x.shape)
-                for result, w in zip(results, ws):
+                for result, w in zip(results, ws, strict=True):
                     result.set_shape(w.shape)
                 return (dx, *results)
 
@@ -438,7 +441,7 @@ def hybrid_chain(model) -> list[HybridLayer] | None:
     try:
         if layers[0].input is not model.inputs[0]:
             return None
-        for before, after in zip(layers, layers[1:]):
+        for before, after in zip(layers, layers[1:], strict=False):
             if after.input is not before.output:
                 return None
     except (AttributeError, ValueError, IndexError):  # a layer called twice, or not yet
@@ -476,7 +479,7 @@ def to_sequential(model, *, loss: str | None = None):
     if len(dtypes) != 1:
         raise ValueError(f"the HybridLayers of {model.name} mix dtypes {sorted(dtypes)}")
     layers = [copy.deepcopy(lyr.layer) for lyr in chain]
-    for layer, hybrid in zip(layers, chain):
+    for layer, hybrid in zip(layers, chain, strict=True):
         layer.name = hybrid.name if hybrid.name.isidentifier() else None
     net = Sequential(
         layers,
