@@ -99,18 +99,20 @@ def _defines(layer: Layer, method: str) -> bool:
     return getattr(type(layer), method, None) is not getattr(Layer, method)
 
 
-def _check_wrappable(layer, where: str = "HybridLayer") -> None:
+def _check_wrappable(layer, where: str = "HybridLayer", what: str | None = None) -> None:
+    """One clear error unless ``layer`` is a tfhybrid layer with forward, backward, reference."""
+    what = what or type(layer).__name__
     if not isinstance(layer, Layer):
         raise TypeError(
-            f"{where} wraps a tfhybrid.layers.Layer, got {type(layer).__name__}; "
+            f"{where} wraps a tfhybrid.layers.Layer, got {what}; "
             "subclass tfhybrid.layers.Layer (forward, backward, reference)"
         )
     missing = [m for m in ("forward", "backward", "reference") if not _defines(layer, m)]
     if missing:
         raise TypeError(
-            f"{where}: layer {type(layer).__name__} has no {' and no '.join(missing)}; "
-            "the bridge needs forward and backward (NumPy) and reference (the same "
-            "function in TensorFlow ops: it gives the output shape and the audit's tape)"
+            f"{where}: {what} has no {' and no '.join(missing)}; the bridge needs forward "
+            "and backward (NumPy) and reference (the same function in TensorFlow ops: it "
+            "gives the output shape and the audit's tape); define it"
         )
 
 
@@ -417,7 +419,8 @@ def to_keras(net, *, name: str | None = None) -> keras.Model:
             "wrap single layers with HybridLayer instead"
         )
     for index, layer in enumerate(net.layers):
-        _check_wrappable(layer, f"to_keras: {net.name}'s layer {index}")
+        what = f"layer {index} ({type(layer).__name__})"
+        _check_wrappable(layer, f"to_keras cannot convert {net.name}", what)
     dtype = net.dtype.name
     inputs = keras.Input(shape=net.input_shape, dtype=dtype, name="images")
     h = inputs
