@@ -8,7 +8,7 @@ from tfhybrid._tf import tf
 from tfhybrid.catalog import BIAS_GRAD_RULES, DW_MODES
 from tfhybrid.layers import initializers
 from tfhybrid.layers.base import Layer, Shape
-from tfhybrid.ops import tf_kernels
+from tfhybrid.ops import conv_plan, tf_kernels
 from tfhybrid.ops.conv import conv2d_backward, conv2d_forward
 
 
@@ -26,6 +26,10 @@ class Conv2D(Layer):
     (each sample's own convolution, as the source article, then their sum).
     ``bias_grad``: "exact" (the true db), or "seed": the article's program, which also
     averages db over the Ho x Wo output positions (1/400 of the true gradient there).
+
+    ``plan``: which exact TensorFlow formulation computes dw, each sample's dw and dx
+    (:mod:`tfhybrid.ops.conv_plan`), chosen once by :meth:`choose_plan` when the network
+    is built (``Sequential.summary()`` names it); None until then.
     """
 
     fused = True
@@ -59,6 +63,19 @@ class Conv2D(Layer):
         self.use_bias, self.dw_mode, self.bias_grad = bool(use_bias), dw_mode, bias_grad
         self.kernel_init = initializers.get(kernel_init)
         self.bias_init = initializers.get(bias_init)
+        self.plan: conv_plan.ConvPlan | None = None
+
+    def choose_plan(self, input_shape: Shape, dtype) -> conv_plan.ConvPlan:
+        """Pick the backward's formulations for inputs [N, *input_shape] of ``dtype``."""
+        shapes = self.param_shapes(input_shape)
+        self.plan = conv_plan.choose(
+            tuple(input_shape), shapes["w"], self.stride, self.padding, dtype
+        )
+        return self.plan
+
+    def describe(self) -> str:
+        """The formulations of its backward, for ``Sequential.summary()``."""
+        return "" if self.plan is None else self.plan.describe()
 
     def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
         k = self.kernel_size
@@ -97,7 +114,12 @@ class Conv2D(Layer):
 
     def _backward(self, dout, cache, need_dx, per_example):
         grads = conv2d_backward(
-            dout, cache, dw_mode=self.dw_mode, need_dx=need_dx, per_example=per_example
+            dout,
+            cache,
+            dw_mode=self.dw_mode,
+            need_dx=need_dx,
+            per_example=per_example,
+            plan=self.plan,
         )
         mine = {"w": grads["dw"]}
         if "db" in grads:

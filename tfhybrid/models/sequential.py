@@ -87,6 +87,9 @@ class Sequential:
         self.param_keys: list[dict[str, str]] = []  # per layer: local name -> global name
         self.names: list[str] = []
         self._build(shape)
+        for layer in layers:  # each convolution's backward formulations, chosen once
+            if hasattr(layer, "choose_plan"):
+                layer.choose_plan(layer.input_shape, self.dtype)
         self.output_shape = layers[-1].output_shape_
         if len(self.output_shape) != 1:
             raise ValueError(
@@ -413,7 +416,8 @@ class Sequential:
         return loss, inter
 
     def summary(self) -> str:
-        """One line per layer: output name, layer, output shape, parameters."""
+        """One line per layer: output name, layer, output shape, parameters; a layer
+        that describes its backward (a convolution's formulations) adds a line."""
         lines = []
         for index, layer in enumerate(self.layers):
             params = ", ".join(
@@ -423,4 +427,7 @@ class Sequential:
                 f"{self.names[index]:>6}  {type(layer).__name__:<10} "
                 f"[N,{','.join(map(str, layer.output_shape_))}]  {params}"
             )
+            note = layer.describe() if hasattr(layer, "describe") else ""
+            if note:
+                lines.append(f"{'':>6}  backward: {note}")
         return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfhybrid.catalog import DW_MODES
-from tfhybrid.ops import tf_kernels
+from tfhybrid.ops import conv_plan, tf_kernels
 
 
 def conv2d_forward(
@@ -27,6 +27,7 @@ def conv2d_backward(
     dw_mode: str = "batched",
     need_dx: bool = True,
     per_example: bool = False,
+    plan: conv_plan.ConvPlan | None = None,
 ) -> dict[str, np.ndarray]:
     """dout [N,Ho,Wo,F] -> {"dw": [kh,kw,C,F], "db": shape of b, "dx": [N,H,W,C]}.
 
@@ -34,14 +35,15 @@ def conv2d_backward(
     "batched" lets TensorFlow reduce over the batch inside one kernel. Both are exact.
     ``need_dx=False`` skips dx (the first layer's input needs no gradient).
     ``per_example=True``: dw [N,kh,kw,C,F] and db [N, *shape of b], each sample's own.
-    ``x`` in the cache may be a NumPy array or a tensor.
+    ``x`` in the cache may be a NumPy array or a tensor. ``plan``: the TensorFlow
+    formulations (:mod:`tfhybrid.ops.conv_plan`; default: :func:`conv_plan.choose`'s).
     """
     x, w, b_shape, stride, pad = cache
     if dw_mode not in DW_MODES:
         raise ValueError(f"dw_mode must be one of {DW_MODES}, got {dw_mode!r}")
     per_sample = per_example or dw_mode == "per-sample"
-    fn = tf_kernels.conv_backward_fn(
-        dout.dtype, tuple(x.shape[1:]), w.shape, stride, pad, need_dx, per_sample
+    fn = backward_fn(
+        dout.dtype, tuple(x.shape[1:]), w.shape, stride, pad, need_dx, per_sample, plan
     )
     dw, dx = fn(x, dout, w)
     dw = np.asarray(dw)
@@ -51,6 +53,24 @@ def conv2d_backward(
     if need_dx:
         grads["dx"] = np.asarray(dx)
     return grads
+
+
+def backward_fn(dtype, x_shape, w_shape, stride, pad, need_dx, per_sample, plan=None):
+    """The compiled backward call f(x, dout, w) -> (dw, dx) that ``plan`` names."""
+    if plan is None:
+        plan = conv_plan.choose(x_shape, w_shape, stride, pad, dtype)
+    return tf_kernels.conv_backward_fn(
+        np.dtype(dtype),
+        tuple(x_shape),
+        tuple(w_shape),
+        stride,
+        pad,
+        need_dx,
+        per_sample,
+        dw=plan.per_sample if per_sample else plan.dw,
+        dx=plan.dx,
+        xla=plan.per_sample_xla if per_sample else plan.xla,
+    )
 
 
 def bias_gradient(dout: np.ndarray, b_shape: tuple, per_example: bool = False) -> np.ndarray:
@@ -75,11 +95,12 @@ def filter_gradient(
     stride: int = 1,
     pad: int = 0,
     dw_mode: str = "batched",
+    plan: conv_plan.ConvPlan | None = None,
 ) -> np.ndarray:
     """dL/dw [kh,kw,C,F] from the layer input x [N,H,W,C] and dout [N,Ho,Wo,F]."""
     if dw_mode not in DW_MODES:
         raise ValueError(f"dw_mode must be one of {DW_MODES}, got {dw_mode!r}")
-    fn = tf_kernels.conv_backward_fn(
+    fn = backward_fn(
         dout.dtype,
         tuple(x.shape[1:]),
         tuple(filter_shape),
@@ -87,6 +108,7 @@ def filter_gradient(
         pad,
         False,
         dw_mode == "per-sample",
+        plan,
     )
     dw = np.asarray(fn(x, dout, np.zeros(filter_shape, dout.dtype))[0])
     return dw.sum(axis=0) if dw_mode == "per-sample" else dw

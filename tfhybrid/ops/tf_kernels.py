@@ -43,6 +43,57 @@ def filter_grad(x, dout, filter_shape, stride: int, pad: int):
     )
 
 
+def _pad_and_crop(x, dout, filter_shape, stride: int, pad: int):
+    """x zero-padded by ``pad``, then cut to the rows and columns some output reads:
+    (Ho - 1) * stride + kh of them (the rest meet no filter tap)."""
+    if pad:
+        x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    ho, wo = tf.shape(dout)[1], tf.shape(dout)[2]
+    rows = (ho - 1) * stride + filter_shape[0]
+    cols = (wo - 1) * stride + filter_shape[1]
+    return x[:, :rows, :cols, :]
+
+
+def filter_grad_batch_as_channels(x, dout, filter_shape, stride: int, pad: int):
+    """:func:`filter_grad` as ONE forward convolution, the batch as its channels.
+
+    dw[i,j,c,f] = sum_{n,h,w} xpad[n, h*s+i, w*s+j, c] dout[n,h,w,f] is a convolution of
+    the input [C, H, W, N] (channels as the batch, the batch as channels) with the filter
+    dout as [Ho, Wo, N, F] dilated by the stride: its output [C, kh, kw, F] is dw with
+    the first axis moved; the sum over the batch is the convolution's sum over channels.
+    """
+    x = _pad_and_crop(x, dout, filter_shape, stride, pad)
+    out = tf.nn.conv2d(
+        tf.transpose(x, [3, 1, 2, 0]),
+        tf.transpose(dout, [1, 2, 0, 3]),
+        strides=1,
+        padding="VALID",
+        dilations=stride,
+    )  # [C, kh, kw, F]
+    return tf.transpose(out, [1, 2, 0, 3])
+
+
+def filter_grad_per_sample_depthwise(x, dout, filter_shape, stride: int, pad: int):
+    """Each sample's own filter gradient [N,kh,kw,C,F] in one depthwise convolution.
+
+    The article's per-sample convolution, batched: input [C, H, W, N] (the batch as
+    channels), depthwise filter dout as [Ho, Wo, N, F] (F outputs per channel, dilated
+    by the stride), so channel n meets only sample n's gradient; the output
+    [C, kh, kw, N*F] is every dw_n.
+    """
+    kh, kw, c, f = filter_shape
+    x = _pad_and_crop(x, dout, filter_shape, stride, pad)
+    out = tf.nn.depthwise_conv2d(
+        tf.transpose(x, [3, 1, 2, 0]),
+        tf.transpose(dout, [1, 2, 0, 3]),
+        strides=[1, 1, 1, 1],
+        padding="VALID",
+        dilations=[stride, stride],
+    )  # [C, kh, kw, N*F]
+    out = tf.reshape(out, [c, kh, kw, tf.shape(x)[0], f])
+    return tf.transpose(out, [3, 1, 2, 0, 4])
+
+
 def filter_grad_per_sample(x, dout, filter_shape, stride: int, pad: int):
     """Each sample's own filter gradient [N,kh,kw,C,F]; their sum over N is :func:`filter_grad`.
 
@@ -98,6 +149,39 @@ def input_grad(dout, w, input_shape, stride: int, pad: int):
     )
 
 
+def input_grad_flipped_forward(dout, w, input_shape, stride: int, pad: int):
+    """:func:`input_grad` as a forward convolution: dout dilated by the stride (zeros
+    between its rows and columns), zero-padded by kh - 1 in front, convolved with the
+    kernel rotated by 180 degrees with C and F swapped ([kh,kw,F,C]); the result is the
+    gradient of the padded input, cut to the unpadded one.
+    """
+    kh, kw = w.shape[0], w.shape[1]
+    n, f = tf.shape(dout)[0], tf.shape(dout)[3]
+    ho, wo = tf.shape(dout)[1], tf.shape(dout)[2]
+    if stride > 1:  # zeros between rows and columns: [N, Ho, s, Wo, s, F], cut
+        spaced = tf.pad(
+            dout[:, :, None, :, None, :],
+            [[0, 0], [0, 0], [0, stride - 1], [0, 0], [0, stride - 1], [0, 0]],
+        )
+        dout = tf.reshape(spaced, [n, ho * stride, wo * stride, f])
+        dout = dout[:, : (ho - 1) * stride + 1, : (wo - 1) * stride + 1, :]
+    h, wd = input_shape[1], input_shape[2]
+    dh, dw = tf.shape(dout)[1], tf.shape(dout)[2]
+    # padded input rows: h + 2 pad; output rows = dh + front + back - kh + 1 = h + 2 pad
+    grown = tf.pad(
+        dout,
+        [
+            [0, 0],
+            [kh - 1, h + 2 * pad - dh],
+            [kw - 1, wd + 2 * pad - dw],
+            [0, 0],
+        ],
+    )
+    rotated = tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2])
+    dxpad = tf.nn.conv2d(grown, rotated, strides=1, padding="VALID")
+    return dxpad[:, pad : pad + h, pad : pad + wd, :]
+
+
 @functools.cache
 def conv_forward_fn(dtype, x_shape: tuple, w_shape: tuple, stride: int, pad: int, bias: bool):
     """Compiled :func:`conv2d` for inputs [N, *x_shape]: f(x, w, b) -> out, or f(x, w)
@@ -118,26 +202,54 @@ def conv_forward_fn(dtype, x_shape: tuple, w_shape: tuple, stride: int, pad: int
     return tf.function(forward, input_signature=signature).get_concrete_function()
 
 
+DW_FORMULATIONS = {
+    "backprop-filter": filter_grad,
+    "batch-as-channels": filter_grad_batch_as_channels,
+}
+PER_SAMPLE_FORMULATIONS = {
+    "vectorized": filter_grad_per_sample,
+    "depthwise": filter_grad_per_sample_depthwise,
+}
+DX_FORMULATIONS = {"backprop-input": input_grad, "flipped-forward": input_grad_flipped_forward}
+
+
 @functools.cache
 def conv_backward_fn(
-    dtype, x_shape: tuple, w_shape: tuple, stride: int, pad: int, need_dx: bool, per_sample: bool
+    dtype,
+    x_shape: tuple,
+    w_shape: tuple,
+    stride: int,
+    pad: int,
+    need_dx: bool,
+    per_sample: bool,
+    dw: str = "backprop-filter",
+    dx: str = "backprop-input",
+    xla: bool = False,
 ):
     """The convolution's backward in one compiled call: f(x, dout, w) -> (dw, dx).
 
     dw is [kh,kw,C,F] summed over the batch, or each sample's own [N,kh,kw,C,F] when
     ``per_sample``; dx [N, *x_shape] when ``need_dx``, else an empty tensor.
+    ``dw``: a key of :data:`DW_FORMULATIONS` (or of :data:`PER_SAMPLE_FORMULATIONS`
+    when ``per_sample``); ``dx``: a key of :data:`DX_FORMULATIONS`; ``xla``: the call
+    compiled by XLA (``jit_compile=True``). Every choice is exact: the same sums.
     """
     spec = functools.partial(tf.TensorSpec, dtype=dtype)
     filters = list(w_shape)
+    dw_fn = (PER_SAMPLE_FORMULATIONS if per_sample else DW_FORMULATIONS)[dw]
+    dx_fn = DX_FORMULATIONS[dx]
 
-    @tf.function(input_signature=[spec([None, *x_shape]), spec(None), spec(filters)])
+    @tf.function(
+        input_signature=[
+            spec([None, *x_shape]),
+            spec([None, None, None, w_shape[-1]]),
+            spec(filters),
+        ],
+        jit_compile=xla,
+    )
     def backward(x, dout, w):
-        dw = (
-            filter_grad_per_sample(x, dout, filters, stride, pad)
-            if per_sample
-            else filter_grad(x, dout, filters, stride, pad)
-        )
-        dx = input_grad(dout, w, tf.shape(x), stride, pad) if need_dx else tf.zeros([0], dtype)
-        return dw, dx
+        grad_w = dw_fn(x, dout, filters, stride, pad)
+        grad_x = dx_fn(dout, w, tf.shape(x), stride, pad) if need_dx else tf.zeros([0], dtype)
+        return grad_w, grad_x
 
     return backward.get_concrete_function()
