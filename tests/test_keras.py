@@ -18,6 +18,7 @@ from tfhybrid.keras import (
     HybridLayer,
     SigmoidCrossEntropy,
     keras_loss,
+    layer_at_fault,
     to_keras,
     to_sequential,
 )
@@ -320,6 +321,8 @@ def test_the_audit_callback_catches_a_planted_bug_and_names_it():
     assert outcome.startswith("mismatch: ")
     assert "off by a constant factor 2" in outcome
     assert "dw1" in audit.reports[0].unexpected
+    fault = layer_at_fault(str(audit.reports[0]))  # when the audit prints that line
+    assert fault is None or (fault in outcome and "Tanh" in fault)
 
 
 def test_save_and_load_weights_and_the_whole_model(tmp_path):

@@ -5,6 +5,11 @@ Online, tfds downloads MNIST itself. Offline, a folder holding the four original
 manual download folder. Before tfds sees that folder, every file is opened and its
 IDX header, sizes, counts and labels are checked, so a damaged file is reported by
 name with a fix, instead of as a stack trace from deep inside tfds.
+
+``--data-dir`` also takes Keras's ``mnist.npz`` (the ``keras.datasets.mnist`` cache file),
+as the file itself or in the folder given when the ``.gz`` files are not there. It is read
+with ``allow_pickle=False`` and checked like the IDX files (its four arrays, their dtype,
+shapes, counts and labels), then used directly, in file order.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import importlib.util
 import os
 import struct
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -119,6 +125,82 @@ def read_idx(path: Path, kind: str) -> np.ndarray:
             "replace it with the original file"
         )
     return array
+
+
+KERAS_NPZ = "mnist.npz"  # keras.datasets.mnist's cache file (~/.keras/datasets/mnist.npz)
+# array name -> (shape; dtype uint8 throughout), as keras.datasets.mnist.load_data returns them
+NPZ_ARRAYS = {
+    "x_train": (60_000, *IMAGE_SHAPE),
+    "y_train": (60_000,),
+    "x_test": (10_000, *IMAGE_SHAPE),
+    "y_test": (10_000,),
+}
+NPZ_FIX = "replace it with Keras's original mnist.npz, or use the four original MNIST .gz files"
+
+
+def read_mnist_npz(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Read and check Keras's ``mnist.npz``: split -> (images uint8 [N,28,28], labels uint8 [N]).
+
+    Read with ``allow_pickle=False`` (an .npz can hold pickled objects, which would run
+    code on loading); a damaged file, a foreign one or one with other arrays gets a
+    :class:`DataError` with one line that names it.
+    """
+    path = Path(path)
+    where = f"{path.name} in {path.parent}"
+    if not path.is_file():
+        raise DataError(f"MNIST file missing: {where}; {NPZ_FIX}")
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":
+            raise DataError(
+                f"{where} is not an .npz file (no zip header), so not Keras's mnist.npz; {NPZ_FIX}"
+            )
+    arrays = {}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = sorted(npz.files)
+            if names != sorted(NPZ_ARRAYS):
+                raise DataError(
+                    f"{where} holds arrays {names}, not Keras's MNIST arrays "
+                    f"{sorted(NPZ_ARRAYS)}; {NPZ_FIX}"
+                )
+            for name in NPZ_ARRAYS:
+                arrays[name] = npz[name]
+    except DataError:
+        raise
+    except ValueError as err:  # pickled (object) arrays, refused by allow_pickle=False
+        raise DataError(
+            f"{where} holds data that only unpickling could read ({err}); it is not "
+            f"Keras's mnist.npz and is not loaded; {NPZ_FIX}"
+        ) from None
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, KeyError) as err:
+        raise DataError(f"{where} is truncated or corrupt ({err}); {NPZ_FIX}") from None
+    for name, shape in NPZ_ARRAYS.items():
+        array = arrays[name]
+        if array.dtype != np.uint8 or array.shape != shape:
+            raise DataError(
+                f"{where}: array {name} is {array.dtype} {list(array.shape)}, Keras's MNIST "
+                f"has uint8 {list(shape)}; {NPZ_FIX}"
+            )
+        if name.startswith("y") and int(array.max()) >= NUM_CLASSES:
+            raise DataError(
+                f"{where}: labels {name} contain {int(array.max())}, outside 0-9; {NPZ_FIX}"
+            )
+    return {
+        "train": (arrays["x_train"], arrays["y_train"]),
+        "test": (arrays["x_test"], arrays["y_test"]),
+    }
+
+
+def npz_source(data_dir: str | os.PathLike) -> Path | None:
+    """The mnist.npz that ``data_dir`` names: the .npz file itself, or the folder's
+    mnist.npz when the folder holds none of the four .gz files (nor their IDX twins)."""
+    path = Path(data_dir)
+    if path.suffix == ".npz" and not path.is_dir():
+        return path
+    if path.is_dir() and (path / KERAS_NPZ).is_file():
+        if not any(mnist_file(path, name).exists() for name in MNIST_FILES):
+            return path / KERAS_NPZ
+    return None
 
 
 SPLIT_FILES = {  # split -> (images file, labels file)
@@ -251,7 +333,8 @@ def load_mnist(
     """Load train (tfds ``train[5000:]``), validation (``train[:5000]``) and test splits.
 
     ``dataset`` is one of DATASETS (all three come as the same four IDX files).
-    ``data_dir`` is the manual download folder (None: let tfds download).
+    ``data_dir`` is the manual download folder (None: let tfds download), or Keras's
+    ``mnist.npz`` (or a folder holding it), read directly in file order.
     ``train_limit`` keeps only the first N training images. Files that are valid
     MNIST but not byte-identical to the registered originals (recompressed, say)
     cannot go through tfds, whose checksums would refuse them: they are read
@@ -261,6 +344,19 @@ def load_mnist(
         raise DataError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
     if data_dir is None:
         return _load_with_tfds(None, train_limit, dataset)
+    npz = npz_source(data_dir)
+    if npz is not None:
+        if dataset != "mnist":
+            raise DataError(
+                f"{npz} is Keras's MNIST file; --dataset {dataset} needs that dataset's "
+                "four .gz files"
+            )
+        parsed = read_mnist_npz(npz)
+        (notice or _stderr)(
+            f"notice: reading Keras's {npz.name} ({npz}) directly, in file order "
+            "(tensorflow-datasets orders the training images differently)"
+        )
+        return _splits_from_arrays(parsed, train_limit)
     parsed = read_mnist_folder(data_dir)
     differing = registered_mismatches(data_dir, dataset)
     if not differing:
