@@ -4,6 +4,7 @@
     python scripts/benchmark.py --model all --per-example  # every network, + per-example
     python scripts/benchmark.py --model lenet5 --scaling 100,1000,10000 --json bench.json
     python scripts/benchmark.py --model seed-cnn --full-run --data-dir ../shared/mnist
+    python scripts/benchmark.py --keras     # seed-cnn per epoch: Keras bridge, Keras, tfhybrid
 
 Figures only, never a pass/fail; benchmarks/ says what is measured and how.
 """
@@ -124,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"${DATA_DIR_ENV}",
     )
     parser.add_argument("--data-dir", help="MNIST folder for --full-run")
+    parser.add_argument(
+        "--keras",
+        action="store_true",
+        help="instead: seconds per epoch of seed-cnn trained by model.fit through "
+        "tfhybrid.keras, by Keras's own fit (autodiff) and by tfhybrid's loop "
+        "(benchmarks/keras_bridge.py; honours --batch, --seed, --json)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     return parser
 
@@ -157,6 +165,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.keras:
+        return keras_main(args)
     from benchmarks.report import format_report
     from benchmarks.suite import benchmark
 
@@ -178,6 +188,27 @@ def main(argv=None) -> int:
         return 130
     report["command"] = " ".join(["python", "scripts/benchmark.py", *sys.argv[1:]])
     print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def keras_main(args) -> int:
+    """``--keras``: the bridge's table (benchmarks/keras_bridge.py)."""
+    from benchmarks.keras_bridge import benchmark_keras, format_keras
+
+    try:
+        report = benchmark_keras(
+            batch=args.batch or 100,
+            seed=args.seed,
+            log=lambda m: print(m, file=sys.stderr, flush=True),
+        )
+    except KeyboardInterrupt:
+        print("benchmark.py: interrupted", file=sys.stderr)
+        return 130
+    report["command"] = " ".join(["python", "scripts/benchmark.py", *sys.argv[1:]])
+    print(format_keras(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
