@@ -203,3 +203,34 @@ def test_every_op_pair_passes_the_gradient_check(rng, name):
 
     forward, backward, inputs, reference = _op_pairs(rng)[name]
     assert_gradients_match(forward, backward, inputs, reference)  # tape, fd and the vote
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,size", [((3, 8, 6, 5), 2), ((2, 9, 9, 4), 3), ((1, 4, 4, 1), 2)])
+def test_avg_pool_sigmoid_backward_is_the_two_passes_bit_for_bit(rng, dtype, shape, size):
+    from tfhybrid.ops.pooling import avg_pool_sigmoid_backward
+
+    s, _ = sigmoid_forward(rng.standard_normal(shape).astype(dtype) * 3)
+    pooled, cache = avg_pool_forward(s, size, size)
+    dout = rng.standard_normal(pooled.shape).astype(dtype)
+    fused = avg_pool_sigmoid_backward(dout, cache, s)
+    expected = sigmoid_backward(avg_pool_backward(dout, cache), s)
+    assert fused.dtype == dtype
+    np.testing.assert_array_equal(fused, expected)
+    overlapping, uneven = avg_pool_forward(s, size, 1)  # windows that overlap: not merged
+    other = rng.standard_normal(overlapping.shape).astype(dtype)
+    assert avg_pool_sigmoid_backward(other, uneven, s) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_training_gradients_equal_the_layer_by_layer_ones(rng, dtype):
+    """intermediates=False merges the pool's and the sigmoid's backward: same numbers."""
+    from tfhybrid.models.seed_cnn import seed_cnn
+
+    net = seed_cnn(seed=3, dtype=dtype)
+    x = rng.random((5, 28, 28, 1)).astype(dtype)
+    y = np.eye(10, dtype=dtype)[rng.integers(0, 10, 5)]
+    fast = net.loss_and_gradients(x, y, intermediates=False)["grads"]
+    slow = net.loss_and_gradients(x, y)["grads"]
+    for key, value in slow.items():
+        np.testing.assert_array_equal(fast[key], value, err_msg=key)

@@ -14,7 +14,7 @@ from tfhybrid.ops.maxpool import (
     max_pool_forward,
     pool_output_size,
 )
-from tfhybrid.ops.pooling import avg_pool_backward, avg_pool_forward
+from tfhybrid.ops.pooling import avg_pool_backward, avg_pool_forward, avg_pool_sigmoid_backward
 
 
 class AvgPool2D(Layer):
@@ -44,6 +44,20 @@ class AvgPool2D(Layer):
 
     def backward(self, dout, cache, need_dx=True):
         return avg_pool_backward(dout, cache), {}
+
+    def backward_through(self, below, dout, cache, below_cache):
+        """This backward and that of the layer ``below`` it in one pass, or None.
+
+        A built-in Sigmoid below windows that tile its output: the spread gradient and
+        the sigmoid's derivative in one pass over a reshaped view (the same numbers).
+        Sequential uses it when the gradient between the two is not reported."""
+        from tfhybrid.layers.activations import Sigmoid
+
+        if type(self).backward is not AvgPool2D.backward or (
+            type(below).backward is not Sigmoid.backward
+        ):
+            return None
+        return avg_pool_sigmoid_backward(dout, cache, below_cache)
 
     def reference(self, params, x):
         return tf.nn.avg_pool2d(x, ksize=self.size, strides=self.stride, padding="VALID")

@@ -263,9 +263,19 @@ class Sequential:
         grads: dict[str, np.ndarray] = {}
         inter = {"d" + self.names[-1]: dlogits} if intermediates else {}
         dout = dlogits
+        merged = None  # a layer whose backward ran with the one above it
         for index in range(len(self.layers) - 1, self.first - 1, -1):
             layer = self.layers[index]
             need_dx = index > self.first
+            if index == merged:
+                continue  # dout is already its dx
+            through = getattr(layer, "backward_through", None)
+            if through is not None and not intermediates and index - 1 > self.first:
+                # two parameter-free layers' backward in one pass (AvgPool2D over Sigmoid)
+                dx = through(self.layers[index - 1], dout, caches[index], caches[index - 1])
+                if dx is not None:
+                    dout, merged = dx, index - 1
+                    continue
             step = layer.backward_per_example if per_example else layer.backward
             dout, local = step(dout, caches[index], need_dx)
             keys = self.param_keys[index]

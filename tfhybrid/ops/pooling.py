@@ -33,3 +33,28 @@ def avg_pool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
         for j in range(size):
             dx[:, i : i + stride * ho : stride, j : j + stride * wo : stride, :] += share
     return dx
+
+
+def avg_pool_sigmoid_backward(dout: np.ndarray, cache: tuple, s: np.ndarray) -> np.ndarray | None:
+    """The average pool's backward and the sigmoid's before it in one pass: dL/dz =
+    (dout spread over its window, / size²) * s (1 - s), where s [N,H,W,C] is the
+    sigmoid's output (its cache). The same products in the same order as
+    :func:`avg_pool_backward` then ``sigmoid_backward``, so the same numbers, bit for bit.
+
+    Only where the windows tile the input exactly (size == stride, H = Ho * size); None
+    otherwise (the caller runs the two backward passes in turn).
+    """
+    x_shape, size, stride = cache
+    n, h, w, c = x_shape
+    _, ho, wo, _ = dout.shape
+    if not (size == stride and h == ho * size and w == wo * size) or s.shape != x_shape:
+        return None
+    # dout / size², repeated along each window's columns: [N, Ho, Wo, size, C], so one
+    # window row of the input is one contiguous run of Wo * size * C values.
+    row = np.empty((n, ho, wo, size, c), dtype=dout.dtype)
+    np.multiply(dout[:, :, :, None, :], 1.0 / (size * size), out=row)
+    grad = np.subtract(1, s, dtype=s.dtype)
+    grad *= s
+    rows = grad.reshape(n * ho, size, w * c)  # the window rows of each output row
+    np.multiply(rows, row.reshape(n * ho, 1, w * c), out=rows)
+    return grad
