@@ -62,6 +62,49 @@ def limits(rows: list[dict]) -> str:
     return f" ({'; '.join(notes)})" if notes else ""
 
 
+def peer(row: dict) -> str:
+    """The ratio to the method's TensorFlow peer, with the peer's name."""
+    if row.get("x_peer") is None:
+        return DASH
+    return f"{row['x_peer']:.2f} ({row['peer']})"
+
+
+def plans_table(report: dict) -> list[str]:
+    """The formulations each convolution chose (net.summary()'s backward line)."""
+    rows = [
+        [model, plan["layer"], plan["text"]]
+        for model, chosen in report.get("conv_plans", {}).items()
+        for plan in chosen
+    ]
+    return table(["model", "conv", "backward formulations"], rows, right=set()) if rows else []
+
+
+def formulations_table(report: dict) -> list[str]:
+    rows = []
+    for r in report["formulations"]:
+        others = sorted(r["candidates"], key=lambda c: c["ms"])
+        rows.append(
+            [
+                r["model"],
+                r["layer"],
+                r["call"],
+                str(r["batch"]),
+                f"{r['chosen']} {number(r['chosen_ms'])}",
+                f"{number(r['chosen_ms'] / r['fastest_ms'], 2)}",
+                "; ".join(
+                    f"{c['dw']}{'/' + c['dx'] if c['dx'] else ''}{' XLA' if c['xla'] else ''} "
+                    f"{number(c['ms'])}"
+                    for c in others
+                ),
+            ]
+        )
+    return table(
+        ["model", "conv", "call", "batch", "chosen, ms", "× fastest", "every candidate, ms"],
+        rows,
+        right={3, 5},
+    )
+
+
 def step_table(report: dict) -> list[str]:
     settings = report["settings"]
     rows = [
@@ -72,6 +115,8 @@ def step_table(report: dict) -> list[str]:
             number(r["median_ms"]),
             f"{number(r['p10_ms'])}-{number(r['p90_ms'])}",
             number(r["x_autodiff"], 2),
+            number(r.get("x_autodiff_xla"), 2),
+            peer(r),
             number(r["seconds_per_epoch"]),
             rss(r),
         ]
@@ -85,11 +130,13 @@ def step_table(report: dict) -> list[str]:
             "ms/step",
             "p10-p90 ms",
             "× autodiff",
+            "× XLA autodiff",
+            "× TF peer",
             "s/epoch",
             "peak RSS MB",
         ],
         rows,
-        right={2, 3, 4, 5, 6, 7},
+        right={2, 3, 4, 5, 6, 7, 8, 9},
     )
     batch = (
         "each model's source batch size"
@@ -103,6 +150,9 @@ def step_table(report: dict) -> list[str]:
         "warm-up steps, a model's methods interleaved in rounds.",
         f"batch: {batch}. s/epoch: ms/step × (55,000 // batch) steps, one pass over "
         f"MNIST's 55,000 training images{limits(report['results'])}.",
+        "× XLA autodiff: over autodiff-xla, the same tape step compiled with "
+        "jit_compile=True. × TF peer: over the method's TensorFlow peer (hybrid: autodiff; "
+        "per-example: per-example-peer, tf.vectorized_map over a per-sample tape).",
         "peak RSS: VmHWM of a fresh process running only that method at that batch "
         "(Python, TensorFlow and NumPy included)."
         if settings["memory"]
@@ -184,6 +234,17 @@ def format_report(report: dict) -> str:
         "",
     ]
     lines += step_table(report)
+    if report.get("conv_plans") and any(report["conv_plans"].values()):
+        lines += ["", "Each convolution's backward, as chosen when the network was built:", ""]
+        lines += plans_table(report)
+    if report.get("formulations"):
+        lines += [
+            "",
+            "Each convolution's backward call by formulation (median of interleaved calls "
+            "on a random batch; batch: dw, and dx where needed; per-sample: each sample's dw):",
+            "",
+        ]
+        lines += formulations_table(report)
     if report["scaling"]:
         lines += ["", "Batch-size scaling (times interleaved per batch size):", ""]
         lines += scaling_table(report)

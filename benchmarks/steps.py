@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("hybrid", "per-example", "autodiff")
+METHODS = ("hybrid", "per-example", "autodiff", "autodiff-xla", "per-example-peer")
+# The TensorFlow peer each hand-written method is compared with in the tables.
+PEERS = {"hybrid": "autodiff", "per-example": "per-example-peer"}
 SEED = 0
 
 
@@ -47,19 +49,20 @@ def per_example_step(net, lr: float, x: np.ndarray, y: np.ndarray):
     return step
 
 
-def autodiff_step(net, lr: float, x: np.ndarray, y: np.ndarray):
+def autodiff_step(net, lr: float, x: np.ndarray, y: np.ndarray, xla: bool = False):
     """TensorFlow's own autodiff of the same network and loss, SGD included.
 
     tf.Variables start from ``net.params``; one ``tf.function`` holds the
     ``tf.GradientTape`` over ``net.reference_forward`` and the ``assign_sub`` updates.
     Its inputs are handed over as tensors once, so no conversion is timed against it.
+    ``xla``: the function compiled by XLA (``jit_compile=True``), "autodiff-xla".
     """
     from tfhybrid._tf import tf
 
     variables = {key: tf.Variable(value, name=key) for key, value in net.params.items()}
     ordered = list(variables.values())
 
-    @tf.function
+    @tf.function(jit_compile=xla)
     def step(x, y):
         with tf.GradientTape() as tape:
             loss, _ = net.reference_forward(variables, x, y)
@@ -67,6 +70,33 @@ def autodiff_step(net, lr: float, x: np.ndarray, y: np.ndarray):
         for variable, grad in zip(ordered, grads, strict=True):
             variable.assign_sub(lr * grad)
         return loss
+
+    tx, ty = tf.constant(x), tf.constant(y)
+    return lambda: float(step(tx, ty))
+
+
+def per_example_peer_step(net, lr: float, x: np.ndarray, y: np.ndarray):
+    """TensorFlow's per-example gradients, as TF Privacy computes them: a
+    ``tf.GradientTape`` of one sample's loss under ``tf.vectorized_map`` over the batch,
+    every parameter's gradient [N, *shape]; their mean (the batch gradient) updates the
+    variables by SGD, all in one ``tf.function``."""
+    from tfhybrid._tf import tf
+
+    variables = {key: tf.Variable(value, name=key) for key, value in net.params.items()}
+    ordered = list(variables.values())
+
+    def one_sample(args):
+        image, label = args
+        with tf.GradientTape() as tape:
+            loss, _ = net.reference_forward(variables, image[None], label[None])
+        return loss, tape.gradient(loss, ordered)
+
+    @tf.function
+    def step(x, y):
+        losses, per_example = tf.vectorized_map(one_sample, (x, y))
+        for variable, grads in zip(ordered, per_example, strict=True):
+            variable.assign_sub(lr * tf.reduce_mean(grads, axis=0))
+        return tf.reduce_mean(losses)
 
     tx, ty = tf.constant(x), tf.constant(y)
     return lambda: float(step(tx, ty))
@@ -81,8 +111,10 @@ def make_step(model: str, method: str, batch: int, seed: int = SEED):
     net = build_model(model, seed=seed, dtype=np.float32)
     lr = TRAINING_DEFAULTS[model].lr
     x, y = random_batch(net, batch, seed)
-    if method == "autodiff":
-        return autodiff_step(net, lr, x, y)
+    if method in ("autodiff", "autodiff-xla"):
+        return autodiff_step(net, lr, x, y, xla=method == "autodiff-xla")
+    if method == "per-example-peer":
+        return per_example_peer_step(net, lr, x, y)
     if method == "per-example":
         return per_example_step(net, lr, x, y)
     return hybrid_step(net, lr, x, y)

@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+from benchmarks.formulations import plans, time_formulations
 from benchmarks.full_run import full_run
 from benchmarks.machine import load_average, machine_info
 from benchmarks.memory import measure
-from benchmarks.steps import SEED, make_step
+from benchmarks.steps import PEERS, SEED, make_step
 from benchmarks.timing import interleaved_times, summarise
 
 TRAIN_IMAGES = 55_000  # MNIST training images (the other 5,000 are the validation set)
@@ -43,7 +44,10 @@ def time_model(
     times = interleaved_times(step_fns, steps, warmup)
     del step_fns
     rows = {method: summarise(times[method]) for method in methods}
-    reference = rows["autodiff"]["median_ms"] if "autodiff" in rows else None
+
+    def ratio(row: dict, method: str | None):
+        return row["median_ms"] / rows[method]["median_ms"] if method in rows else None
+
     per_epoch = steps_per_epoch(batch)
     return [
         {
@@ -54,7 +58,10 @@ def time_model(
             "source_batch": TRAINING_DEFAULTS[model].batch_size,
             "source_train_limit": TRAINING_DEFAULTS[model].train_limit,
             **row,
-            "x_autodiff": row["median_ms"] / reference if reference else None,
+            "x_autodiff": ratio(row, "autodiff"),
+            "x_autodiff_xla": ratio(row, "autodiff-xla"),
+            "peer": PEERS.get(method),
+            "x_peer": ratio(row, PEERS.get(method)),
             "steps_per_epoch": per_epoch,
             "seconds_per_epoch": row["median_ms"] * per_epoch / 1e3,
             "peak_rss_mb": None,
@@ -111,6 +118,7 @@ def benchmark(
     memory: bool = True,
     data_dir: str | None = None,
     seed: int = SEED,
+    formulations: bool = False,
     log=print,
 ) -> dict:
     """The whole benchmark. ``batch`` None: each model's source batch size."""
@@ -128,17 +136,23 @@ def benchmark(
             "warmup": warmup,
             "scaling": list(scaling),
             "memory": memory,
+            "formulations": formulations,
             "seed": seed,
             "optimizer": "sgd",
             "train_images": TRAIN_IMAGES,
         },
         "results": [],
+        "conv_plans": {model: plans(model) for model in models},
+        "formulations": [],
         "scaling": [],
         "full_runs": [],
     }
     for model in models:
         size = batch or TRAINING_DEFAULTS[model].batch_size
         report["results"] += time_model(model, methods, size, steps, warmup, seed, log)
+        if formulations and report["conv_plans"][model]:
+            log(f"{model}: timing every convolution's backward formulations at batch {size}")
+            report["formulations"] += time_formulations(model, size, seed=seed)
     for model in models if scaling else ():
         report["scaling"] += scaling_rows(model, scaling, steps, warmup, memory, seed, log)
     if memory:

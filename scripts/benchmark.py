@@ -5,6 +5,7 @@
     python scripts/benchmark.py --model lenet5 --scaling 100,1000,10000 --json bench.json
     python scripts/benchmark.py --model seed-cnn --full-run --data-dir ../shared/mnist
     python scripts/benchmark.py --keras     # seed-cnn per epoch: Keras bridge, Keras, tfhybrid
+    python scripts/benchmark.py --model all --formulations  # each convolution's formulations
 
 Figures only, never a pass/fail; benchmarks/ says what is measured and how.
 """
@@ -21,7 +22,7 @@ from benchmarks.steps import METHODS  # noqa: E402
 from tfhybrid.catalog import MODEL_NAMES  # noqa: E402  (no TensorFlow: quick option errors)
 
 DATA_DIR_ENV = "TFHYBRID_DATA_DIR"
-DEFAULT_METHODS = ("hybrid", "autodiff")
+DEFAULT_METHODS = ("hybrid", "autodiff", "autodiff-xla")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -82,7 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated subset of {','.join(METHODS)} (default {','.join(DEFAULT_METHODS)})",
     )
     parser.add_argument(
-        "--per-example", action="store_true", help="also time the hybrid step with per_example=True"
+        "--per-example",
+        action="store_true",
+        help="also time the hybrid step with per_example=True and its TensorFlow peer "
+        "(tf.vectorized_map over a per-sample tape)",
+    )
+    parser.add_argument(
+        "--formulations",
+        action="store_true",
+        help="also time every convolution's backward formulations against each other",
     )
     parser.add_argument(
         "--batch",
@@ -141,7 +150,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     chosen = args.model or ["seed-cnn"]
     args.models = MODEL_NAMES if "all" in chosen else tuple(dict.fromkeys(chosen))
-    chosen_methods = {*args.methods, *(("per-example",) if args.per_example else ())}
+    extra = ("per-example", "per-example-peer") if args.per_example else ()
+    chosen_methods = {*args.methods, *extra}
     args.methods = tuple(m for m in METHODS if m in chosen_methods)  # in table order
     if args.data_dir is not None and not args.full_run:
         parser.error("--data-dir is only used with --full-run")
@@ -181,6 +191,7 @@ def main(argv=None) -> int:
             memory=not args.no_memory,
             data_dir=args.data_dir if args.full_run else None,
             seed=args.seed,
+            formulations=args.formulations,
             log=lambda m: print(m, file=sys.stderr, flush=True),
         )
     except KeyboardInterrupt:

@@ -100,6 +100,8 @@ def test_benchmark_times_every_method_of_a_network(tmp_path):
         ("two-layer-net", "hybrid"),
         ("two-layer-net", "per-example"),
         ("two-layer-net", "autodiff"),
+        ("two-layer-net", "autodiff-xla"),
+        ("two-layer-net", "per-example-peer"),
     }
     assert all(r["steps"] == 2 and r["median_ms"] > 0 for r in results)
-    assert "× autodiff" in done.stdout
+    assert "× autodiff" in done.stdout and "× XLA autodiff" in done.stdout
