@@ -252,6 +252,16 @@ def test_mixed_with_keras_layers_gradients_cross_the_boundary_both_ways(api):
     assert np.abs(grads[0][0]).max() > 0 and np.abs(grads[0][1]).max() > 0
 
 
+def test_a_keyword_call_keeps_the_hand_written_gradient():
+    x = tf.constant(np.full((2, 3), 0.5, np.float32))
+    layer = HybridLayer(Tanh(factor=3.0))  # the planted factor shows the backward ran
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = layer(inputs=x)
+    expected = 3.0 * (1 - np.tanh(0.5) ** 2)
+    np.testing.assert_allclose(tape.gradient(out, x).numpy(), expected, rtol=1e-6)
+
+
 def test_a_user_layer_with_a_parameter_and_numpy_forward_in_fit_graph_and_predict():
     keras.utils.set_random_seed(0)
     x, y = batch()
@@ -350,6 +360,15 @@ def test_model_save_of_a_user_layer(tmp_path):
     loaded = keras.models.load_model(tmp_path / "ok.keras")
     assert loaded.layers[0].layer.factor == 0.5
     np.testing.assert_allclose(loaded.predict(x, verbose=0), np.tanh(x), rtol=1e-6)
+
+    registry = keras.saving.get_custom_objects()
+    key = next(k for k in registry if k.endswith(">SavedTanh"))
+    held = registry.pop(key)  # as in a process that never imported the layer's module
+    try:
+        with pytest.raises(ValueError, match="not registered here.*custom_objects="):
+            keras.models.load_model(tmp_path / "ok.keras")
+    finally:
+        registry[key] = held
 
     plain = keras.Sequential([keras.Input(shape=(5,)), HybridLayer(Tanh())])
     with pytest.raises(ValueError, match="not its Python code.*get_config.*save_weights"):
