@@ -535,10 +535,14 @@ def summarise(report) -> str:
     from tfhybrid.audit import format_table
 
     if report.ok:
-        text = f"ok: {len(report.tensors)} gradients match"
-        if report.mismatches:
-            text += f" (expected mismatch: {', '.join(report.mismatches)})"
-        return text
+        count = len(report.tensors)
+        known = [t.name for t in report.tensors if not t.matches]
+        if not known:
+            return f"ok: all {count} gradients match"
+        return (
+            f"ok: {count - len(known)} of {count} gradients match, and "
+            f"{', '.join(known)} as expected"
+        )
     parts = []
     for name in report.unexpected:
         try:
