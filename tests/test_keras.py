@@ -205,6 +205,24 @@ def test_eager_and_graph_give_the_same_update():
     assert not np.allclose(eager[0], net.params["w1"])
 
 
+def test_a_float64_network_gets_its_hand_written_gradients_in_float64():
+    import tfhybrid
+
+    x, y = batch()
+    net = tfhybrid.Sequential(
+        [Conv2D(2, 3), Sigmoid(), Flatten(), Dense(3)],
+        input_shape=(6, 6, 1),
+        seed=0,
+        dtype=np.float64,
+    )
+    model = to_keras(net)
+    grads = tape_grads(model, x.astype(np.float64), y, keras_loss(net))[1:]
+    assert all(g.dtype == tf.float64 for g in grads)
+    expected = net.loss_and_gradients(x, y)["grads"]
+    for key, grad in zip(net.params, grads, strict=True):
+        np.testing.assert_allclose(grad.numpy(), expected[key], rtol=1e-12, atol=1e-15)
+
+
 def keras_twin(hidden):
     """Keras Conv2D -> ``hidden`` (a Dense-like layer on the flattened features) -> Dense."""
     return [

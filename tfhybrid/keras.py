@@ -385,8 +385,8 @@ class SigmoidCrossEntropy(keras.losses.Loss):
     summed over the outputs, mean over the batch (Keras's BinaryCrossentropy averages
     over the outputs instead: 1/K of this loss and of its gradient)."""
 
-    def __init__(self, name="sigmoid_cross_entropy", reduction="sum_over_batch_size"):
-        super().__init__(name=name, reduction=reduction)
+    def __init__(self, name="sigmoid_cross_entropy", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def call(self, y_true, y_pred):
         y_pred = tf.convert_to_tensor(y_pred)
@@ -395,14 +395,16 @@ class SigmoidCrossEntropy(keras.losses.Loss):
         return tf.reduce_sum(per_output, axis=-1)
 
     def get_config(self):
-        return {"name": self.name, "reduction": self.reduction}
+        return {"name": self.name, "reduction": self.reduction, "dtype": self.dtype}
 
 
 def keras_loss(net) -> keras.losses.Loss:
-    """The Keras loss that is ``net``'s loss (one-hot labels, logits)."""
+    """The Keras loss that is ``net``'s loss (one-hot labels, logits), computed in the
+    network's dtype (a Keras loss computes in float32 unless told otherwise)."""
+    dtype = np.dtype(getattr(net, "dtype", np.float32)).name
     if getattr(net, "loss", None) == "sigmoid_cross_entropy":
-        return SigmoidCrossEntropy()
-    return keras.losses.CategoricalCrossentropy(from_logits=True)
+        return SigmoidCrossEntropy(dtype=dtype)
+    return keras.losses.CategoricalCrossentropy(from_logits=True, dtype=dtype)
 
 
 def to_keras(net, *, name: str | None = None) -> keras.Model:
