@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tfhybrid.audit import registry
-from tfhybrid.audit.registry import CHECK_NAMES, RULES
+from tfhybrid.audit.registry import CHECK_NAMES, OPTION_FLAGS
 from tfhybrid.catalog import MODEL_NAMES
 from tfhybrid.cli import OneLineParser, add_data_dir_option, program_name, run
 from tfhybrid.config import _check_choice, _check_int, resolve_data_dir
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="audit on the first N MNIST test images",
     )
-    for rule in RULES:
+    for rule in OPTION_FLAGS:
         parser.add_argument(
             rule.flag,
             default=None,
@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TENSOR",
         help="a mismatch you know of (e.g. db1 under --bias-grad seed); "
         "repeatable; it no longer fails the exit code",
+    )
+    parser.add_argument(
+        "--per-example",
+        action="store_true",
+        help="also audit each image's own gradient of every parameter against a "
+        "per-image tape and finite differences, and their sum against the batch gradient",
     )
     parser.add_argument(
         "--json", default=None, metavar="FILE", help="write every figure of the report as JSON"
@@ -153,9 +159,9 @@ def _check_model_name(name: str) -> None:
 
 
 def _rules(args: argparse.Namespace) -> dict[str, str]:
-    """Model option -> choice, for the gradient rules this model takes."""
+    """Model option -> choice, for the options (gradient rules and others) this model takes."""
     rules = {}
-    for rule in RULES:
+    for rule in OPTION_FLAGS:
         value = getattr(args, rule.keyword)
         if args.external is not None:
             if value is not None:
@@ -243,7 +249,15 @@ def check_gradients(args: argparse.Namespace, out=None):
     model, twin, about = network(args)  # twin: the update check takes the true step
     check_expect(args.expect, args.model, registry.gradient_names(model))
     x, y = mnist_batch(args.data_dir, args.batch)
-    report = audit(model, x, y, expect=args.expect, seed=args.seed, update_model=twin)
+    report = audit(
+        model,
+        x,
+        y,
+        expect=args.expect,
+        seed=args.seed,
+        update_model=twin,
+        per_example=args.per_example,
+    )
     if about:
         print(about, file=out)
     print(format_table(report), file=out)

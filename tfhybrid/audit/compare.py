@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from tfhybrid.audit.tolerances import REL_ERROR_FLOOR
+from tfhybrid.audit.tolerances import MIN_FACTOR_ELEMENTS, REL_ERROR_FLOOR
 
 MATCH = "match"
 FACTOR = "off by a constant factor"
@@ -78,6 +78,8 @@ def compare(
 
     match: every rel_i <= rtol. sign flipped: ``-actual`` would match. Off by a constant
     factor c: ``actual`` matches ``c * reference`` (c the best-fit scale). Else wrong.
+    A sign or factor needs MIN_FACTOR_ELEMENTS elements above the floor in both tensors
+    (one number is always some multiple of another).
     """
     a = np.asarray(actual, dtype=np.float64)
     b = np.asarray(reference, dtype=np.float64)
@@ -91,8 +93,17 @@ def compare(
     dot = float(np.vdot(a, b))
     cosine = dot / (norm_a * norm_b) if norm_a and norm_b else float(norm_a == norm_b)
     scale = dot / norm_b**2 if norm_b else float("nan")
+    # Elements that count as evidence of a factor: clear of each tensor's own floor.
+    evidence = int(
+        np.count_nonzero(
+            (np.abs(a) > REL_ERROR_FLOOR * np.abs(a).max())
+            & (np.abs(b) > REL_ERROR_FLOOR * np.abs(b).max())
+        )
+    )
     if rel.max() <= rtol:
         verdict = MATCH
+    elif evidence < MIN_FACTOR_ELEMENTS:
+        verdict = WRONG
     elif relative_errors(a, -b, floor_scale).max() <= rtol:
         verdict = SIGN
     elif (

@@ -7,22 +7,23 @@ from collections.abc import Iterable
 import numpy as np
 
 from tfhybrid.audit import tolerances as tol
-from tfhybrid.audit.compare import TINY, compare
-from tfhybrid.audit.finite_diff import central_differences, sample_indices
-from tfhybrid.audit.reference import TapeResult, loss_function, tape_gradients
-from tfhybrid.audit.report import (
+from tfhybrid.audit.causes import quantities
+from tfhybrid.audit.compare import TINY
+from tfhybrid.audit.judge import (
     FD64,
     INTERMEDIATE,
     MANUAL,
     PARAMETER,
     TAPE32,
     TAPE64,
-    AuditReport,
-    LossCheck,
-    TensorAudit,
+    Probe,
+    judge_tensor,
 )
+from tfhybrid.audit.reference import TapeResult, loss_function, tape_gradients
+from tfhybrid.audit.report import AuditReport, LossCheck
 from tfhybrid.audit.update import update_check
-from tfhybrid.audit.vote import vote
+
+__all__ = ["FD64", "MANUAL", "TAPE32", "TAPE64", "audit", "describe"]
 
 SETTINGS = ("dtype", "bias_grad", "pool_ties", "dw_mode")  # model attributes recorded when present
 FD_NOTE = (
@@ -41,6 +42,8 @@ def audit(
     fd_samples: int = tol.FD_SAMPLES,
     update_model=None,
     lr: float = tol.UPDATE_LR,
+    per_example: bool = False,
+    layers: bool = True,
 ) -> AuditReport:
     """Audit ``model``'s manual gradients on the batch x, one-hot y.
 
@@ -50,9 +53,14 @@ def audit(
     picks the finite-difference coordinates; ``fd_samples`` how many per parameter.
     ``update_model``: the model whose SGD step (rate ``lr``) is compared with the tape's
     step, with the same weights as ``model`` (default: ``model`` itself).
+    ``per_example``: also audit each sample's own gradient of every parameter
+    (``loss_and_gradients(..., per_example=True)``) against a per-sample tape and finite
+    differences, and their sum against the batch gradient (:mod:`tfhybrid.audit.per_example`).
+    ``layers``: for a network with ``layers`` (a :class:`tfhybrid.Sequential`), check each
+    layer's backward on its own and name the layer at fault (:mod:`tfhybrid.audit.layers`).
     """
     params = model.params
-    x, y = np.asarray(x), np.asarray(y)
+    x, y = np.array(x), np.array(y)  # copies: the model's code cannot move our points
     if x.ndim < 2 or y.ndim != 2 or len(x) != len(y) or len(x) == 0:
         raise ValueError(
             f"audit needs a batch x [N,...] and one-hot y [N,K] with N >= 1, "
@@ -60,7 +68,11 @@ def audit(
         )
     if not isinstance(fd_samples, int) or fd_samples < 1:
         raise ValueError(f"fd_samples must be an integer >= 1, got {fd_samples!r}")
-    manual = model.loss_and_gradients(x, y)
+    manual = (
+        model.loss_and_gradients(x.copy(), y.copy(), per_example=per_example)
+        if (per_example)
+        else model.loss_and_gradients(x.copy(), y.copy())
+    )
     dtype = np.result_type(*params.values())
     rtol = tol.rtol_for(dtype)
     tape64 = tape_gradients(model, params, x, y, np.float64)
@@ -68,32 +80,43 @@ def audit(
     _check_intermediates(manual["intermediates"], tape64)
 
     loss_at = loss_function(model, x, y, np.float64)
+    values64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     rng = np.random.default_rng(seed)
+    counts = _layer_counts(model, len(x))
     tensors = [
-        _audit_parameter(
-            key,
+        judge_tensor(
+            f"d{key}",
+            PARAMETER,
             manual["grads"][key],
-            tape64.grads[key],
-            tape32.grads[key],
-            loss_at,
-            params,
-            rng,
-            fd_samples,
-            rtol,
-            tape64.loss,
+            tape64=tape64.grads[key],
+            tape32=tape32.grads[key],
+            probe=Probe(loss_at, values64, key, tape64.loss),
+            rng=rng,
+            fd_samples=fd_samples,
+            manual_rtol=rtol,
+            counts=counts.get(f"d{key}"),
         )
         for key in params
     ]
     tensors += [
-        _audit_intermediate(
+        judge_tensor(
             name,
+            INTERMEDIATE,
             manual["intermediates"][name],
-            tape64.intermediates[name],
-            tape32.intermediates[name],
-            rtol,
+            tape64=tape64.intermediates[name],
+            tape32=tape32.intermediates[name],
+            manual_rtol=rtol,
+            counts=counts.get(name),
         )
         for name in tape64.intermediates
     ]
+    per_example_records, norms = [], {}
+    if per_example:
+        from tfhybrid.audit.per_example import audit_per_example
+
+        per_example_records, norms = audit_per_example(
+            model, x, y, manual, tape64, tape32, rng, fd_samples, rtol, counts
+        )
 
     loss = LossCheck(
         manual=float(manual["loss"]),
@@ -105,6 +128,14 @@ def audit(
     stepper = model if update_model is None else update_model
     _check_same_weights(params, stepper.params)
     update = update_check(stepper, x, y, tape64.grads, lr, rtol, describe(stepper))
+    layer_verdicts = []
+    if layers and hasattr(model, "layers") and hasattr(model, "param_keys"):
+        from tfhybrid.audit.layers import check_layers, locate_fault
+
+        mismatched = {t.name for t in (*tensors, *per_example_records) if not t.matches}
+        layer_verdicts = locate_fault(
+            check_layers(model, x, y, seed=seed, per_example=per_example), model, mismatched
+        )
     return AuditReport(
         model=getattr(model, "name", type(model).__name__),
         settings=describe(model),
@@ -132,7 +163,29 @@ def audit(
             TAPE64: {**_prefixed(tape64.grads), **tape64.intermediates},
             TAPE32: {**_prefixed(tape32.grads), **tape32.intermediates},
         },
+        layers=layer_verdicts,
+        per_example=per_example_records,
+        per_example_norms=norms,
     )
+
+
+def _layer_counts(model, batch: int) -> dict[str, dict[str, int]]:
+    """Tensor name -> the quantities of the layer that computes it (for causes)."""
+    if not hasattr(model, "layers") or not hasattr(model, "param_keys"):
+        return {}
+    found = {}
+    shape = tuple(model.input_shape)
+    for index, layer in enumerate(model.layers):
+        out_shape = tuple(layer.output_shape_)
+        counts = quantities(
+            (batch, *shape), (batch, *out_shape), getattr(layer, "cause_counts", None)
+        )
+        for key in model.param_keys[index].values():
+            found[f"d{key}"] = counts
+        if index > 0:
+            found["d" + model.names[index - 1]] = counts  # its dx
+        shape = out_shape
+    return found
 
 
 def _prefixed(grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -146,70 +199,6 @@ def describe(model) -> dict[str, str]:
         **getattr(model, "options", {}),
     }
     return {k: str(known[k]) for k in SETTINGS if k in known}
-
-
-def _audit_parameter(key, manual, ref, ref32, loss_at, params, rng, fd_samples, rtol, loss):
-    manual_vs_ref = compare(manual, ref, rtol)
-    must = (np.unravel_index(int(np.abs(ref).argmax()), ref.shape), manual_vs_ref.worst_index)
-    indices = sample_indices(ref.shape, fd_samples, rng, must=must)
-    scale = 2 * float(np.abs(ref).max(initial=0))
-    fd = central_differences(loss_at, params, key, indices, tol.RTOL_FINITE_DIFF, scale=scale)
-    kept = [index for index, ok in zip(indices, fd.comparable, strict=True) if ok]
-    fd_values = fd.values[fd.comparable]
-    picked_manual = np.array([manual[i] for i in kept], dtype=np.float64)
-    picked_ref = np.array([ref[i] for i in kept], dtype=np.float64)
-    manual_scale = float(np.abs(manual).max(initial=0)) + scale / 2
-    fd_rtol = tol.fd_rtol(loss, scale)
-    fd_manual = compare(picked_manual, fd_values, max(rtol, fd_rtol), floor_scale=manual_scale)
-    fd_tape = compare(picked_ref, fd_values, fd_rtol, floor_scale=scale)
-    tape32 = compare(ref32, ref, tol.RTOL_FLOAT32)
-    if kept:
-        sources = (MANUAL, TAPE64, FD64)
-        agree = {
-            (MANUAL, TAPE64): manual_vs_ref.matches,
-            (MANUAL, FD64): fd_manual.matches,
-            (TAPE64, FD64): fd_tape.matches,
-        }
-    else:  # every sampled step crosses a kink: no finite difference to vote with
-        sources, agree = (
-            (MANUAL, TAPE32, TAPE64),
-            tape_agreement(manual, ref32, manual_vs_ref, tape32, rtol),
-        )
-    return TensorAudit(
-        name=f"d{key}",
-        kind=PARAMETER,
-        shape=tuple(ref.shape),
-        manual=manual_vs_ref,
-        tape32=tape32,
-        vote=vote(sources, agree),
-        fd_manual=fd_manual,
-        fd_tape=fd_tape,
-        fd_count=len(indices),
-        fd_not_comparable=fd.not_comparable,
-    )
-
-
-def _audit_intermediate(name, manual, ref, ref32, rtol):
-    manual_vs_ref = compare(manual, ref, rtol)
-    tape32 = compare(ref32, ref, tol.RTOL_FLOAT32)
-    agree = tape_agreement(manual, ref32, manual_vs_ref, tape32, rtol)
-    return TensorAudit(
-        name=name,
-        kind=INTERMEDIATE,
-        shape=tuple(ref.shape),
-        manual=manual_vs_ref,
-        tape32=tape32,
-        vote=vote((MANUAL, TAPE32, TAPE64), agree),
-    )
-
-
-def tape_agreement(manual, ref32, manual_vs_ref, tape32, rtol) -> dict:
-    """The pairs of the vote among manual, tape32 and tape64 (no finite differences)."""
-    return {
-        (MANUAL, TAPE64): manual_vs_ref.matches,
-        (MANUAL, TAPE32): compare(manual, ref32, max(rtol, tol.RTOL_FLOAT32)).matches,
-        (TAPE32, TAPE64): tape32.matches,
-    }
 
 
 def _check_intermediates(manual: dict[str, np.ndarray], tape: TapeResult) -> None:

@@ -15,7 +15,10 @@ wrong element cannot hide), in float64:
   three sources (manual, tape64, fd64) vote.
 
 Each input gets a verdict: ``match``, ``off by a constant factor C``, ``sign flipped``,
-``wrong``, or ``not checked`` when the backward returns no gradient for it.
+``wrong``, ``not checked`` when the backward returns no gradient for it (it does not
+count), or ``not checked: WHY`` when nothing could be compared (never a match). The
+check runs the user's code on copies (code that writes into its arguments cannot move
+the check's points), and judges code that computes in float32 at float32's tolerances.
 """
 
 from __future__ import annotations
@@ -27,95 +30,69 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from tfhybrid.audit import tolerances as tol
-from tfhybrid.audit.compare import MATCH, Comparison, compare, readable_factor
-from tfhybrid.audit.core import tape_agreement
-from tfhybrid.audit.finite_diff import central_differences, sample_indices
-from tfhybrid.audit.report import FD64, MANUAL, TAPE32, TAPE64
-from tfhybrid.audit.table import HEADER as TABLE_HEADER
+from tfhybrid.audit.causes import quantities
+from tfhybrid.audit.judge import (
+    HEADER as TABLE_HEADER,
+)
+from tfhybrid.audit.judge import (
+    INPUT,
+    NOT_CHECKED,  # noqa: F401  (re-exported: the verdict of an input left out)
+    Probe,
+    TensorCheck,
+    judge_tensor,
+    left_out,
+    notes,
+    row,
+)
 from tfhybrid.audit.table import aligned
-from tfhybrid.audit.vote import Vote, vote
 
-NOT_CHECKED = "not checked"
 OP_FD_SAMPLES = 24  # coordinates per input: an op is cheap, but every one costs 4 forwards
-
-
-@dataclasses.dataclass(frozen=True)
-class InputCheck:
-    """The gradient of one input. ``manual``: the manual gradient against the reference
-    (tape64 over the whole tensor; without a reference, fd64 on the sampled coordinates)."""
-
-    name: str
-    shape: tuple[int, ...]
-    manual: Comparison | None = None
-    tape32: Comparison | None = None
-    fd_manual: Comparison | None = None
-    fd_tape: Comparison | None = None
-    fd_count: int = 0
-    fd_not_comparable: int = 0
-    vote: Vote | None = None
-
-    @property
-    def checked(self) -> bool:
-        return self.manual is not None
-
-    @property
-    def matches(self) -> bool:
-        if not self.checked:
-            return True
-        return self.vote.unanimous if self.vote is not None else self.manual.matches
-
-    @property
-    def verdict(self) -> str:
-        return self.manual.description if self.checked else NOT_CHECKED
-
-    def to_dict(self) -> dict:
-        def figures(item: Comparison | None):
-            return None if item is None else item.to_dict()
-
-        return {
-            "name": self.name,
-            "shape": list(self.shape),
-            "verdict": self.verdict,
-            "matches": self.matches,
-            "manual_vs_reference": figures(self.manual),
-            "tape32_vs_tape64": figures(self.tape32),
-            "finite_differences": {
-                "sampled": self.fd_count,
-                "not_comparable": self.fd_not_comparable,
-                "manual_vs_fd64": figures(self.fd_manual),
-                "tape64_vs_fd64": figures(self.fd_tape),
-            },
-            "vote": None if self.vote is None else self.vote.to_dict(),
-        }
+InputCheck = TensorCheck  # the record of one input (the name of earlier releases)
+FD_ONLY = "finite differences only"
+TAPES = "tf.GradientTape (float64, float32) and finite differences"
 
 
 @dataclasses.dataclass(frozen=True)
 class OpReport:
-    """What :func:`check_op` measured; ``print(report)`` shows the table."""
+    """What :func:`check_op` measured; ``print(report)`` shows the table.
+
+    ``precision``: the dtype the user's code computed in (its output's and gradients'),
+    whose tolerances judged it."""
 
     op: str
     reference: str  # "tf.GradientTape (float64, float32)" or "finite differences only"
-    inputs: list[InputCheck]
+    inputs: list[TensorCheck]
     tolerances: dict[str, float]
     seed: int
+    precision: str = "float64"
 
     @property
     def verdicts(self) -> dict[str, str]:
-        return {item.name: item.verdict for item in self.inputs}
+        """Each input's verdict; checked at several points, its worst."""
+        return {name: self.input(name).verdict for name in dict.fromkeys(self._names)}
 
     @property
     def mismatches(self) -> list[str]:
-        return [item.name for item in self.inputs if not item.matches]
+        return list(dict.fromkeys(item.name for item in self.inputs if not item.matches))
+
+    @property
+    def _names(self) -> list[str]:
+        return [item.name for item in self.inputs]
 
     @property
     def ok(self) -> bool:
-        """Every gradient the backward returned matches (inputs it left out do not count)."""
+        """Every gradient the backward returned matches (inputs it left out do not count;
+        a gradient nothing could be compared with is not a match)."""
         return not self.mismatches
 
-    def input(self, name: str) -> InputCheck:
-        for item in self.inputs:
-            if item.name == name:
+    def input(self, name: str) -> TensorCheck:
+        """The record of input ``name``: checked at several points, the first that fails."""
+        found = [item for item in self.inputs if item.name == name]
+        for item in found:
+            if not item.matches:
                 return item
+        if found:
+            return found[0]
         raise KeyError(f"no input {name!r} in the report; it has {list(self.verdicts)}")
 
     def to_dict(self) -> dict:
@@ -123,6 +100,7 @@ class OpReport:
             "op": self.op,
             "reference": self.reference,
             "seed": self.seed,
+            "precision": self.precision,
             "ok": self.ok,
             "mismatches": self.mismatches,
             "verdicts": self.verdicts,
@@ -142,41 +120,23 @@ HEADER = ("input", *TABLE_HEADER[1:])  # the audit table's columns, one row per 
 
 def format_op_table(report: OpReport) -> str:
     """The audit table of ``check_gradients.py``, one row per input of the op."""
-    rows = [HEADER]
-    for item in report.inputs:
-        if not item.checked:
-            rows.append((item.name, _shape(item.shape), *("-",) * 8, NOT_CHECKED))
-            continue
-        m = item.manual
-        fd_ref = item.fd_tape if item.fd_tape is not None else item.fd_manual
-        fd_err = f"{fd_ref.rel_error:.1e}" if fd_ref is not None and fd_ref.count else "n/a"
-        rows.append(
-            (
-                item.name,
-                _shape(item.shape),
-                f"{m.max_abs_error:.2e}",
-                f"{m.rel_error:.1e}",
-                f"{m.cosine:.7f}",
-                readable_factor(m.scale),
-                str(m.worst_index),
-                "-" if item.tape32 is None else f"{item.tape32.rel_error:.1e}",
-                f"{fd_err} {item.fd_count}/{item.fd_not_comparable}",
-                "-" if item.vote is None else item.vote.summary,
-                item.verdict,
-            )
-        )
     lines = [
         f"gradient check: {report.op}, against {report.reference}, "
-        f"random upstream gradient (seed {report.seed})",
+        f"random upstream gradient (seed {report.seed})"
+        + (f"; the code computes in {report.precision}" if report.precision != "float64" else ""),
         "",
-        *aligned(rows),
+        *aligned([HEADER] + [row(item) for item in report.inputs]),
     ]
     outcome = "every gradient matches" if report.ok else f"MISMATCH: {', '.join(report.mismatches)}"
+    extra = notes(report.inputs)
+    if extra:
+        lines += ["", *extra]
     if report.reference == FD_ONLY:
         legend = (
             "rel err, cosine, scale c and worst index compare the manual gradient with "
-            "float64 central differences on the sampled coordinates (n sampled, nc of "
-            "them across a kink); match within the differences' own accuracy "
+            "central differences of the forward on the sampled coordinates (n sampled, nc of "
+            "them across a kink, judged there by one-sided and directional differences); "
+            "match within the differences' own accuracy "
             f"(at least {report.tolerances['finite_differences']:g})"
         )
     else:
@@ -184,19 +144,11 @@ def format_op_table(report: OpReport) -> str:
             "rel err, cosine, scale c and worst index compare the manual gradient with "
             "the float64 tape over the whole tensor; match when rel err <= "
             f"{report.tolerances['manual']:g}; tape32: the float32 tape against it; "
-            "fd64: the tape against float64 central differences (n sampled, nc across "
-            "a kink); vote: manual, tape64, fd64"
+            "fd64: the tape against central differences of the forward (n sampled, nc "
+            "across a kink); vote: manual, tape64, fd64"
         )
     lines += ["", f"result: {outcome}", legend]
     return "\n".join(lines)
-
-
-FD_ONLY = "finite differences only"
-TAPES = "tf.GradientTape (float64, float32) and finite differences"
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "x".join(str(d) for d in shape) or "scalar"
 
 
 def check_op(
@@ -214,141 +166,130 @@ def check_op(
 ) -> OpReport:
     """Check ``backward`` against finite differences (and ``reference``'s tape, if given).
 
-    ``inputs``: name -> float array, passed to ``forward`` as keywords. ``reference``:
-    ``reference(**tensors) -> out`` in TensorFlow ops, or a Keras layer; for a layer,
-    ``weights`` names the inputs that are its weights, in ``layer.weights`` order (a
-    weight of the same size in another shape, such as a bias [1,M] for Keras's [M], is
-    reshaped), and the one other input is its call input. ``rtol``: the largest relative
-    error that matches (default: float64's, or the finite differences' where they are the
-    reference); ``atol``: absolute differences up to this match too. Bad input raises one
-    ``ValueError`` that names the problem.
+    ``inputs``: name -> float array, passed to ``forward`` as keywords (as float64
+    copies). ``reference``: ``reference(**tensors) -> out`` in TensorFlow ops, or a Keras
+    layer; for a layer, ``weights`` names the inputs that are its weights, in
+    ``layer.weights`` order (a weight of the same size in another shape, such as a bias
+    [1,M] for Keras's [M], is reshaped), and the one other input is its call input.
+    ``rtol``: the largest relative error that matches (default: that of the precision
+    the code computes in, float64's or float32's, or the finite differences' accuracy
+    where they are the only reference); ``atol``: absolute differences up to this match
+    too. Bad input raises one ``ValueError`` that names the problem.
     """
     values = _checked_inputs(inputs)
     if not isinstance(fd_samples, int) or fd_samples < 1:
         raise ValueError(f"fd_samples must be an integer >= 1, got {fd_samples!r}")
     if weights and not _is_keras_layer(reference):
         raise ValueError("weights= names a Keras layer's weights; pass the layer as reference")
-    out, cache = _run_forward(forward, values)
+    if reference is not None and not _is_keras_layer(reference) and not callable(reference):
+        raise ValueError(
+            "reference must be a function of the inputs in TensorFlow ops or "
+            f"a Keras layer, got {type(reference).__name__}"
+        )
     rng = np.random.default_rng(seed)
-    dout = rng.standard_normal(out.shape)
-    manual = _run_backward(backward, dout, cache, values)
+    return run_check(
+        forward,
+        backward,
+        values,
+        reference,
+        rng=rng,
+        weights=tuple(weights),
+        seed=seed,
+        rtol=rtol,
+        atol=atol,
+        fd_samples=fd_samples,
+        name=name or getattr(forward, "__name__", "op"),
+    )
+
+
+def run_check(
+    forward: Callable,
+    backward: Callable,
+    values: dict[str, np.ndarray],
+    reference,
+    *,
+    rng: np.random.Generator,
+    dout: np.ndarray | None = None,
+    weights: tuple[str, ...] = (),
+    seed: int = 0,
+    rtol: float | None = None,
+    atol: float = 0.0,
+    fd_samples: int = OP_FD_SAMPLES,
+    name: str = "op",
+    counts: Mapping[str, int] | None = None,
+) -> OpReport:
+    """:func:`check_op` on checked float64 ``values``; ``dout``: the upstream gradient
+    (default: drawn from ``rng``), as the per-layer checks of a network pass the tape's."""
+    out, cache, out_dtype = _run_forward(forward, values)
+    if dout is None:
+        dout = rng.standard_normal(out.shape)
+    elif np.shape(dout) != out.shape:
+        raise ValueError(f"dout has shape {list(np.shape(dout))}, the output {list(out.shape)}")
+    dout = np.asarray(dout, dtype=np.float64)
+    manual, grad_dtypes = _run_backward(backward, dout, cache, values)
+    # The precision the code computed in: the lowest of its output's and gradients'.
+    precision = np.dtype(np.float64)
+    if any(np.dtype(d).itemsize < 8 for d in (out_dtype, *grad_dtypes)):
+        precision = np.dtype(np.float32)
     tapes = None
     if _is_keras_layer(reference):
-        tapes = _keras_tapes(reference, tuple(weights), values, dout, out.shape)
+        tapes = _keras_tapes(reference, weights, values, dout, out.shape)
     elif reference is not None:
-        if not callable(reference):
-            raise ValueError(
-                "reference must be a function of the inputs in TensorFlow ops or "
-                f"a Keras layer, got {type(reference).__name__}"
-            )
         tapes = _tapes(reference, values, dout, out.shape)
 
     def loss_at(point: dict[str, np.ndarray]) -> float:
-        return float(np.sum(dout * np.asarray(forward(**point)[0], dtype=np.float64)))
+        result = forward(**{k: np.array(v) for k, v in point.items()})[0]
+        return float(np.sum(dout * np.asarray(result, dtype=np.float64)))
 
     loss = loss_at(values)
-    manual_rtol = tol.RTOL_FLOAT64 if rtol is None else float(rtol)
+    loss_scale = None
+    if precision != np.float64:  # each output element rounds on its own scale
+        loss_scale = float(np.sum(np.abs(dout * out)))
+    manual_rtol = tol.rtol_for(precision) if rtol is None else float(rtol)
+    if counts is None:
+        x_shape = next((v.shape for v in values.values() if v.ndim == 4), None)
+        counts = quantities(x_shape, out.shape)
     checks = []
     for key, value in values.items():
         if key not in manual:
-            checks.append(InputCheck(key, value.shape))
+            checks.append(left_out(key, value.shape))
             continue
         checks.append(
-            _check_input(
+            judge_tensor(
                 key,
+                INPUT,
                 manual[key],
-                tapes,
-                values,
-                loss_at,
-                loss,
-                rng,
-                fd_samples,
-                manual_rtol,
-                rtol,
-                atol,
+                tape64=tapes[0][key] if tapes else None,
+                tape32=tapes[1][key] if tapes else None,
+                probe=Probe(loss_at, values, key, loss, precision, loss_scale),
+                rng=rng,
+                fd_samples=fd_samples,
+                manual_rtol=manual_rtol,
+                fd_only_rtol=rtol,
+                atol=atol,
+                counts=counts,
             )
         )
-    op_name = name or getattr(forward, "__name__", "op")
     label = (
         FD_ONLY
         if not tapes
         else (f"keras {type(reference).__name__}: {TAPES}" if _is_keras_layer(reference) else TAPES)
     )
     return OpReport(
-        op=op_name,
+        op=name,
         reference=label,
         inputs=checks,
         tolerances={
             "manual": manual_rtol,
             "float32": tol.RTOL_FLOAT32,
-            "finite_differences": tol.RTOL_FINITE_DIFF,
+            "finite_differences": tol.RTOL_FINITE_DIFF
+            if precision == np.float64
+            else tol.RTOL_FLOAT32,
             "atol": atol,
         },
         seed=seed,
+        precision=str(precision),
     )
-
-
-def _check_input(
-    key, grad, tapes, values, loss_at, loss, rng, fd_samples, manual_rtol, rtol, atol
-) -> InputCheck:
-    ref = tapes[0][key] if tapes else None
-    basis = ref if ref is not None else grad
-    scale = 2 * float(np.abs(basis).max(initial=0))
-    must = [np.unravel_index(int(np.abs(basis).argmax()), basis.shape)] if basis.size else []
-    if ref is not None:
-        must.append(compare(grad, ref, manual_rtol).worst_index)
-    else:
-        must.append(np.unravel_index(int(np.abs(grad).argmax()), grad.shape))
-    indices = sample_indices(basis.shape, fd_samples, rng, must=tuple(must))
-    fd = central_differences(loss_at, values, key, indices, tol.RTOL_FINITE_DIFF, scale=scale)
-    kept = [index for index, ok in zip(indices, fd.comparable, strict=True) if ok]
-    fd_values = fd.values[fd.comparable]
-    fd_rtol = max(tol.fd_rtol(loss, scale), tol.RTOL_FINITE_DIFF)
-    picked = np.array([grad[i] for i in kept], dtype=np.float64)
-    fd_manual = _judge(
-        compare(picked, fd_values, max(manual_rtol, fd_rtol), floor_scale=scale), atol
-    )
-    common = dict(
-        name=key, shape=grad.shape, fd_count=len(indices), fd_not_comparable=fd.not_comparable
-    )
-    if ref is None:
-        # The finite differences are the reference; judge at their tolerance unless told.
-        verdict = (
-            fd_manual
-            if rtol is None
-            else _judge(compare(picked, fd_values, float(rtol), floor_scale=scale), atol)
-        )
-        if kept:  # name the worst coordinate in the input, not in the sample
-            verdict = dataclasses.replace(verdict, worst_index=kept[verdict.worst_index[0]])
-        return InputCheck(manual=verdict, fd_manual=fd_manual, **common)
-    manual_vs_tape = _judge(compare(grad, ref, manual_rtol), atol)
-    tape32 = compare(tapes[1][key], ref, tol.RTOL_FLOAT32)
-    fd_tape = compare(np.array([ref[i] for i in kept]), fd_values, fd_rtol, floor_scale=scale)
-    if kept:
-        sources = (MANUAL, TAPE64, FD64)
-        agree = {
-            (MANUAL, TAPE64): manual_vs_tape.matches,
-            (MANUAL, FD64): fd_manual.matches,
-            (TAPE64, FD64): fd_tape.matches,
-        }
-    else:  # every sampled step crosses a kink: the two tapes vote instead
-        sources = (MANUAL, TAPE32, TAPE64)
-        agree = tape_agreement(grad, tapes[1][key], manual_vs_tape, tape32, manual_rtol)
-    return InputCheck(
-        manual=manual_vs_tape,
-        tape32=tape32,
-        fd_manual=fd_manual,
-        fd_tape=fd_tape,
-        vote=vote(sources, agree),
-        **common,
-    )
-
-
-def _judge(item: Comparison, atol: float) -> Comparison:
-    """A comparison whose every difference is within ``atol`` matches."""
-    if atol and item.verdict != MATCH and item.max_abs_error <= atol:
-        return dataclasses.replace(item, verdict=MATCH)
-    return item
 
 
 def _checked_inputs(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -388,12 +329,12 @@ def _run_forward(forward: Callable, values: dict[str, np.ndarray]):
     out = np.asarray(result[0])
     if not np.issubdtype(out.dtype, np.floating):
         raise ValueError(f"forward's out must be a float array, got dtype {out.dtype}")
-    return out.astype(np.float64), result[1]
+    return np.array(out, dtype=np.float64), result[1], out.dtype
 
 
 def _run_backward(
     backward: Callable, dout: np.ndarray, cache, values: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], list]:
     try:
         grads = backward(dout.copy(), cache)
     except Exception as err:
@@ -410,16 +351,19 @@ def _run_backward(
             f"backward returned gradients for {unknown}, which are not inputs "
             f"(inputs: {sorted(values)})"
         )
-    checked = {}
+    checked, dtypes = {}, []
     for key, grad in grads.items():
-        grad = np.asarray(grad, dtype=np.float64)
+        grad = np.asarray(grad)
+        if np.issubdtype(grad.dtype, np.floating):
+            dtypes.append(grad.dtype)
+        grad = np.array(grad, dtype=np.float64)  # a copy: the cache may share its memory
         if grad.shape != values[key].shape:
             raise ValueError(
                 f"backward's gradient for {key!r} has shape {list(grad.shape)}, "
                 f"but input {key!r} has shape {list(values[key].shape)}"
             )
         checked[key] = grad
-    return checked
+    return checked, dtypes
 
 
 def _tapes(
@@ -511,10 +455,15 @@ def _keras_tapes(
     return results[0], results[1]
 
 
+TIE_POINT = "integer-valued x"  # ties and exact zeros, as in MNIST's 0..255 images
+
+
 def check_layer(
     layer,
     input_shape: tuple[int, ...],
     *,
+    x: np.ndarray | None = None,
+    ties: bool = True,
     batch: int = 2,
     seed: int = 0,
     rtol: float | None = None,
@@ -523,14 +472,31 @@ def check_layer(
 ) -> OpReport:
     """Check one layer of :mod:`tfhybrid.layers` (the user's own included): the gradient of
     its input ``x`` [batch, *input_shape] and of each parameter, against the tape of its
-    ``reference`` and finite differences of its ``forward``."""
+    ``reference`` and finite differences of its ``forward``.
+
+    ``x``: the input to check at (default: standard normal, seeded). ``ties``: also check
+    at an integer-valued input in -2..2, where max pooling has tied maxima and ReLU exact
+    zeros, which a normal draw never has; the report then has a row per input and point,
+    and each input's verdict is its worst.
+    """
     shape = tuple(int(d) for d in input_shape)
     rng = np.random.default_rng(seed)
     layer.input_shape = shape
     params = {k: np.asarray(v, dtype=np.float64) for k, v in layer.init_params(rng, shape).items()}
     if "x" in params:
         raise ValueError(f"{type(layer).__name__} names a parameter 'x', the name of its input")
-    inputs = {"x": rng.standard_normal((batch, *shape)), **params}
+    if x is None:
+        points = [("", rng.standard_normal((batch, *shape)))]
+    else:
+        given = np.asarray(x)
+        if given.ndim != len(shape) + 1 or tuple(given.shape[1:]) != shape:
+            raise ValueError(
+                f"x must have shape [N,{','.join(map(str, shape))}] for input_shape "
+                f"{shape}, got {list(given.shape)}"
+            )
+        points = [("your x", given)]
+    if ties:
+        points.append((TIE_POINT, rng.integers(-2, 3, size=(len(points[0][1]), *shape))))
 
     def forward(x, **p):
         return layer.forward(p, x)
@@ -542,14 +508,30 @@ def check_layer(
     def reference(x, **p):
         return layer.reference(p, x)
 
-    return check_op(
-        forward,
-        backward,
-        inputs,
-        reference,
-        seed=seed,
-        rtol=rtol,
-        atol=atol,
-        fd_samples=fd_samples,
-        name=f"{type(layer).__name__} on [N,{','.join(map(str, shape))}]",
+    name = f"{type(layer).__name__} on [N,{','.join(map(str, shape))}]"
+    reports = [
+        run_check(
+            forward,
+            backward,
+            _checked_inputs({"x": np.asarray(point, dtype=np.float64), **params}),
+            reference,
+            rng=np.random.default_rng(seed + index),
+            seed=seed,
+            rtol=rtol,
+            atol=atol,
+            fd_samples=fd_samples,
+            name=name,
+        )
+        for index, (_, point) in enumerate(points)
+    ]
+    rows = [
+        dataclasses.replace(item, point=label)
+        for (label, _), report in zip(points, reports, strict=True)
+        for item in report.inputs
+    ]
+    first = reports[0]
+    return dataclasses.replace(
+        first,
+        inputs=rows,
+        precision=max((r.precision for r in reports), key=lambda p: p != "float64"),
     )

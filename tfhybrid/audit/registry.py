@@ -48,7 +48,9 @@ class Rule:
     help: str
 
 
-RULES = tuple(
+# Every model option is an audit option (``--dw-mode`` too); the gradient rules among
+# them (``exact`` set) are also what the exact twin switches to the true gradient.
+OPTION_FLAGS = tuple(
     Rule(
         option.flag,
         option.keyword,
@@ -59,8 +61,8 @@ RULES = tuple(
         option.help,
     )
     for option in OPTIONS
-    if option.exact is not None
 )
+RULES = tuple(rule for rule in OPTION_FLAGS if rule.exact is not None)
 CHECK_NAMES = ("loss", "update")  # mismatch names besides the tensors
 
 

@@ -6,64 +6,33 @@ import dataclasses
 
 import numpy as np
 
-from tfhybrid.audit.compare import Comparison
+from tfhybrid.audit.judge import (
+    FD64,
+    INTERMEDIATE,
+    MANUAL,
+    PARAMETER,
+    PER_EXAMPLE,
+    TAPE32,
+    TAPE64,
+    TensorCheck,
+)
 from tfhybrid.audit.update import UpdateCheck
-from tfhybrid.audit.vote import Vote
 
-PARAMETER = "parameter"
-INTERMEDIATE = "intermediate"
-MANUAL, TAPE32, TAPE64, FD64 = "manual", "tape32", "tape64", "fd64"
+__all__ = [
+    "FD64",
+    "INTERMEDIATE",
+    "MANUAL",
+    "PARAMETER",
+    "PER_EXAMPLE",
+    "TAPE32",
+    "TAPE64",
+    "AuditReport",
+    "LossCheck",
+    "TensorAudit",
+]
 
-
-@dataclasses.dataclass(frozen=True)
-class TensorAudit:
-    """One gradient ("dw1", "dz2", ...) from its three sources.
-
-    ``manual``: the manual gradient against the reference (tape64), the whole tensor.
-    ``tape32``: the float32 tape against the reference. For parameters, ``fd_manual`` and
-    ``fd_tape`` compare the manual and the reference with the finite differences on the
-    sampled coordinates that are comparable (``fd_count`` sampled, ``fd_not_comparable``
-    of them across a kink). The vote is among manual, tape64 and fd64 for a parameter,
-    manual, tape32 and tape64 for an intermediate (no finite differences there) and for
-    a parameter none of whose sampled coordinates is comparable.
-    """
-
-    name: str
-    kind: str  # PARAMETER or INTERMEDIATE
-    shape: tuple[int, ...]
-    manual: Comparison
-    tape32: Comparison
-    vote: Vote
-    fd_manual: Comparison | None = None
-    fd_tape: Comparison | None = None
-    fd_count: int = 0
-    fd_not_comparable: int = 0
-
-    @property
-    def matches(self) -> bool:
-        """True when the three sources agree."""
-        return self.vote.unanimous
-
-    def to_dict(self) -> dict:
-        out = {
-            "name": self.name,
-            "kind": self.kind,
-            "shape": list(self.shape),
-            "matches": self.matches,
-            "verdict": self.manual.description,
-            "manual_vs_tape64": self.manual.to_dict(),
-            "tape32_vs_tape64": self.tape32.to_dict(),
-            "vote": self.vote.to_dict(),
-            "finite_differences": None,
-        }
-        if self.kind == PARAMETER:
-            out["finite_differences"] = {
-                "sampled": self.fd_count,
-                "not_comparable": self.fd_not_comparable,
-                "manual_vs_fd64": self.fd_manual.to_dict() if self.fd_manual else None,
-                "tape64_vs_fd64": self.fd_tape.to_dict() if self.fd_tape else None,
-            }
-        return out
+# One gradient ("dw1", "dz2", ...) from its sources: the record every level shares.
+TensorAudit = TensorCheck
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,14 +70,20 @@ class AuditReport:
     tolerances: dict[str, float]
     notes: list[str]
     expected: tuple[str, ...] = ()
+    # Each layer's own backward and its status (tfhybrid.audit.layers.LayerVerdict).
+    layers: list = dataclasses.field(default_factory=list)
+    # Per-example records (audit(..., per_example=True)) and each sample's gradient norm
+    # per parameter.
+    per_example: list[TensorCheck] = dataclasses.field(default_factory=list)
+    per_example_norms: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     # source ("manual", "tape32", "tape64") -> name ("dw1", ...) -> the whole gradient;
     # kept for plots, left out of to_dict() (which holds figures, not tensors).
     gradients: dict[str, dict[str, np.ndarray]] = dataclasses.field(
         default_factory=dict, repr=False, compare=False
     )
 
-    def tensor(self, name: str) -> TensorAudit:
-        for item in self.tensors:
+    def tensor(self, name: str) -> TensorCheck:
+        for item in (*self.tensors, *self.per_example):
             if item.name == name:
                 return item
         raise KeyError(f"no tensor {name!r} in the report; it has {self.names}")
@@ -116,11 +91,11 @@ class AuditReport:
     @property
     def names(self) -> list[str]:
         """Every name a mismatch can carry (what ``--expect`` accepts)."""
-        return [t.name for t in self.tensors] + ["loss", "update"]
+        return [t.name for t in (*self.tensors, *self.per_example)] + ["loss", "update"]
 
     @property
     def mismatches(self) -> list[str]:
-        found = [t.name for t in self.tensors if not t.matches]
+        found = [t.name for t in (*self.tensors, *self.per_example) if not t.matches]
         if not self.loss.matches:
             found.append("loss")
         unexplained = [k for k in self.update.failing if f"d{k}" not in self.expected]
@@ -130,14 +105,30 @@ class AuditReport:
 
     @property
     def unexpected(self) -> list[str]:
-        return [name for name in self.mismatches if name not in self.expected]
+        """Mismatches not expected; "db1:per-example" and "db1:sum" are expected with db1."""
+        return [
+            name
+            for name in self.mismatches
+            if name not in self.expected and name.split(":")[0] not in self.expected
+        ]
 
     @property
     def ok(self) -> bool:
         """Everything matches, or only the expected names do not."""
         return not self.unexpected
 
+    @property
+    def layer_at_fault(self):
+        """The first layer in backward order whose own backward is wrong, or None."""
+        return next((v for v in self.layers if v.status == "at fault"), None)
+
+    def __str__(self) -> str:
+        from tfhybrid.audit.table import format_table
+
+        return format_table(self)
+
     def to_dict(self) -> dict:
+        fault = self.layer_at_fault
         return {
             "model": self.model,
             "settings": self.settings,
@@ -151,4 +142,8 @@ class AuditReport:
             "tolerances": self.tolerances,
             "notes": self.notes,
             "tensors": [t.to_dict() for t in self.tensors],
+            "layer_at_fault": None if fault is None else fault.index,
+            "layers": [v.to_dict() for v in self.layers],
+            "per_example": [t.to_dict() for t in self.per_example],
+            "per_example_norms": self.per_example_norms,
         }

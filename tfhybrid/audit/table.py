@@ -2,46 +2,13 @@
 
 from __future__ import annotations
 
-from tfhybrid.audit.compare import readable_factor
-from tfhybrid.audit.report import PARAMETER, AuditReport, TensorAudit
+import numpy as np
 
-HEADER = (
-    "tensor",
-    "shape",
-    "max abs err",
-    "rel err",
-    "cosine",
-    "scale c",
-    "worst index",
-    "tape32",
-    "fd64 (n/nc)",
-    "vote",
-    "verdict",
-)
+from tfhybrid.audit.judge import HEADER, notes, row
+from tfhybrid.audit.report import AuditReport
+
+__all__ = ["HEADER", "aligned", "format_table"]
 GAP = "  "
-
-
-def _row(item: TensorAudit) -> tuple[str, ...]:
-    m = item.manual
-    if item.kind == PARAMETER:
-        compared = item.fd_tape is not None and item.fd_tape.count
-        fd_err = f"{item.fd_tape.rel_error:.1e}" if compared else "n/a"
-        fd = f"{fd_err} {item.fd_count}/{item.fd_not_comparable}"
-    else:
-        fd = "-"
-    return (
-        item.name,
-        "x".join(str(d) for d in item.shape),
-        f"{m.max_abs_error:.2e}",
-        f"{m.rel_error:.1e}",
-        f"{m.cosine:.7f}",
-        readable_factor(m.scale),
-        str(m.worst_index),
-        f"{item.tape32.rel_error:.1e}",
-        fd,
-        item.vote.summary,
-        m.description,
-    )
 
 
 def aligned(rows: list[tuple[str, ...]]) -> list[str]:
@@ -61,7 +28,18 @@ def format_table(report: AuditReport) -> str:
         + ("match" if loss.matches else "MISMATCH: reference_forward computes another loss"),
         "",
     ]
-    lines += aligned([HEADER] + [_row(t) for t in report.tensors])
+    lines += aligned([HEADER] + [row(t) for t in report.tensors])
+    if report.per_example:
+        lines += ["", "per-example gradients (each sample's own, against a per-sample tape):"]
+        lines += aligned([HEADER] + [row(t) for t in report.per_example])
+        lines.append(_norms_line(report.per_example_norms))
+    extra = notes([*report.tensors, *report.per_example])
+    if extra:
+        lines += ["", *extra]
+    if report.layers:
+        from tfhybrid.audit.layers import fault_lines
+
+        lines += ["", *fault_lines(report.layers, bool(report.mismatches))]
     lines.append("")
     up = report.update
     biggest = ", ".join(f"{k} {v:.1e}" for k, v in up.max_difference.items())
@@ -88,10 +66,20 @@ def format_table(report: AuditReport) -> str:
     return "\n".join(lines)
 
 
+def _norms_line(norms: dict[str, list[float]]) -> str:
+    if not norms:
+        return ""
+    total = np.sqrt(sum(np.square(np.asarray(v)) for v in norms.values()))
+    return (
+        f"per-example gradient norms (all parameters, {len(total)} samples): min "
+        f"{total.min():.3g}, median {np.median(total):.3g}, max {total.max():.3g}"
+    )
+
+
 def _outcome(report: AuditReport) -> str:
     if not report.mismatches:
         return "result: every gradient matches"
-    expected = [n for n in report.mismatches if n in report.expected]
+    expected = [n for n in report.mismatches if n not in report.unexpected]
     parts = []
     if expected:
         parts.append(f"mismatch as expected: {', '.join(expected)}")
@@ -114,4 +102,6 @@ columns compare the manual gradient m with the reference r = tf.GradientTape in 
                nc of them not comparable (the step crosses a kink);
                intermediates have no finite differences (parameters only are perturbed)
   vote         parameters: manual, tape64, fd64; intermediates, and parameters whose
-               sampled coordinates all cross a kink (fd64 n/a): manual, tape32, tape64"""
+               sampled coordinates all cross a kink (fd64 n/a): manual, tape32, tape64;
+               "all agree", "odd one out: S", "no two agree", or "inconsistent" (one
+               source agrees with each of the others, which disagree with each other)"""

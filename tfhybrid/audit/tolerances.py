@@ -38,6 +38,21 @@ FD_ROUNDOFF = 16
 
 # A power of two: x + h is then exact for every weight of ordinary size.
 FD_STEP = 2.0**-17  # 7.6e-6, near the optimum (3 eps |L| / |f'''|)^(1/3) for float64
+# A forward that computes in float32 rounds its loss to about 1.2e-7 of its size: over
+# FD_STEP that is noise of 1e-2 relative. Its differences take a step 2^11 times larger
+# and the five-point formula (truncation O(h^4)), and their tolerance is that rounding
+# over the step (fd_rtol with float32's eps), never below RTOL_FLOAT32.
+FD_STEP_FLOAT32 = 2.0**-6
+# A one-sided slope (L(w+h) - L(w)) / h, used at kinks, is off by h f''/2 (first
+# order), well below this at float64's step.
+RTOL_ONE_SIDED = 1e-4
+# A constant factor (or a flipped sign) is evidence of a formula only when at least
+# this many elements above the floor agree on it: any two one-element tensors differ
+# by "a factor".
+MIN_FACTOR_ELEMENTS = 2
+# A tensor is judged only when at least this many of its coordinates (or all, if it has
+# fewer) were compared; else the check samples more before it says "not checked".
+MIN_COMPARED = 1
 # Coordinates per tensor checked by finite differences; smaller tensors are done whole.
 FD_SAMPLES = 48
 # Kink test: a coordinate is "not comparable" when the one-sided slopes around it change
@@ -49,14 +64,19 @@ KINK_ROUNDOFF = 64
 UPDATE_LR = 0.1
 
 
-def fd_rtol(loss: float, scale: float) -> float:
-    """Tolerance of a float64 finite difference at loss ``loss`` for a gradient whose
-    relative-error floor is ``REL_ERROR_FLOOR * scale`` (see ``FD_ROUNDOFF``)."""
+def fd_rtol(
+    loss: float, scale: float, dtype: np.dtype | type = np.float64, step: float = FD_STEP
+) -> float:
+    """Tolerance of a finite difference of a loss of size ``loss`` computed in ``dtype``
+    with ``step``, for a gradient whose relative-error floor is ``REL_ERROR_FLOOR * scale``
+    (see ``FD_ROUNDOFF``); at least RTOL_FINITE_DIFF (float64) or RTOL_FLOAT32."""
+    dtype = np.dtype(dtype)
+    minimum = RTOL_FINITE_DIFF if dtype == np.float64 else RTOL_FLOAT32
     floor = REL_ERROR_FLOOR * scale
     if floor <= 0:
-        return RTOL_FINITE_DIFF
-    rounding = FD_ROUNDOFF * float(np.finfo(np.float64).eps) * abs(loss) / FD_STEP
-    return max(RTOL_FINITE_DIFF, rounding / floor)
+        return minimum
+    rounding = FD_ROUNDOFF * float(np.finfo(dtype).eps) * abs(loss) / step
+    return max(minimum, rounding / floor)
 
 
 def rtol_for(dtype: np.dtype | type) -> float:

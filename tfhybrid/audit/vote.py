@@ -7,7 +7,9 @@ import itertools
 
 ALL_AGREE = "all agree"
 NONE_AGREE = "no two agree"
-INCONSISTENT = "inconsistent"  # a ~ b and b ~ c but not a ~ c: tolerances at their edge
+# Two pairs agree and the third does not (a ~ b, b ~ c, but not a ~ c): b sits between
+# a and c, each within tolerance of it; no single source can be called wrong.
+INCONSISTENT = "inconsistent"
 
 
 @dataclasses.dataclass(frozen=True)

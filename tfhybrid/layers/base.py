@@ -42,6 +42,13 @@ class Layer:
     prefix: str = "h"
     # False: the gradient w.r.t. this layer's output is not reported among the intermediates.
     report_gradient: bool = True
+    # True promises that forward and backward never write into the arrays they are given
+    # (x, params, dout, and what the cache shares with other layers); Sequential then
+    # passes them as they are. Else (None, for a layer whose forward or backward is
+    # written outside tfhybrid.layers) it passes copies: code like ``x *= 3`` or a ReLU
+    # that zeroes ``dout`` in place cannot corrupt another layer's cache, the weights or
+    # the reported gradients.
+    pure: bool | None = None
 
     def __init__(self, name: str | None = None):
         if name is not None and (not isinstance(name, str) or not name.isidentifier()):
@@ -94,6 +101,16 @@ class Layer:
         """For a fused layer: the cache :meth:`forward` would have returned, from the
         tensors named in ``fused_needs`` (the others are None) and the batch size."""
         raise NotImplementedError(f"{type(self).__name__} is fused but has no cache_from")
+
+    def is_pure(self) -> bool:
+        """``pure`` if set, else whether forward and backward are the project's own."""
+        if self.pure is not None:
+            return bool(self.pure)
+        cls = type(self)
+        return all(
+            (getattr(cls, method).__module__ or "").startswith("tfhybrid.layers.")
+            for method in ("forward", "backward", "backward_per_example")
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name or ''})"

@@ -99,6 +99,7 @@ class Sequential:
         if not self.param_shapes:
             raise ValueError("the network has no parameters to train")
         self.first = next(i for i, keys in enumerate(self.param_keys) if keys)
+        self._pure = [layer.is_pure() for layer in layers]
         self._offsets, at = {}, 0
         for key, shape in self.param_shapes.items():
             self._offsets[key], at = at, at + int(np.prod(shape))
@@ -226,7 +227,7 @@ class Sequential:
             run = self._run_at.get(index)
             if run is None:
                 layer = self.layers[index]
-                h, caches[index] = layer.forward(self.layer_params(index), np.asarray(h))
+                h, caches[index] = layer.forward(*self._arguments(index, h))
                 index += 1
                 continue
             h_in = tf.convert_to_tensor(h)
@@ -243,6 +244,14 @@ class Sequential:
                 )
             index = run.stop
         return np.asarray(h), caches
+
+    def _arguments(self, index: int, h) -> tuple[dict, np.ndarray]:
+        """Layer ``index``'s parameters and input; copies for a layer that may write
+        into them (see ``Layer.pure``)."""
+        params, h = self.layer_params(index), np.asarray(h)
+        if self._pure[index]:
+            return params, h
+        return {k: v.copy() for k, v in params.items()}, h.copy()
 
     def _flat_tensor(self):
         return tf.convert_to_tensor(self.flat_params()) if self.runs else None
@@ -277,7 +286,8 @@ class Sequential:
                     dout, merged = dx, index - 1
                     continue
             step = layer.backward_per_example if per_example else layer.backward
-            dout, local = step(dout, caches[index], need_dx)
+            upstream = dout if self._pure[index] else np.array(dout)  # see Layer.pure
+            dout, local = step(upstream, caches[index], need_dx)
             keys = self.param_keys[index]
             unknown = set(local) - set(keys)
             if unknown:
@@ -389,7 +399,7 @@ class Sequential:
         while index < len(self.layers):
             run = self._run_at.get(index)
             if run is None:
-                h, _ = self.layers[index].forward(self.layer_params(index), np.asarray(h))
+                h, _ = self.layers[index].forward(*self._arguments(index, h))
                 index += 1
             else:
                 h = run.predict_call(tf.convert_to_tensor(h), flat)[1]
@@ -417,13 +427,15 @@ class Sequential:
             h = layer.reference(self.layer_params(index, params), h)
             if index >= self.first and layer.report_gradient:
                 inter[self.names[index]] = h
-        y = tf.cast(tf.convert_to_tensor(y), h.dtype)
+        return self.reference_loss(h, y), inter
+
+    def reference_loss(self, logits, y):
+        """The loss of ``logits`` [N,K] for one-hot ``y`` in TensorFlow ops (mean over N)."""
+        y = tf.cast(tf.convert_to_tensor(y), logits.dtype)
         if self.loss == "sigmoid_cross_entropy":
-            per_output = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=h)
-            loss = tf.reduce_mean(tf.reduce_sum(per_output, axis=1))
-        else:
-            loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, h))
-        return loss, inter
+            per_output = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits)
+            return tf.reduce_mean(tf.reduce_sum(per_output, axis=1))
+        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, logits))
 
     def summary(self) -> str:
         """One line per layer: output name, layer, output shape, parameters; a layer
