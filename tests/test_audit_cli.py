@@ -99,3 +99,21 @@ def random_images(monkeypatch):
 def test_exit_code_follows_expect(random_images, capsys, args, code):
     assert cli.main(["--batch", "2", *args]) == code
     assert "update check" in capsys.readouterr().out
+
+
+def test_per_example_and_dw_mode_from_the_command_line(data_dir, tmp_path):
+    report = tmp_path / "audit.json"
+    result = run_check(
+        "--batch", "2", "--dw-mode", "per-sample", "--per-example", "--expect", "db1",
+        "--json", str(report), "--data-dir", str(data_dir),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "dw_mode per-sample" in result.stdout
+    assert "dw1:per-example" in result.stdout and "per-example gradient norms" in result.stdout
+    assert "layer at fault: 0 (Conv2D, output z1)" in result.stdout
+    assert "1/400 = 1/Ho*Wo (20x20 output positions)" in result.stdout
+    record = json.loads(report.read_text())
+    assert record["layer_at_fault"] == 0 and len(record["per_example_norms"]["w1"]) == 2
+    assert "db1:per-example" in record["mismatches"] and record["unexpected"] == []
+    refused = run_check("--model", "two-layer-net", "--dw-mode", "per-sample")
+    assert_one_line_error(refused, "--dw-mode", "two-layer-net")
