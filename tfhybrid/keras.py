@@ -212,6 +212,8 @@ class HybridLayer(keras.layers.Layer):
         dtype = self._check_dtype()
         layer = self.layer
         layer.input_shape = shape  # the built-in layers' cache_from reads it
+        if hasattr(layer, "choose_plan"):  # a convolution picks its backward's kernels, as
+            layer.choose_plan(shape, dtype)  # tfhybrid.Sequential has it do
         shapes = {k: tuple(int(d) for d in s) for k, s in layer.param_shapes(shape).items()}
         self._out_shape = self._output_shape_of(shape)
         layer.output_shape_ = self._out_shape
