@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
-DW_MODES = ("batched", "per-sample")
-BIAS_GRAD_RULES = ("seed", "exact")
-TIE_RULES = ("first", "all")
+from tfhybrid.choices import BIAS_GRAD_RULES, DW_MODES, TIE_RULES
+
+__all__ = ["BIAS_GRAD_RULES", "DW_MODES", "TIE_RULES"]  # also importable from here
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfhybrid._tf import tf
-from tfhybrid.catalog import BIAS_GRAD_RULES, DW_MODES
+from tfhybrid.choices import BIAS_GRAD_RULES, DW_MODES, check_choice
 from tfhybrid.layers import initializers
 from tfhybrid.layers.base import Layer, Shape
 from tfhybrid.ops import conv_plan, tf_kernels
@@ -56,10 +56,8 @@ class Conv2D(Layer):
         self.kernel_size = _positive_int("kernel_size", kernel_size)
         self.stride = _positive_int("stride", stride)
         self.padding = _positive_int("padding", padding, minimum=0)
-        if dw_mode not in DW_MODES:
-            raise ValueError(f"dw_mode must be one of {DW_MODES}, got {dw_mode!r}")
-        if bias_grad not in BIAS_GRAD_RULES:
-            raise ValueError(f"bias_grad must be one of {BIAS_GRAD_RULES}, got {bias_grad!r}")
+        check_choice("dw_mode", dw_mode, DW_MODES)
+        check_choice("bias_grad", bias_grad, BIAS_GRAD_RULES)
         self.use_bias, self.dw_mode, self.bias_grad = bool(use_bias), dw_mode, bias_grad
         self.kernel_init = initializers.get(kernel_init)
         self.bias_init = initializers.get(bias_init)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfhybrid._tf import tf
-from tfhybrid.catalog import TIE_RULES
+from tfhybrid.choices import TIE_RULES, check_choice
 from tfhybrid.layers.base import Layer, Shape
 from tfhybrid.ops.maxpool import (
     check_pool_options,
@@ -86,8 +86,7 @@ class MaxPool2D(Layer):
         name: str | None = None,
     ):
         super().__init__(name)
-        if ties not in TIE_RULES:
-            raise ValueError(f"pool_ties must be one of {TIE_RULES}, got {ties!r}")
+        check_choice("pool_ties", ties, TIE_RULES)
         self.size, self.stride = size, size if stride is None else stride
         self.padding, self.pad_value, self.ties = padding, float(pad_value), ties
         check_pool_options(self.size, self.stride, self.padding, ties)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfhybrid.catalog import DW_MODES
+from tfhybrid.choices import DW_MODES, check_choice
 from tfhybrid.ops import conv_plan, tf_kernels
 
 
@@ -39,8 +39,7 @@ def conv2d_backward(
     formulations (:mod:`tfhybrid.ops.conv_plan`; default: :func:`conv_plan.choose`'s).
     """
     x, w, b_shape, stride, pad = cache
-    if dw_mode not in DW_MODES:
-        raise ValueError(f"dw_mode must be one of {DW_MODES}, got {dw_mode!r}")
+    check_choice("dw_mode", dw_mode, DW_MODES)
     per_sample = per_example or dw_mode == "per-sample"
     fn = backward_fn(
         dout.dtype, tuple(x.shape[1:]), w.shape, stride, pad, need_dx, per_sample, plan
@@ -98,8 +97,7 @@ def filter_gradient(
     plan: conv_plan.ConvPlan | None = None,
 ) -> np.ndarray:
     """dL/dw [kh,kw,C,F] from the layer input x [N,H,W,C] and dout [N,Ho,Wo,F]."""
-    if dw_mode not in DW_MODES:
-        raise ValueError(f"dw_mode must be one of {DW_MODES}, got {dw_mode!r}")
+    check_choice("dw_mode", dw_mode, DW_MODES)
     fn = backward_fn(
         dout.dtype,
         tuple(x.shape[1:]),

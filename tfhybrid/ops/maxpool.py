@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfhybrid.catalog import TIE_RULES
+from tfhybrid.choices import TIE_RULES, check_choice
 
 
 def pool_output_size(size: int, window: int, stride: int, pad: int) -> int:
@@ -25,8 +25,7 @@ def pool_output_size(size: int, window: int, stride: int, pad: int) -> int:
 
 
 def check_pool_options(size: int, stride: int, pad: int, ties: str) -> None:
-    if ties not in TIE_RULES:
-        raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
+    check_choice("ties", ties, TIE_RULES)
     for label, value, low in (("size", size, 1), ("stride", stride, 1), ("pad", pad, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"pool {label} must be an integer >= {low}, got {value!r}")

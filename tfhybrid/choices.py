@@ -1,0 +1,18 @@
+"""The choices of the model options, in a module without TensorFlow or the catalog.
+
+The ops and layers check their arguments against these where the arguments enter;
+:mod:`tfhybrid.catalog` declares each model option (flag, default, help) with them.
+"""
+
+from __future__ import annotations
+
+DW_MODES = ("batched", "per-sample")  # the filter gradient: one call per batch, or per sample
+BIAS_GRAD_RULES = ("seed", "exact")  # the article's db1 (1/400 of the true one), or the true one
+TIE_RULES = ("first", "all")  # max-pool ties: the first maximum (true), or every one
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``; else ValueError naming ``name`` and them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
