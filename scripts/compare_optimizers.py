@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a cl
 from tfhybrid.cli import OneLineParser, add_data_dir_option, run  # noqa: E402
 from tfhybrid.config import resolve_data_dir  # noqa: E402
 from tfhybrid.errors import ConfigError  # noqa: E402
-from tfhybrid.optimizers import OPTIMIZER_NAMES  # noqa: E402
+from tfhybrid.optimizers import optimizer_names  # noqa: E402
 from tfhybrid.runtime import tune_for_training  # noqa: E402
 
 # The source's optimizers with their default hyper-parameters (doc 004's textbook).
@@ -59,7 +59,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument(
         "--optimizers",
         default="sgd,momentum,adagrad,adam",
-        help=f"comma-separated, from {','.join(OPTIMIZER_NAMES)}",
+        help=f"comma-separated, from {','.join(optimizer_names())}",
     )
     parser.add_argument("--seed", type=int, default=0)
     add_data_dir_option(parser)
@@ -77,11 +77,11 @@ def build_parser() -> OneLineParser:
 def parse(argv=None):
     args = build_parser().parse_args(argv)
     args.optimizers = [name.strip() for name in args.optimizers.split(",") if name.strip()]
-    unknown = [name for name in args.optimizers if name not in OPTIMIZER_NAMES]
+    unknown = [name for name in args.optimizers if name not in optimizer_names()]
     if unknown or not args.optimizers:
         raise ConfigError(
             f"--optimizers: unknown {', '.join(unknown) or '(none given)'}; "
-            f"choose from {','.join(OPTIMIZER_NAMES)}"
+            f"choose from {','.join(optimizer_names())}"
         )
     for flag, value in (
         ("--iterations", args.iterations),

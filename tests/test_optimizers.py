@@ -190,3 +190,37 @@ def test_build_optimizer_rejects_unknown_names_and_bad_lr():
         build_optimizer("lbfgs", 0.1)
     with pytest.raises(ValueError, match="learning rate"):
         build_optimizer("sgd", 0.0)
+
+
+def test_an_optimizer_added_as_one_class_is_known_everywhere():
+    """docs/development.md: a class with a name, a conventional rate and _apply."""
+    from tfhybrid.catalog import default_lr
+    from tfhybrid.config import TrainConfig
+    from tfhybrid.optimizers import OPTIMIZERS, Optimizer, build_optimizer, optimizer_names
+
+    class SignSGD(Optimizer):
+        """p <- p - lr sign(g)."""
+
+        name = "signsgd"
+        conventional_lr = 0.001
+
+        def _apply(self, key, param, grad):
+            param -= self.lr * np.sign(grad)
+
+    try:
+        assert "signsgd" in optimizer_names()
+        params = {"w": np.array([1.0, -2.0])}
+        build_optimizer("signsgd", 0.5).update(params, {"w": np.array([3.0, -0.1])})
+        np.testing.assert_array_equal(params["w"], [0.5, -1.5])
+        assert default_lr("seed-cnn", "signsgd") == (0.001, "signsgd's conventional rate")
+        config = TrainConfig.for_model("seed-cnn", optimizer="signsgd").validated()
+        assert config.lr == 0.001
+    finally:
+        OPTIMIZERS.pop("signsgd", None)
+    with pytest.raises(TypeError, match="must set conventional_lr"):
+
+        class NoRate(Optimizer):  # noqa: F841
+            name = "norate"
+
+            def _apply(self, key, param, grad):
+                pass

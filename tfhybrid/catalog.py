@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Mapping
 
 from tfhybrid.choices import BIAS_GRAD_RULES, DW_MODES, TIE_RULES
 
@@ -112,27 +113,47 @@ class ModelSpec:
         return getattr(importlib.import_module(module), function)
 
 
+class _ConventionalRates(Mapping):
+    """optimizer name -> its ``conventional_lr``, read from the registered classes (so an
+    optimizer added as one class has its rate here too)."""
+
+    def _rates(self) -> dict[str, float]:
+        from tfhybrid.optimizers import OPTIMIZERS
+
+        return {n: c.conventional_lr for n, c in OPTIMIZERS.items() if c.conventional_lr}
+
+    def __getitem__(self, name: str) -> float:
+        return self._rates()[name]
+
+    def __iter__(self):
+        return iter(self._rates())
+
+    def __len__(self) -> int:
+        return len(self._rates())
+
+
 # Without --lr, an optimizer other than the source's takes its conventional rate (the
 # textbook's defaults that doc 004 follows; Keras's for RMSprop and Adam).
-CONVENTIONAL_LR = {"sgd": 0.01, "adagrad": 0.01, "rmsprop": 0.001, "adam": 0.001}
-
-
-MOMENTUM_SPEEDUP = 10  # momentum 0.9: a steady gradient moves 1 / (1 - 0.9) times as far
+CONVENTIONAL_LR = _ConventionalRates()
 
 
 def default_lr(model: str, optimizer: str) -> tuple[float, str]:
     """(learning rate, where it comes from) for ``optimizer`` on ``model`` without --lr.
 
-    The source's rate for the source's optimizer. Momentum: the model's SGD rate / 10,
-    the same steady step as plain SGD (a network that needs a small SGD rate needs a small
-    momentum rate too). Otherwise the optimizer's conventional rate.
+    The source's rate for the source's optimizer. An optimizer with ``sgd_rate_divisor``
+    (momentum): the model's SGD rate divided by it, the same steady step as plain SGD (a
+    network that needs a small SGD rate needs a small momentum rate too). Otherwise the
+    optimizer's ``conventional_lr``.
     """
+    from tfhybrid.optimizers import OPTIMIZERS
+
     training = MODELS[model].training
     if optimizer == training.optimizer:
         return training.lr, f"{model}'s source rate for {optimizer}"
-    if optimizer == "momentum":
+    divisor = OPTIMIZERS[optimizer].sgd_rate_divisor
+    if divisor:
         sgd = training.lr if training.optimizer == "sgd" else CONVENTIONAL_LR["sgd"]
-        return sgd / MOMENTUM_SPEEDUP, f"{model}'s SGD rate / {MOMENTUM_SPEEDUP} for momentum"
+        return sgd / divisor, f"{model}'s SGD rate / {divisor:g} for {optimizer}"
     return CONVENTIONAL_LR[optimizer], f"{optimizer}'s conventional rate"
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from tfhybrid.catalog import CONVENTIONAL_LR, MODEL_NAMES, MODELS, OPTIONS
 from tfhybrid.config import DATA_DIR_ENV, DATASETS, TrainConfig
 from tfhybrid.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, TfhybridError
-from tfhybrid.optimizers import OPTIMIZER_NAMES
+from tfhybrid.optimizers import optimizer_names
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     parser.add_argument(
         "--optimizer",
-        metavar="|".join(OPTIMIZER_NAMES),
+        metavar="|".join(optimizer_names()),
         help=f"default: the model's source optimizer ({defaults.optimizer} for seed-cnn)",
     )
     parser.add_argument(

@@ -22,7 +22,7 @@ from tfhybrid.catalog import (
 )
 from tfhybrid.catalog import TIE_RULES as POOL_TIE_RULES
 from tfhybrid.errors import ConfigError
-from tfhybrid.optimizers import OPTIMIZER_NAMES
+from tfhybrid.optimizers import optimizer_names
 
 __all__ = [
     "BIAS_GRAD_RULES",
@@ -98,7 +98,7 @@ class TrainConfig:
         if "epochs" in overrides and "iterations" not in overrides:
             settings["iterations"] = None
         chosen = overrides.get("optimizer")
-        if "lr" not in overrides and chosen in OPTIMIZER_NAMES:
+        if "lr" not in overrides and chosen in optimizer_names():
             settings["lr"] = default_lr(model, chosen)[0]
         return cls(model=model, **{**settings, **overrides})
 
@@ -135,7 +135,7 @@ class TrainConfig:
         if not math.isfinite(self.lr) or self.lr <= 0:
             raise ConfigError(f"--lr must be a finite number > 0, got {self.lr!r}")
         _check_int("--seed", self.seed, minimum=0)
-        _check_choice("--optimizer", self.optimizer, OPTIMIZER_NAMES)
+        _check_choice("--optimizer", self.optimizer, optimizer_names())
         for option in OPTIONS:
             value, flag = getattr(self, option.keyword), option.flag
             if option.keyword in MODEL_OPTIONS[self.model]:

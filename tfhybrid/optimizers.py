@@ -15,6 +15,11 @@ with gradient g, elementwise, and eps = 1e-7:
 State (v, h, m, t) is kept per parameter key, and can be exported with ``state_dict()``
 as a flat dict of NumPy arrays ("slot/key" -> array, "step" -> int64 scalar) and restored
 with ``load_state_dict()``, e.g. through ``np.savez``.
+
+Adding an optimizer is one class: subclass :class:`Optimizer` with a ``name``, its
+``conventional_lr`` (the rate a model trains it with when its source used another
+optimizer and no --lr is given) and ``_apply``; defining the class registers it, so
+``build_optimizer``, ``--optimizer`` and the config know it (docs/development.md).
 """
 
 from __future__ import annotations
@@ -24,11 +29,35 @@ import numpy as np
 EPS = 1e-7
 
 
+OPTIMIZERS: dict[str, type[Optimizer]] = {}  # name -> class, filled as classes are defined
+
+
 class Optimizer:
-    """Base: a learning rate, named state slots per parameter key, a step counter."""
+    """Base: a learning rate, named state slots per parameter key, a step counter.
+
+    A subclass with a ``name`` registers itself in :data:`OPTIMIZERS`. It sets
+    ``conventional_lr`` (a rate > 0), or ``sgd_rate_divisor`` to take the model's SGD
+    rate divided by it (momentum: the same steady step as plain SGD).
+    """
 
     name = ""
     SLOTS: tuple[str, ...] = ()
+    conventional_lr: float | None = None
+    sgd_rate_divisor: float | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.name:
+            return
+        if not isinstance(cls.name, str) or not cls.name.replace("-", "").isalnum():
+            raise TypeError(f"optimizer name must be a word like 'adam', got {cls.name!r}")
+        rates = (cls.conventional_lr, cls.sgd_rate_divisor)
+        if not any(r is not None and float(r) > 0 for r in rates):
+            raise TypeError(
+                f"optimizer {cls.name!r} must set conventional_lr (its rate without --lr) "
+                "or sgd_rate_divisor, a number > 0"
+            )
+        OPTIMIZERS[cls.name] = cls
 
     def __init__(self, lr: float):
         if not float(lr) > 0:
@@ -84,6 +113,7 @@ class SGD(Optimizer):
     """Plain stochastic gradient descent: p <- p - lr * g. Same as ``keras.optimizers.SGD``."""
 
     name = "sgd"
+    conventional_lr = 0.01
 
     def __init__(self, lr: float = 0.1):
         super().__init__(lr)
@@ -100,6 +130,7 @@ class Momentum(Optimizer):
     """
 
     name = "momentum"
+    sgd_rate_divisor = 10  # momentum 0.9: a steady gradient moves 1 / (1 - 0.9) times as far
     SLOTS = ("velocity",)
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9):
@@ -123,6 +154,7 @@ class AdaGrad(Optimizer):
     """
 
     name = "adagrad"
+    conventional_lr = 0.01
     SLOTS = ("h",)
 
     def __init__(self, lr: float = 0.01, eps: float = EPS):
@@ -144,6 +176,7 @@ class RMSprop(Optimizer):
     """
 
     name = "rmsprop"
+    conventional_lr = 0.001
     SLOTS = ("h",)
 
     def __init__(self, lr: float = 0.01, decay: float = 0.99, eps: float = EPS):
@@ -169,6 +202,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    conventional_lr = 0.001
     SLOTS = ("m", "v")
 
     def __init__(
@@ -189,13 +223,19 @@ class Adam(Optimizer):
         param -= self._lr_t * m / (np.sqrt(v) + self.eps)
 
 
-OPTIMIZERS = {cls.name: cls for cls in (SGD, Momentum, AdaGrad, Adam, RMSprop)}
-OPTIMIZER_NAMES = tuple(OPTIMIZERS)
+OPTIMIZER_NAMES = tuple(OPTIMIZERS)  # the built-in ones; optimizer_names() has every one
+
+
+def optimizer_names() -> tuple[str, ...]:
+    """Every registered optimizer, the built-in ones first."""
+    return tuple(OPTIMIZERS)
 
 
 def build_optimizer(name: str, lr: float, **options) -> Optimizer:
-    """An optimizer by name (sgd, momentum, adagrad, adam, rmsprop); ``options`` are its
-    other hyper-parameters (momentum, decay, beta1, beta2, eps)."""
+    """An optimizer by name (sgd, momentum, adagrad, adam, rmsprop, or one registered by
+    its class); ``options`` are its other hyper-parameters (momentum, decay, beta1, ...)."""
     if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
+        raise ValueError(
+            f"unknown optimizer {name!r}; choose one of {', '.join(optimizer_names())}"
+        )
     return OPTIMIZERS[name](lr, **options)
