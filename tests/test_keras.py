@@ -353,6 +353,27 @@ def test_the_audit_callback_catches_a_planted_bug_and_names_it():
     assert fault is None or (fault in outcome and "Tanh" in fault)
 
 
+@pytest.mark.parametrize("factor", [1.0, 2.0])
+def test_in_a_mixed_model_each_hybrid_layer_is_audited_on_its_own(factor):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 6)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
+    model = mixed_model(factor)
+    model.compile(keras.optimizers.SGD(0.1), keras.losses.CategoricalCrossentropy(from_logits=True))
+    audit = AuditCallback(x[:4], y[:4])
+    history = model.fit(x, y, batch_size=4, epochs=1, callbacks=[audit], verbose=0)
+    outcome = str(history.history["audit"][0])
+    if factor == 1.0:
+        assert history.history["audit_ok"] == [1.0]
+        assert outcome == "ok: the hand-written backward of all 1 hybrid layers matches"
+    else:
+        assert history.history["audit_ok"] == [0.0]
+        assert "layer at fault: tanh: its own backward gives dx off by a constant factor 2" in (
+            outcome
+        )
+    assert list(audit.reports[0]) == ["tanh"]
+
+
 def test_save_and_load_weights_and_the_whole_model(tmp_path):
     x, _ = batch()
     model = to_keras(small_cnn())
@@ -471,10 +492,10 @@ def test_bad_input_gets_one_clear_error():
 
     with pytest.raises(ValueError, match="every must be an integer"):
         AuditCallback(np.zeros((1, 3)), np.zeros((1, 2)), every=0)
-    mixed = mixed_model(1.0)
-    mixed.compile("sgd", "mse")
-    with pytest.raises(ValueError, match="HybridLayers alone.*check_layer"):
-        mixed.fit(
+    plain = keras.Sequential([keras.Input(shape=(6,)), keras.layers.Dense(3)])
+    plain.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="has none; wrap your tfhybrid layers with HybridLayer"):
+        plain.fit(
             np.zeros((2, 6)),
             np.zeros((2, 3)),
             callbacks=[AuditCallback(np.zeros((1, 6)), np.zeros((1, 3)))],

@@ -564,14 +564,30 @@ def summarise(report) -> str:
     return f"{text}; {fault}" if fault else text
 
 
+def summarise_layers(reports: dict) -> str:
+    """The short outcome of each HybridLayer checked on its own: the first that fails is
+    the layer at fault."""
+    bad = {name: r for name, r in reports.items() if not r.ok}
+    if not bad:
+        return f"ok: the hand-written backward of all {len(reports)} hybrid layers matches"
+    name, report = next(iter(bad.items()))
+    wrong = ", ".join(f"d{k} {v}" for k, v in report.verdicts.items() if k in report.mismatches)
+    text = f"mismatch in {', '.join(bad)}; {LAYER_AT_FAULT} {name}: its own backward gives {wrong}"
+    return text
+
+
 class AuditCallback(keras.callbacks.Callback):
     """Audits the hybrid layers' hand-written gradients during ``fit``, at the current weights.
 
-    Every ``every``-th epoch, the model (HybridLayers alone, one after the other, as
-    :func:`to_keras` makes) is rebuilt as a :class:`tfhybrid.Sequential` holding the
+    Every ``every``-th epoch, a model of HybridLayers alone, one after the other (as
+    :func:`to_keras` makes), is rebuilt as a :class:`tfhybrid.Sequential` holding the
     Keras weights (:func:`to_sequential`) and audited with :func:`tfhybrid.audit.audit`
     on the batch ``x``, ``y`` (one-hot [N,K], or int labels [N]): every gradient against
-    ``tf.GradientTape`` in float64 and float32 and finite differences. The epoch's logs
+    ``tf.GradientTape`` in float64 and float32 and finite differences. In a model that
+    mixes HybridLayers with Keras layers, each HybridLayer is checked on its own
+    (:func:`tfhybrid.audit.check_op`, its ``reference``'s tape and finite differences) at
+    its current weights and at the input it gets from ``x``; the first that fails is the
+    layer at fault (``y`` is not used then). The epoch's logs
     get ``audit_ok`` (1.0 or 0.0) and ``audit`` (an :class:`AuditOutcome`: the short
     outcome as text, the same 1/0 as a number), so History, CSVLogger and TensorBoard
     show them; ``self.reports`` keeps every report by epoch (0-based, as Keras counts).
@@ -613,21 +629,36 @@ class AuditCallback(keras.callbacks.Callback):
         self.verbose = verbose
         self.reports: dict[int, object] = {}
         self._net = None
+        self._probe = None
 
     def on_train_begin(self, logs=None):
-        if hybrid_chain(self.model) is None:
-            kinds = sorted({type(lyr).__name__ for lyr in self.model.layers})
+        self._net = self._probe = None
+        if hybrid_chain(self.model) is not None:
+            return
+        hybrids = [lyr for lyr in self.model.layers if isinstance(lyr, HybridLayer)]
+        if not hybrids:
             raise ValueError(
-                f"AuditCallback audits a model made of HybridLayers alone, one after the "
-                f"other (as to_keras makes); {self.model.name} has {', '.join(kinds)}; "
-                "check a single layer with tfhybrid.audit.check_layer instead"
+                f"AuditCallback audits HybridLayers, and {self.model.name} has none; "
+                "wrap your tfhybrid layers with HybridLayer"
             )
-        self._net = None
+        try:
+            inputs = [lyr.input for lyr in hybrids]
+        except (AttributeError, ValueError) as err:  # a layer called on several inputs
+            raise ValueError(
+                f"AuditCallback cannot tell which input each HybridLayer of "
+                f"{self.model.name} gets ({err}); call each HybridLayer once"
+            ) from None
+        self._hybrids = hybrids
+        given = self.model.inputs
+        self._probe = keras.Model(given[0] if len(given) == 1 else given, inputs)
 
     def audit_now(self):
-        """Audit the model at its current weights; returns the AuditReport."""
+        """Audit the model at its current weights: an AuditReport (a model of HybridLayers
+        alone), or {layer name: OpReport} (each HybridLayer of a mixed model)."""
         from tfhybrid.audit import audit
 
+        if self._probe is not None:
+            return self._audit_layers()
         if self._net is None:
             self._net = to_sequential(self.model, loss=self.loss)
         else:  # same layers: only the weights change
@@ -639,14 +670,52 @@ class AuditCallback(keras.callbacks.Callback):
         y = self.y.astype(self._net.dtype)
         return audit(self._net, self.x, y, expect=self.expect, fd_samples=self.fd_samples)
 
+    def _audit_layers(self) -> dict:
+        from tfhybrid.audit import check_op
+
+        seen = self._probe(self.x, training=False)
+        seen = seen if isinstance(seen, (list, tuple)) else [seen]
+        reports = {}
+        for hybrid, x in zip(self._hybrids, seen, strict=True):
+            layer = copy.deepcopy(hybrid.layer)
+            if hasattr(layer, "choose_plan"):
+                layer.choose_plan(tuple(layer.input_shape), np.float64)
+            params = {k: v.astype(np.float64) for k, v in hybrid.params().items()}
+            if "x" in params:
+                raise ValueError(f"{type(layer).__name__} names a parameter 'x', its input's name")
+
+            def forward(x, _layer=layer, **p):
+                return _layer.forward(p, x)
+
+            def backward(dout, cache, _layer=layer):
+                dx, grads = _layer.backward(dout, cache, True)
+                return {**({} if dx is None else {"x": dx}), **grads}
+
+            def reference(x, _layer=layer, **p):
+                return _layer.reference(p, x)
+
+            reports[hybrid.name] = check_op(
+                forward,
+                backward,
+                {"x": np.asarray(x, np.float64), **params},
+                reference,
+                fd_samples=self.fd_samples,
+                name=f"{hybrid.name} ({type(layer).__name__})",
+            )
+        return reports
+
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
         report = self.audit_now()
         self.reports[epoch] = report
-        text = summarise(report)
+        if isinstance(report, dict):
+            ok = all(r.ok for r in report.values())
+            text = summarise_layers(report)
+        else:
+            ok, text = report.ok, summarise(report)
         if logs is not None:
-            logs["audit_ok"] = 1.0 if report.ok else 0.0
-            logs["audit"] = AuditOutcome(report.ok, text)
+            logs["audit_ok"] = 1.0 if ok else 0.0
+            logs["audit"] = AuditOutcome(ok, text)
         if self.verbose:
             print(f"epoch {epoch + 1} audit: {text}")
