@@ -118,11 +118,16 @@ def test_the_rule_is_fixed_and_named_in_the_summary(monkeypatch):
 
 
 def test_rule_without_avx512_takes_batch_as_channels_for_stride_one(monkeypatch):
+    monkeypatch.setattr(conv_plan, "gpu_visible", lambda: False)
     monkeypatch.setattr(conv_plan, "cpu_has_avx512", lambda: False)
     assert conv_plan.rule((28, 28, 1), (9, 9, 1, 20), 1, 0, None).dw == "batch-as-channels"
     assert conv_plan.rule((28, 28, 8), (3, 3, 8, 16), 2, 1, None).dw == "backprop-filter"
     monkeypatch.setattr(conv_plan, "cpu_has_avx512", lambda: True)
     assert conv_plan.rule((28, 28, 1), (9, 9, 1, 20), 1, 0, None).dw == "backprop-filter"
+    monkeypatch.setattr(conv_plan, "gpu_visible", lambda: True)
+    assert conv_plan.rule((28, 28, 1), (9, 9, 1, 20), 1, 0, None) == conv_plan.ConvPlan(
+        per_sample_xla=False
+    )
 
 
 def test_a_measured_plan_is_one_of_the_candidates(monkeypatch):

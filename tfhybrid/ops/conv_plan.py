@@ -26,7 +26,8 @@ measurements in docs/performance.md:
 - each sample's dw: ``vectorized`` under XLA (2-3 times faster than without XLA for one
   input channel or a stride, never slower; the depthwise form was slower on every shape
   measured with AVX-512, and on all but one without);
-- dx: ``backprop-input``, no XLA (the flipped forward form was never faster).
+- dx: ``backprop-input``, no XLA (the flipped forward form was never faster);
+- where TensorFlow sees a GPU (not measured): TensorFlow's own kernels, no XLA.
 
 ``TFHYBRID_CONV_PLAN=measure`` replaces the rule by a short measurement per convolution
 shape (every candidate timed on a random batch, the fastest kept for the process); it
@@ -90,8 +91,18 @@ def cpu_has_avx512() -> bool:
     return True
 
 
+@functools.cache
+def gpu_visible() -> bool:
+    """True where TensorFlow sees a GPU (the convolutions then run there)."""
+    from tfhybrid._tf import tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def rule(x_shape: tuple, w_shape: tuple, stride: int, pad: int, dtype) -> ConvPlan:
     """The fixed rule of the module docstring."""
+    if gpu_visible():  # not measured on a GPU: TensorFlow's own kernels, as autodiff
+        return ConvPlan(per_sample_xla=False)
     batch_as_channels = stride == 1 and not cpu_has_avx512()
     return ConvPlan(dw="batch-as-channels" if batch_as_channels else "backprop-filter")
 
