@@ -59,7 +59,8 @@ def main(argv=None) -> int:
             log=lambda line: print(line, flush=True),
         )
 
-    return run(job)
+    # An interrupted reproduction resumes when the same command runs again.
+    return run(job, resume_hint=lambda run_dir: "the same reproduce command again")
 
 
 if __name__ == "__main__":

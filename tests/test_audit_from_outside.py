@@ -13,10 +13,11 @@ import pytest
 from tests.conftest import run_train_script
 from tests.test_audit_cli import random_images, run_check  # noqa: F401 (a fixture)
 from tests.test_cli import assert_one_line_error
-from tfhybrid.audit import cli, registry
+from tfhybrid.audit import cli, saved_run
+from tfhybrid.audit.epoch import EpochAudit
 from tfhybrid.config import TrainConfig
 from tfhybrid.errors import ConfigError
-from tfhybrid.training import EpochAudit, train_and_evaluate
+from tfhybrid.training import train_and_evaluate
 
 NETS = '''
 import numpy as np
@@ -195,7 +196,7 @@ def test_from_a_run_with_the_seed_rule_names_db1(runs, data_dir):
 
 
 def test_from_reads_the_saved_weights(runs):
-    run = registry.read_run(str(runs / "seed"))
+    run = saved_run.read_run(str(runs / "seed"))
     with np.load(runs / "seed" / "params.npz") as saved:
         assert all(np.array_equal(run.params[k], saved[k]) for k in saved.files)
     assert (run.model, run.options, run.seed) == (
@@ -209,7 +210,7 @@ def test_from_falls_back_to_the_checkpoint(runs, tmp_path, random_images, capsys
     folder = tmp_path / "run"
     folder.mkdir()
     shutil.copy(runs / "exact" / "checkpoint.npz", folder)  # no params.npz, no metrics.json
-    run = registry.read_run(str(folder))
+    run = saved_run.read_run(str(folder))
     assert run.source == str(folder / "checkpoint.npz") and run.when == "after epoch 1"
     assert run.options["bias_grad"] == "exact"
     assert cli.main(["--from", str(folder), "--batch", "2"]) == 0

@@ -90,7 +90,7 @@ def test_history_is_written_epoch_by_epoch_and_follows_the_checkpoint(data_dir, 
 
 
 def test_the_resume_hint_names_the_command_that_was_run(monkeypatch, tmp_path):
-    from tfhybrid.training import resume_command
+    from tfhybrid.cli import resume_command
 
     monkeypatch.setattr("sys.argv", ["/venv/bin/tfhybrid-train", "--epochs", "3"])
     assert resume_command(tmp_path) == f"tfhybrid-train --resume {tmp_path}"

@@ -8,10 +8,11 @@ here imports TensorFlow, so a bad option is rejected in a fraction of a second.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from collections.abc import Mapping
 
-from tfhybrid.choices import BIAS_GRAD_RULES, DW_MODES, TIE_RULES
+from tfhybrid.choices import BIAS_GRAD_RULES, DW_MODES, TIE_RULES, check_choice
 
 __all__ = ["BIAS_GRAD_RULES", "DW_MODES", "TIE_RULES"]  # also importable from here
 
@@ -30,10 +31,21 @@ class Option:
     default: str
     help: str
     exact: str | None = None
+    layer: str = ""  # the class of the layers it configures ("Conv2D")
+    argument: str = ""  # their constructor's keyword for it (default: ``keyword``)
 
     @property
     def flag(self) -> str:
         return "--" + self.keyword.replace("_", "-")
+
+    @property
+    def layer_argument(self) -> str:
+        return self.argument or self.keyword
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The catalog networks that take this option."""
+        return tuple(name for name in MODEL_NAMES if self in MODELS[name].options)
 
 
 DW_MODE = Option(
@@ -42,6 +54,7 @@ DW_MODE = Option(
     "batched",
     "filter gradient: one TensorFlow call per batch (default), or each sample's "
     "own convolution as the article",
+    layer="Conv2D",
 )
 BIAS_GRAD = Option(
     "bias_grad",
@@ -49,6 +62,7 @@ BIAS_GRAD = Option(
     "seed",
     "seed (default): the article's db1, 1/400 of the true gradient; exact: the true gradient",
     exact="exact",
+    layer="Conv2D",
 )
 POOL_TIES = Option(
     "pool_ties",
@@ -58,8 +72,53 @@ POOL_TIES = Option(
     "the true gradient, as TensorFlow; all: to every tied maximum, as docs 002 "
     "and 003",
     exact="first",
+    layer="MaxPool2D",
+    argument="ties",
 )
+# Every model option, declared once: TrainConfig's fields, the command lines' flags, the
+# audit's rules and settings and a network's recorded options all derive from these.
+# Adding one: its op, its layer's constructor keyword, an Option here (with ``layer``)
+# added to the ModelSpecs that take it; the builders pass it on (layer_options).
 OPTIONS = (DW_MODE, BIAS_GRAD, POOL_TIES)
+
+
+def layer_options(layer_class: type, values: dict) -> dict:
+    """The options in ``values`` (keyword -> choice) that configure ``layer_class``, as its
+    constructor's keywords: ``Conv2D(20, 9, **layer_options(Conv2D, options))``."""
+    return {
+        option.layer_argument: values[option.keyword]
+        for option in OPTIONS
+        if option.layer == layer_class.__name__ and option.keyword in values
+    }
+
+
+def network(name: str):
+    """Decorator of the builder of catalog network ``name``: checks the options it is given
+    against its ModelSpec (where they enter), fills their defaults, and records them as
+    ``net.options``. The builder takes ``seed``, ``dtype``, ``params``, its extras and
+    ``**options``, which it passes on with :func:`layer_options`."""
+
+    def wrap(builder):
+        @functools.wraps(builder)
+        def build(**kwargs):
+            spec = model_spec(name)
+            known = {option.keyword for option in OPTIONS}
+            foreign = sorted(k for k in kwargs if k in known and k not in spec.option_keywords)
+            if foreign:
+                raise ValueError(
+                    f"{name} takes no option {', '.join(foreign)} (its options: "
+                    f"{', '.join(spec.option_keywords) or 'none'})"
+                )
+            for option in spec.options:
+                kwargs.setdefault(option.keyword, option.default)
+                check_choice(option.keyword, kwargs[option.keyword], option.choices)
+            net = builder(**kwargs)
+            net.options = {option.keyword: kwargs[option.keyword] for option in spec.options}
+            return net
+
+        return build
+
+    return wrap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,9 +313,5 @@ def build_model(name: str, *, seed: int = 0, dtype=None, **options):
     """
     import numpy as np
 
-    spec = model_spec(name)
-    for option in spec.options:
-        value = options.get(option.keyword, option.default)
-        if value not in option.choices:
-            raise ValueError(f"{option.keyword} must be one of {option.choices}, got {value!r}")
+    spec = model_spec(name)  # the builder checks the options (catalog.network)
     return spec.build_function()(seed=seed, dtype=np.float32 if dtype is None else dtype, **options)

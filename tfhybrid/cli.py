@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
 
 from tfhybrid.catalog import CONVENTIONAL_LR, MODEL_NAMES, MODELS, OPTIONS
-from tfhybrid.config import DATA_DIR_ENV, DATASETS, TrainConfig
-from tfhybrid.errors import EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, TfhybridError
+from tfhybrid.config import DATA_DIR_ENV, DATASETS, TrainConfig, saved_config
+from tfhybrid.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    ConfigError,
+    Interrupted,
+    TfhybridError,
+)
 from tfhybrid.optimizers import optimizer_names
 
 
@@ -37,6 +44,12 @@ def command_line(script: str) -> str:
     a clone, or the console command when installed."""
     name = program_name(script)
     return name if name.startswith("tfhybrid-") else f"python scripts/{script}"
+
+
+def resume_command(workdir) -> str:
+    """The command that resumes a training run, as the user started it (script or
+    console command)."""
+    return f"{command_line('train.py')} --resume {shlex.quote(str(workdir))}"
 
 
 def add_limit_options(parser: argparse.ArgumentParser) -> None:
@@ -167,9 +180,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, dict]:
         from tfhybrid.checkpoint import read_checkpoint
 
         saved, _ = read_checkpoint(resume_dir)
-        known = set(TrainConfig().to_dict())
-        settings = {k: v for k, v in saved.get("config", {}).items() if k in known}
-        config = TrainConfig(**{**settings, **given, "out": resume_dir})
+        config = saved_config(saved.get("config", {}), **given, out=resume_dir)
         return config.validated(), {"workdir": resume_dir, "resume": True, "force": False}
     config = TrainConfig.for_model(given.pop("model", "seed-cnn"), **given).validated()
     workdir = config.out or default_workdir(config)
@@ -180,10 +191,18 @@ def default_workdir(config: TrainConfig) -> str:
     return f"runs/{time.strftime('%Y%m%d-%H%M%S')}-seed{config.seed}"
 
 
-def run(main: Callable[[], object]) -> int:
-    """Call ``main``; turn user-fixable errors and Ctrl-C into one line and an exit code."""
+def run(
+    main: Callable[[], object], resume_hint: Callable[[str], str] = resume_command
+) -> int:
+    """Call ``main``; turn user-fixable errors and Ctrl-C into one line and an exit code.
+
+    ``resume_hint(run_dir)``: how this command resumes an interrupted run (default: the
+    training command with --resume)."""
     try:
         main()
+    except Interrupted as err:
+        print(f"error: {err.with_hint(resume_hint(err.run_dir))}", file=sys.stderr)
+        return err.exit_code
     except TfhybridError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -39,39 +39,11 @@ MNIST_TRAIN_SIZE = 55_000  # tfds "train[5000:]"; "train[:5000]" is the validati
 DATA_DIR_ENV = "TFHYBRID_DATA_DIR"
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run; saved whole into ``metrics.json``.
-
-    Defaults are the source article's program: batch 100, plain SGD with lr 0.1,
-    10 epochs over 55,000 images. :meth:`for_model` gives another network its own
-    source's settings. ``iterations``, when set, counts updates instead of epochs.
-    Model options (``dw_mode``, ``bias_grad``, ``pool_ties``) are None for a model
-    that does not have them. ``audit_every``: audit the gradients after every N-th epoch
-    (None: never); it changes no computation.
-    """
-
-    model: str = "seed-cnn"
-    epochs: int = 10
-    iterations: int | None = None
-    batch_size: int = 100
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    seed: int = 0
-    dw_mode: str | None = "batched"
-    bias_grad: str | None = "seed"
-    pool_ties: str | None = None
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    out: str | None = None
-    train_limit: int | None = None
-    test_limit: int | None = None
-    plot: bool = False
-    tensorboard: bool = False
-    audit_every: int | None = None
+class _TrainConfigMethods:
+    """The methods of :class:`TrainConfig` (whose fields are made below)."""
 
     @classmethod
-    def for_model(cls, model: str = "seed-cnn", **overrides) -> TrainConfig:
+    def for_model(cls, model: str = "seed-cnn", **overrides):
         """The config of ``model`` with its source's settings, then ``overrides``.
 
         Giving ``epochs`` without ``iterations`` trains by epochs even for a network
@@ -114,7 +86,7 @@ class TrainConfig:
             return MNIST_TRAIN_SIZE
         return min(self.train_limit, MNIST_TRAIN_SIZE)
 
-    def validated(self) -> TrainConfig:
+    def validated(self):
         """Return ``self`` if every field is usable, else raise :class:`ConfigError`."""
         _check_choice("--model", self.model, MODEL_NAMES)
         _check_int("--epochs", self.epochs, minimum=1)
@@ -171,6 +143,58 @@ class TrainConfig:
         """Epochs the run spans (the last one may be partial when counting iterations)."""
         per_epoch = self.train_size // self.batch_size
         return -(-self.total_steps() // per_epoch)
+
+
+def _option_default(option) -> str | None:
+    """A model option's field default: its default for seed-cnn (the default model) if
+    that takes it, else None."""
+    return option.default if option in MODELS["seed-cnn"].options else None
+
+
+# The fields of a run, in the order metrics.json writes them; the model options (one field
+# per catalog Option) sit after ``seed``, derived from tfhybrid.catalog.OPTIONS.
+_FIELDS = [
+    ("model", str, "seed-cnn"),
+    ("epochs", int, 10),
+    ("iterations", "int | None", None),
+    ("batch_size", int, 100),
+    ("optimizer", str, "sgd"),
+    ("lr", float, 0.1),
+    ("seed", int, 0),
+    *((option.keyword, "str | None", _option_default(option)) for option in OPTIONS),
+    ("dataset", str, "mnist"),
+    ("data_dir", "str | None", None),
+    ("out", "str | None", None),
+    ("train_limit", "int | None", None),
+    ("test_limit", "int | None", None),
+    ("plot", bool, False),
+    ("tensorboard", bool, False),
+    ("audit_every", "int | None", None),
+]
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig",
+    [(name, kind, dataclasses.field(default=default)) for name, kind, default in _FIELDS],
+    bases=(_TrainConfigMethods,),
+    frozen=True,
+)
+TrainConfig.__module__ = __name__  # (make_dataclass's module= needs Python 3.12)
+TrainConfig.__doc__ = """Everything that defines a training run; saved whole into ``metrics.json``.
+
+Defaults are the source article's program: batch 100, plain SGD with lr 0.1, 10 epochs
+over 55,000 images. :meth:`for_model` gives another network its own source's settings.
+``iterations``, when set, counts updates instead of epochs. One field per model option
+of :data:`tfhybrid.catalog.OPTIONS` (``dw_mode``, ``bias_grad``, ``pool_ties``), None
+for a model that does not have it. ``audit_every``: audit the gradients after every
+N-th epoch (None: never); it changes no computation.
+"""
+
+
+def saved_config(saved: dict, **overrides) -> TrainConfig:
+    """The config a run saved (metrics.json's or its checkpoint's "config"), with
+    ``overrides``; keys this version does not know are left out. Not validated: the
+    caller validates, and words the error for its own flag (``--resume``, ``--from``)."""
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{**{k: v for k, v in saved.items() if k in known}, **overrides})
 
 
 def resolve_data_dir(given: str | None) -> str | None:

@@ -30,9 +30,23 @@ class CheckpointError(TfhybridError):
 
 
 class Interrupted(TfhybridError):
-    """The user pressed Ctrl-C; the state was saved and the message says how to resume."""
+    """The user pressed Ctrl-C; the state was saved in ``run_dir``.
+
+    The message says how to resume from Python; a command line words the hint for what
+    the user ran with :meth:`with_hint` (the library does not know how it was called).
+    """
 
     exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, where: str, run_dir):
+        self.where, self.run_dir = where, str(run_dir)
+        super().__init__(
+            f"{where}; resume with train_and_evaluate(config, {self.run_dir!r}, resume=True)"
+        )
+
+    def with_hint(self, hint: str) -> str:
+        """The message with ``hint`` (a command, say) as the way to resume."""
+        return f"{self.where}; resume with: {hint}"
 
 
 class DivergenceError(TfhybridError):

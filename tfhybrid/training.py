@@ -12,7 +12,7 @@ so a run can always be resumed; the data order of an epoch is a function of
 
 ``audit_every`` N audits the hand-written gradients after every N-th epoch, on a copy
 of the weights (the training model and the optimizer are never touched), outside the
-epoch's "seconds": see :class:`EpochAudit`.
+epoch's "seconds": see :class:`tfhybrid.audit.epoch.EpochAudit`.
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import shlex
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from tfhybrid.audit.compare import FACTOR, MATCH
 from tfhybrid.catalog import TRAINING_DEFAULTS, build_model
 from tfhybrid.checkpoint import (
     CHECKPOINT_NAME,
@@ -55,7 +53,6 @@ RUN_FILES = (CHECKPOINT_NAME, "metrics.json")  # history.jsonl is a log a new ru
 RESUME_MAY_CHANGE = ("epochs", "data_dir", "out", "plot", "tensorboard", "audit_every")
 # --audit-every: a fixed batch (the first validation images), so audits compare over epochs.
 AUDIT_IMAGES = 8
-AUDIT_FD_SAMPLES = 8
 
 
 def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
@@ -180,13 +177,6 @@ def prepare_workdir(workdir: str | Path, *, resume: bool = False, force: bool = 
     return path
 
 
-def resume_command(workdir: Path) -> str:
-    """The command that resumes the run, as the user started it (script or console command)."""
-    from tfhybrid.cli import command_line
-
-    return f"{command_line('train.py')} --resume {shlex.quote(str(workdir))}"
-
-
 def train_and_evaluate(
     config: TrainConfig,
     workdir: str | Path,
@@ -243,11 +233,11 @@ def train_and_evaluate(
     per_epoch = len(x_train) // config.batch_size  # the last partial batch is dropped
     total = config.total_steps(len(x_train))
     board = _tensorboard(out) if config.tensorboard else None
-    auditor = (
-        EpochAudit(config, data.x_val[:AUDIT_IMAGES], one_hot(data.y_val[:AUDIT_IMAGES]))
-        if config.audit_every
-        else None
-    )
+    auditor = None
+    if config.audit_every:
+        from tfhybrid.audit.epoch import EpochAudit
+
+        auditor = EpochAudit(config, data.x_val[:AUDIT_IMAGES], one_hot(data.y_val[:AUDIT_IMAGES]))
     _write_history(out, state.history)  # a resumed run's history is its checkpoint's
     columns = EpochColumns(article=config.model == "seed-cnn" and config.dataset == "mnist")
     log(columns.header())
@@ -264,7 +254,8 @@ def train_and_evaluate(
                     _save(out, state, optimizer)
                     raise Interrupted(
                         f"interrupted at epoch {epoch}, step {step}; state saved in "
-                        f"{out / CHECKPOINT_NAME}; resume with: {resume_command(out)}"
+                        f"{out / CHECKPOINT_NAME}",
+                        out,
                     )
 
             def after_step(step, result, epoch=epoch, results=results):
@@ -351,100 +342,6 @@ def train_and_evaluate(
         ]
         log("plots: " + ", ".join(str(p) for p in saved if p is not None))
     return metrics
-
-
-class EpochAudit:
-    """``--audit-every``: the gradient audit of the training model at an epoch's end.
-
-    It audits a copy: a network built once with the model's options, given the model's
-    current weights (copied) at each audit, so neither the training model nor the
-    optimizer is touched and a resumed run stays bit-identical. The update check steps
-    the exact twin (every gradient rule at its true choice, as ``check_gradients.py``).
-    The mismatches the model's own rules cause (db1 under ``bias_grad="seed"``, the tie
-    rule's tensors when a batch has ties) are expected: found by comparing the model's
-    manual gradients with the twin's on the batch, they neither fail nor count as changes.
-    """
-
-    def __init__(self, config: TrainConfig, x: np.ndarray, y: np.ndarray):
-        self.config, self.x, self.y = config, x, y
-        self.copy = self.twin = None
-
-    def audit(self, model) -> dict:
-        """{tensor: {"verdict", "rel_error", "expected"}} at the model's current weights."""
-        from tfhybrid.audit import audit, registry
-
-        if self.copy is None:
-            self.copy = build_model(
-                self.config.model,
-                seed=self.config.seed,
-                params=model.params,
-                dtype=model.dtype,
-                **self.config.model_options(),
-            )
-            self.twin = registry.exact_twin(self.config.model, self.copy)
-        self.copy.params = model.params  # copies the arrays
-        self.twin.params = model.params
-        expected = self._rule_mismatches()
-        report = audit(
-            self.copy,
-            self.x,
-            self.y,
-            expect=expected,
-            seed=self.config.seed,
-            fd_samples=AUDIT_FD_SAMPLES,
-            update_model=self.twin,
-        )
-        return {
-            t.name: {
-                "verdict": t.manual.description,
-                "rel_error": t.manual.rel_error,
-                "expected": t.name in expected,
-            }
-            for t in report.tensors
-        }
-
-    def _rule_mismatches(self) -> list[str]:
-        """The tensors whose manual gradient differs between the model and its exact twin."""
-        from tfhybrid.audit.compare import compare
-        from tfhybrid.audit.tolerances import rtol_for
-
-        if self.copy.options == self.twin.options:
-            return []
-        rtol = rtol_for(self.copy.dtype)
-        mine = self.copy.loss_and_gradients(self.x, self.y)
-        true = self.twin.loss_and_gradients(self.x, self.y)
-        pairs = [(f"d{k}", v, true["grads"][k]) for k, v in mine["grads"].items()]
-        pairs += [(k, v, true["intermediates"][k]) for k, v in mine["intermediates"].items()]
-        return [name for name, a, b in pairs if not compare(a, b, rtol).matches]
-
-    @staticmethod
-    def news(epoch: int, audit: dict, history: list) -> str | None:
-        """One line when a tensor's verdict differs from the previous audit's (or, at the
-        run's first audit, when a tensor the rules do not explain mismatches); else None."""
-        previous = next((row["audit"] for row in reversed(history) if "audit" in row), None)
-        if previous is None:
-            wrong = [
-                f"{name} ({item['verdict']})"
-                for name, item in audit.items()
-                if item["verdict"] != MATCH and not item["expected"]
-            ]
-            return (
-                f"audit: epoch {epoch}: unexpected mismatch: {', '.join(wrong)}" if wrong else None
-            )
-        changes = []
-        for name, item in audit.items():
-            before = previous.get(name)
-            if before is None or item["expected"] or before.get("expected"):
-                continue
-            if _verdict_kind(before["verdict"]) != _verdict_kind(item["verdict"]):
-                changes.append(f"{name} changed from {before['verdict']} to {item['verdict']}")
-        return f"audit: epoch {epoch}: {'; '.join(changes)}" if changes else None
-
-
-def _verdict_kind(verdict: str) -> str:
-    """ "off by a constant factor 1/400" -> "off by a constant factor": a drifting factor
-    is no change of verdict."""
-    return FACTOR if verdict.startswith(FACTOR) else verdict
 
 
 class EpochColumns:

@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfhybrid.audit import registry
+from tfhybrid.audit import external, registry, saved_run
 from tfhybrid.audit.registry import CHECK_NAMES, OPTION_FLAGS
 from tfhybrid.catalog import MODEL_NAMES
 from tfhybrid.cli import OneLineParser, add_data_dir_option, program_name, run
@@ -107,22 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse and check every option; raises ConfigError (or exits 2 when unparsable).
 
-    Sets ``args.external`` (a :class:`registry.External` or None), ``args.run`` (a
-    :class:`registry.SavedRun` or None) and ``args.rules`` / ``args.options`` (the model
+    Sets ``args.external`` (a :class:`external.External` or None), ``args.run`` (a
+    :class:`saved_run.SavedRun` or None) and ``args.rules`` / ``args.options`` (the model
     options the network is built with: the gradient rules / every option).
     """
     args = build_parser().parse_args(argv)
     args.external = args.run = None
     if args.run_dir is not None:
-        args.run = registry.read_run(args.run_dir)
+        args.run = saved_run.read_run(args.run_dir)
         if args.model is not None and args.model != args.run.model:
             raise ConfigError(
                 f"--model {args.model} contradicts --from {args.run_dir}, a run "
                 f"of {args.run.model}; leave --model out"
             )
         args.model = args.run.model
-    elif args.model is not None and registry.is_external(args.model):
-        args.external = registry.parse_external(args.model)
+    elif args.model is not None and external.is_external(args.model):
+        args.external = external.parse_external(args.model)
     args.model = args.model or "seed-cnn"
     if args.external is None:
         _check_model_name(args.model)
@@ -154,7 +154,7 @@ def _check_model_name(name: str) -> None:
         )
     raise ConfigError(
         f"--model must be one of {', '.join(MODEL_NAMES)}, or "
-        f"{registry.EXTERNAL_FORMS} for a network of your own; got {name!r}"
+        f"{external.EXTERNAL_FORMS} for a network of your own; got {name!r}"
     )
 
 
@@ -229,11 +229,11 @@ def network(args: argparse.Namespace):
     """(the network to audit, the twin whose update step is checked, a line saying where
     the network and its weights come from, or None)."""
     if args.external is not None:
-        model = registry.load_external(args.external)
+        model = external.load_external(args.external)
         check_mnist_shapes(model, args.model)
         return model, model, f"network: {args.model} ({model.name}, weights its own)"
     if args.run is not None:
-        model = registry.build_from_run(args.run)
+        model = saved_run.build_from_run(args.run)
         about = f"parameters: {args.run.source} ({args.run.model} {args.run.when})"
     else:
         model = registry.build(args.model, seed=args.seed, **args.options)

@@ -22,10 +22,17 @@ from tfhybrid.audit.judge import (
 from tfhybrid.audit.reference import TapeResult, loss_function, tape_gradients
 from tfhybrid.audit.report import AuditReport, LossCheck
 from tfhybrid.audit.update import update_check
+from tfhybrid.catalog import OPTIONS
 
 __all__ = ["FD64", "MANUAL", "TAPE32", "TAPE64", "audit", "describe"]
 
-SETTINGS = ("dtype", "bias_grad", "pool_ties", "dw_mode")  # model attributes recorded when present
+# The model settings a report records when present: the dtype, the gradient rules, then
+# the other model options (all from tfhybrid.catalog.OPTIONS).
+SETTINGS = (
+    "dtype",
+    *(option.keyword for option in OPTIONS if option.exact is not None),
+    *(option.keyword for option in OPTIONS if option.exact is None),
+)
 FD_NOTE = (
     "finite differences perturb parameters only: intermediates are checked against "
     "the tape in float64 and float32"

@@ -47,6 +47,7 @@ ON_KINKS = (
     "to judge it by"
 )
 TRY_HARDER = 4  # when too little was comparable, sample this many times more coordinates
+GAP = "  "  # between the columns of a table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -453,6 +454,12 @@ def row(item: TensorCheck) -> tuple[str, ...]:
         "-" if item.vote is None else item.vote.summary,
         item.verdict,
     )
+
+
+def aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """The rows as text lines, each column padded to its widest cell."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [GAP.join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 def notes(items: list[TensorCheck]) -> list[str]:

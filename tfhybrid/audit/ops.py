@@ -39,12 +39,12 @@ from tfhybrid.audit.judge import (
     NOT_CHECKED,  # noqa: F401  (re-exported: the verdict of an input left out)
     Probe,
     TensorCheck,
+    aligned,
     judge_tensor,
     left_out,
     notes,
     row,
 )
-from tfhybrid.audit.table import aligned
 
 OP_FD_SAMPLES = 24  # coordinates per input: an op is cheap, but every one costs 4 forwards
 InputCheck = TensorCheck  # the record of one input (the name of earlier releases)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from tfhybrid.audit.judge import HEADER, notes, row
-from tfhybrid.audit.report import AuditReport
+from tfhybrid.audit.judge import HEADER, aligned, notes, row
 
-__all__ = ["HEADER", "aligned", "format_table"]
-GAP = "  "
+if TYPE_CHECKING:  # the report prints itself with format_table: no import cycle
+    from tfhybrid.audit.report import AuditReport
 
-
-def aligned(rows: list[tuple[str, ...]]) -> list[str]:
-    """The rows as text lines, each column padded to its widest cell."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return [GAP.join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+__all__ = ["HEADER", "aligned", "format_table"]  # aligned: from judge, as before
 
 
 def format_table(report: AuditReport) -> str:

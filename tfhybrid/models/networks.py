@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfhybrid.catalog import layer_options, network
 from tfhybrid.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Rescaling
 from tfhybrid.models.sequential import Sequential
 
 LENET5_INITS = ("he", "sketch")
 
 
+@network("lenet5")
 def lenet5(
-    *,
-    seed: int = 0,
-    dtype=np.float32,
-    dw_mode: str = "batched",
-    pool_ties: str = "first",
-    init: str = "he",
-    params=None,
+    *, seed: int = 0, dtype=np.float32, init: str = "he", params=None, **options
 ) -> Sequential:
     """Doc 000's TensorFlow sketch of LeNet-5.
 
@@ -36,16 +32,17 @@ def lenet5(
     if init not in LENET5_INITS:
         raise ValueError(f"init must be one of {LENET5_INITS}, got {init!r}")
     w, b = ("he_normal", "zeros") if init == "he" else (0.01, 0.01)
-    conv = dict(dw_mode=dw_mode, kernel_init=w, bias_init=b)
+    conv = dict(kernel_init=w, bias_init=b, **layer_options(Conv2D, options))
+    pool = layer_options(MaxPool2D, options)
     dense = dict(kernel_init=w, bias_init=b)
-    net = Sequential(
+    return Sequential(
         [
             Conv2D(6, 5, **conv),
             ReLU(),
-            MaxPool2D(2, ties=pool_ties),
+            MaxPool2D(2, **pool),
             Conv2D(16, 5, **conv),
             ReLU(),
-            MaxPool2D(2, ties=pool_ties),
+            MaxPool2D(2, **pool),
             Flatten(),
             Dense(120, **dense),
             ReLU(),
@@ -58,18 +55,10 @@ def lenet5(
         params=params,
         name="lenet5",
     )
-    net.options = {"dw_mode": dw_mode, "pool_ties": pool_ties}
-    return net
 
 
-def numpy_cnn(
-    *,
-    seed: int = 0,
-    dtype=np.float32,
-    dw_mode: str = "batched",
-    pool_ties: str = "first",
-    params=None,
-) -> Sequential:
+@network("numpy-cnn")
+def numpy_cnn(*, seed: int = 0, dtype=np.float32, params=None, **options) -> Sequential:
     """Doc 002's NumPy CNN.
 
         x * 255/225 -> conv 3x3x4 (z1 [N,26,26,4]) -> max pool 2 (p1 13x13) -> conv 3x3x16
@@ -80,15 +69,16 @@ def numpy_cnn(
     No activation after the convolutions, as the source; its inputs are the pixel values
     divided by 225 (not 255). Weights standard normal / sqrt(fan_out / 2), biases 0.
     """
-    conv = dict(dw_mode=dw_mode, kernel_init="scaled_by_fan_out")
+    conv = dict(kernel_init="scaled_by_fan_out", **layer_options(Conv2D, options))
+    pool = layer_options(MaxPool2D, options)
     dense = dict(kernel_init="scaled_by_fan_out")
-    net = Sequential(
+    return Sequential(
         [
             Rescaling(255.0 / 225.0),
             Conv2D(4, 3, **conv),
-            MaxPool2D(2, ties=pool_ties),
+            MaxPool2D(2, **pool),
             Conv2D(16, 3, **conv),
-            MaxPool2D(2, ties=pool_ties),
+            MaxPool2D(2, **pool),
             Flatten(),
             Dense(256, **dense),
             ReLU(),
@@ -101,18 +91,10 @@ def numpy_cnn(
         params=params,
         name="numpy-cnn",
     )
-    net.options = {"dw_mode": dw_mode, "pool_ties": pool_ties}
-    return net
 
 
-def conv8(
-    *,
-    seed: int = 0,
-    dtype=np.float32,
-    dw_mode: str = "batched",
-    pool_ties: str = "first",
-    params=None,
-) -> Sequential:
+@network("conv8")
+def conv8(*, seed: int = 0, dtype=np.float32, params=None, **options) -> Sequential:
     """Doc 003's CNN.
 
         x - 0.5 -> conv 3x3x8, no bias (z1 [N,26,26,8]) -> max pool 2 (p1 [N,13,13,8])
@@ -120,11 +102,11 @@ def conv8(
 
     Filters standard normal / 9, dense weights standard normal / 1352, biases 0.
     """
-    net = Sequential(
+    return Sequential(
         [
             Rescaling(1.0, -0.5),
-            Conv2D(8, 3, use_bias=False, dw_mode=dw_mode, kernel_init=1 / 9),
-            MaxPool2D(2, ties=pool_ties),
+            Conv2D(8, 3, use_bias=False, kernel_init=1 / 9, **layer_options(Conv2D, options)),
+            MaxPool2D(2, **layer_options(MaxPool2D, options)),
             Flatten(),
             Dense(10, kernel_init=1 / 1352),
         ],
@@ -133,10 +115,9 @@ def conv8(
         params=params,
         name="conv8",
     )
-    net.options = {"dw_mode": dw_mode, "pool_ties": pool_ties}
-    return net
 
 
+@network("two-layer-net")
 def two_layer_net(*, seed: int = 0, dtype=np.float32, hidden: int = 50, params=None) -> Sequential:
     """Doc 004's two-layer network (no convolution: every gradient in NumPy).
 

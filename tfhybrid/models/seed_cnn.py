@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfhybrid.catalog import layer_options, network
 from tfhybrid.layers import AvgPool2D, Conv2D, Dense, Flatten, Sigmoid
 from tfhybrid.models.sequential import Sequential
 
 
-def seed_cnn(
-    *,
-    seed: int = 0,
-    dtype=np.float32,
-    dw_mode: str = "batched",
-    bias_grad: str = "seed",
-    params=None,
-) -> Sequential:
-    """``bias_grad="seed"``: the article's db1 (averaged over the 400 positions too);
-    "exact": the true gradient. ``dw_mode``: "batched" or "per-sample" (as the article)."""
-    net = Sequential(
+@network("seed-cnn")
+def seed_cnn(*, seed: int = 0, dtype=np.float32, params=None, **options) -> Sequential:
+    """Options (``tfhybrid.catalog``): ``bias_grad="seed"``: the article's db1 (averaged
+    over the 400 positions too), "exact": the true gradient; ``dw_mode``: "batched" or
+    "per-sample" (as the article)."""
+    return Sequential(
         [
-            Conv2D(20, 9, dw_mode=dw_mode, bias_grad=bias_grad, kernel_init=0.1, bias_init=0.1),
+            Conv2D(20, 9, kernel_init=0.1, bias_init=0.1, **layer_options(Conv2D, options)),
             Sigmoid(),
             AvgPool2D(2, name="L1"),
             Flatten(report_gradient=False),
@@ -39,5 +35,3 @@ def seed_cnn(
         params=params,
         name="seed-cnn",
     )
-    net.options = {"dw_mode": dw_mode, "bias_grad": bias_grad}
-    return net

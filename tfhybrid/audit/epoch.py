@@ -1,0 +1,106 @@
+"""``train.py --audit-every N``: the gradient audit of the training model at an epoch's
+end, and the one line a change of verdict is worth."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfhybrid.audit.compare import FACTOR, MATCH
+from tfhybrid.catalog import build_model
+from tfhybrid.config import TrainConfig
+
+FD_SAMPLES = 8  # finite-difference coordinates per parameter: a quick audit per epoch
+
+
+class EpochAudit:
+    """``--audit-every``: the gradient audit of the training model at an epoch's end.
+
+    It audits a copy: a network built once with the model's options, given the model's
+    current weights (copied) at each audit, so neither the training model nor the
+    optimizer is touched and a resumed run stays bit-identical. The update check steps
+    the exact twin (every gradient rule at its true choice, as ``check_gradients.py``).
+    The mismatches the model's own rules cause (db1 under ``bias_grad="seed"``, the tie
+    rule's tensors when a batch has ties) are expected: found by comparing the model's
+    manual gradients with the twin's on the batch, they neither fail nor count as changes.
+    """
+
+    def __init__(self, config: TrainConfig, x: np.ndarray, y: np.ndarray):
+        self.config, self.x, self.y = config, x, y
+        self.copy = self.twin = None
+
+    def audit(self, model) -> dict:
+        """{tensor: {"verdict", "rel_error", "expected"}} at the model's current weights."""
+        from tfhybrid.audit import audit, registry
+
+        if self.copy is None:
+            self.copy = build_model(
+                self.config.model,
+                seed=self.config.seed,
+                params=model.params,
+                dtype=model.dtype,
+                **self.config.model_options(),
+            )
+            self.twin = registry.exact_twin(self.config.model, self.copy)
+        self.copy.params = model.params  # copies the arrays
+        self.twin.params = model.params
+        expected = self._rule_mismatches()
+        report = audit(
+            self.copy,
+            self.x,
+            self.y,
+            expect=expected,
+            seed=self.config.seed,
+            fd_samples=FD_SAMPLES,
+            update_model=self.twin,
+        )
+        return {
+            t.name: {
+                "verdict": t.manual.description,
+                "rel_error": t.manual.rel_error,
+                "expected": t.name in expected,
+            }
+            for t in report.tensors
+        }
+
+    def _rule_mismatches(self) -> list[str]:
+        """The tensors whose manual gradient differs between the model and its exact twin."""
+        from tfhybrid.audit.compare import compare
+        from tfhybrid.audit.tolerances import rtol_for
+
+        if self.copy.options == self.twin.options:
+            return []
+        rtol = rtol_for(self.copy.dtype)
+        mine = self.copy.loss_and_gradients(self.x, self.y)
+        true = self.twin.loss_and_gradients(self.x, self.y)
+        pairs = [(f"d{k}", v, true["grads"][k]) for k, v in mine["grads"].items()]
+        pairs += [(k, v, true["intermediates"][k]) for k, v in mine["intermediates"].items()]
+        return [name for name, a, b in pairs if not compare(a, b, rtol).matches]
+
+    @staticmethod
+    def news(epoch: int, audit: dict, history: list) -> str | None:
+        """One line when a tensor's verdict differs from the previous audit's (or, at the
+        run's first audit, when a tensor the rules do not explain mismatches); else None."""
+        previous = next((row["audit"] for row in reversed(history) if "audit" in row), None)
+        if previous is None:
+            wrong = [
+                f"{name} ({item['verdict']})"
+                for name, item in audit.items()
+                if item["verdict"] != MATCH and not item["expected"]
+            ]
+            return (
+                f"audit: epoch {epoch}: unexpected mismatch: {', '.join(wrong)}" if wrong else None
+            )
+        changes = []
+        for name, item in audit.items():
+            before = previous.get(name)
+            if before is None or item["expected"] or before.get("expected"):
+                continue
+            if _verdict_kind(before["verdict"]) != _verdict_kind(item["verdict"]):
+                changes.append(f"{name} changed from {before['verdict']} to {item['verdict']}")
+        return f"audit: epoch {epoch}: {'; '.join(changes)}" if changes else None
+
+
+def _verdict_kind(verdict: str) -> str:
+    """ "off by a constant factor 1/400" -> "off by a constant factor": a drifting factor
+    is no change of verdict."""
+    return FACTOR if verdict.startswith(FACTOR) else verdict
