@@ -194,3 +194,20 @@ def test_large_batches_in_pieces_give_the_whole_batch_result(name):
     assert lean["intermediates"] == {}
     for key, value in whole["grads"].items():
         assert_close(f"{name} d{key} without intermediates", lean["grads"][key], value, RTOL)
+
+
+def test_the_docs_fused_layer_passes_both_paths_and_a_wrong_cache_is_caught():
+    fused_code, wrong_code = docs_code_blocks("## A fused layer of your own")
+    space: dict = {}
+    exec(fused_code, space)  # each block asserts what it shows
+    exec(wrong_code, space)
+    x, y = batch(12, 4, np.float32)
+    net = space["net"]
+    plain = Sequential(
+        [Conv2D(4, 3), space["FusedTanh"](), Flatten(), Dense(10)], seed=0, params=net.params
+    )
+    plain.runs, plain._run_at = [], {}  # the same network, every layer through forward
+    fused, unfused = net.loss_and_gradients(x, y), plain.loss_and_gradients(x, y)
+    for key in net.params:  # float32: the same up to rounding
+        scale = np.abs(unfused["grads"][key]).max()
+        np.testing.assert_allclose(fused["grads"][key], unfused["grads"][key], atol=1e-5 * scale)

@@ -477,7 +477,9 @@ def check_layer(
     ``x``: the input to check at (default: standard normal, seeded). ``ties``: also check
     at an integer-valued input in -2..2, where max pooling has tied maxima and ReLU exact
     zeros, which a normal draw never has; the report then has a row per input and point,
-    and each input's verdict is its worst.
+    and each input's verdict is its worst. A ``fused`` layer is checked on both of its
+    paths: its own ``forward``, and the compiled one (``reference`` for the output and
+    ``cache_from`` for the cache, fed TensorFlow tensors), rows marked ``fused``.
     """
     shape = tuple(int(d) for d in input_shape)
     rng = np.random.default_rng(seed)
@@ -508,25 +510,44 @@ def check_layer(
     def reference(x, **p):
         return layer.reference(p, x)
 
+    def fused_forward(x, **p):
+        """The forward as Sequential runs a fused layer: its reference in TensorFlow, and
+        the cache from cache_from, fed TensorFlow tensors as in the compiled call."""
+        from tfhybrid._tf import tf
+
+        tx = tf.constant(x)
+        out = layer.reference({k: tf.constant(v) for k, v in p.items()}, tx)
+        needs = layer.fused_needs
+        cache = layer.cache_from(
+            p, tx if "x" in needs else None, out if "out" in needs else None, len(x)
+        )
+        return out.numpy(), cache
+
     name = f"{type(layer).__name__} on [N,{','.join(map(str, shape))}]"
+    runs = [(label, point, forward) for label, point in points]
+    if layer.fused:  # the compiled path builds the cache another way: check it too
+        runs += [
+            (f"{label}, fused path" if label else "fused path", point, fused_forward)
+            for label, point in points
+        ]
     reports = [
         run_check(
-            forward,
+            path,
             backward,
             _checked_inputs({"x": np.asarray(point, dtype=np.float64), **params}),
             reference,
-            rng=np.random.default_rng(seed + index),
+            rng=np.random.default_rng(seed + index % len(points)),
             seed=seed,
             rtol=rtol,
             atol=atol,
             fd_samples=fd_samples,
             name=name,
         )
-        for index, (_, point) in enumerate(points)
+        for index, (_, point, path) in enumerate(runs)
     ]
     rows = [
         dataclasses.replace(item, point=label)
-        for (label, _), report in zip(points, reports, strict=True)
+        for (label, _, _), report in zip(runs, reports, strict=True)
         for item in report.inputs
     ]
     first = reports[0]

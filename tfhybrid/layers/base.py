@@ -13,11 +13,26 @@ w2, ...). ``grads`` is keyed the same way. Shapes exclude the batch axis; tensor
 
 Two optional extras, which the built-in layers have:
 
-- ``fused = True`` with :meth:`cache_from`: the layer's forward is exactly
-  :meth:`reference`, so :class:`~tfhybrid.Sequential` runs a run of such layers as one
-  compiled TensorFlow call and asks each layer to build its cache from the tensors it
-  names in ``fused_needs`` ("x": its input, "out": its output).
 - :meth:`backward_per_example`: each sample's own parameter gradients, [N, *shape].
+- The fused-forward protocol, for a layer whose forward is exactly :meth:`reference`:
+
+  ``fused = True``
+      :class:`~tfhybrid.Sequential` then runs each run of consecutive fused layers as one
+      compiled TensorFlow call (:mod:`tfhybrid.models.fusion`) instead of calling
+      :meth:`forward`. A run is compiled only when it holds a layer with
+      ``needs_tf = True`` (a convolution): a run without one stays in NumPy, through
+      :meth:`forward`. So whether a layer takes this path depends on its neighbours, and
+      both paths must give the same cache.
+  ``fused_needs``
+      which tensors the call keeps for :meth:`cache_from`: "x" (the layer's input) and/or
+      "out" (its output); the others are freed inside the call and arrive as None.
+  ``cache_from(params, x, out, batch) -> cache``
+      the cache :meth:`forward` would have returned, built from those tensors. They are
+      **TensorFlow tensors** (``forward`` gets NumPy arrays): convert what you keep with
+      ``np.asarray``. ``params`` are NumPy arrays; ``batch`` is N.
+
+  :func:`tfhybrid.audit.check_layer` checks both paths of a fused layer (rows marked
+  "fused path"), so a ``cache_from`` that disagrees with ``forward`` is caught.
 """
 
 from __future__ import annotations
