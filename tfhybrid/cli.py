@@ -71,8 +71,9 @@ def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         default=None,
-        help="folder with the dataset's four original .gz files "
-        f"(else ${DATA_DIR_ENV}, else tensorflow-datasets downloads them)",
+        help="folder with the dataset's four original .gz files, or Keras's mnist.npz "
+        f"(the file, or a folder holding it) (else ${DATA_DIR_ENV}, else "
+        "tensorflow-datasets downloads them)",
     )
 
 
@@ -191,9 +192,7 @@ def default_workdir(config: TrainConfig) -> str:
     return f"runs/{time.strftime('%Y%m%d-%H%M%S')}-seed{config.seed}"
 
 
-def run(
-    main: Callable[[], object], resume_hint: Callable[[str], str] = resume_command
-) -> int:
+def run(main: Callable[[], object], resume_hint: Callable[[str], str] = resume_command) -> int:
     """Call ``main``; turn user-fixable errors and Ctrl-C into one line and an exit code.
 
     ``resume_hint(run_dir)``: how this command resumes an interrupted run (default: the
