@@ -15,6 +15,7 @@ passes (:mod:`tfhybrid.audit.kinks`); the record counts those coordinates.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -174,20 +175,12 @@ def judge_tensor(
         _judge_atol(compare(manual, tape64, manual_rtol), atol) if tape64 is not None else None
     )
     t32 = compare(tape32, tape64, tol.RTOL_FLOAT32) if tape32 is not None else None
+    finish = functools.partial(
+        _finish, name, kind, shape, manual=manual, tape64=tape64, rtol=manual_rtol, counts=counts
+    )
     if probe is None:  # an intermediate: the two tapes vote
         agree = _tape_pairs(manual, tape32, vs_tape, t32, manual_rtol)
-        return _finish(
-            name,
-            kind,
-            shape,
-            vs_tape,
-            t32,
-            vote((MANUAL, TAPE32, TAPE64), agree),
-            manual,
-            tape64,
-            manual_rtol,
-            counts,
-        )
+        return finish(vs_tape, t32, vote((MANUAL, TAPE32, TAPE64), agree))
 
     basis = tape64 if tape64 is not None else manual
     scale = 2 * float(np.abs(basis).max(initial=0))
@@ -259,17 +252,10 @@ def judge_tensor(
         if kinks.failed and judged.verdict == MATCH:
             judged = dataclasses.replace(judged, verdict=WRONG, worst_index=kinks.failed[0])
         matches = judged.verdict == MATCH
-        return _finish(
-            name,
-            kind,
-            shape,
+        return finish(
             judged,
             None,
             None,
-            manual,
-            None,
-            manual_rtol,
-            counts,
             fd_manual=fd_manual,
             kinks=kinks if kinks.checked else None,
             departures=kinks.checked if matches and kinks.checked else 0,
@@ -301,17 +287,10 @@ def judge_tensor(
         agree = _tape_pairs(manual, tape32, vs_tape, t32, manual_rtol)
         if departures:
             agree[(MANUAL, TAPE32)] = True
-    return _finish(
-        name,
-        kind,
-        shape,
+    return finish(
         vs_tape,
         t32,
         vote(sources, agree),
-        manual,
-        tape64,
-        manual_rtol,
-        counts,
         fd_manual=fd_manual,
         fd_tape=fd_tape,
         kinks=kinks,
@@ -321,7 +300,7 @@ def judge_tensor(
 
 
 def _finish(
-    name, kind, shape, judged, t32, the_vote, manual, tape64, rtol, counts, **extra
+    name, kind, shape, judged, t32, the_vote, *, manual, tape64, rtol, counts, **extra
 ) -> TensorCheck:
     matches = the_vote.unanimous if the_vote is not None else judged.verdict == MATCH
     cause = None
