@@ -20,16 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a cl
 
 from benchmarks.steps import METHODS  # noqa: E402
 from tfhybrid.catalog import MODEL_NAMES  # noqa: E402  (no TensorFlow: quick option errors)
+from tfhybrid.cli import OneLineParser  # noqa: E402
+from tfhybrid.config import DATA_DIR_ENV, resolve_data_dir  # noqa: E402
 
-DATA_DIR_ENV = "TFHYBRID_DATA_DIR"
 DEFAULT_METHODS = ("hybrid", "autodiff", "autodiff-xla")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad option yields one line (no usage block) and exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def count(minimum: int):
@@ -156,7 +150,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.data_dir is not None and not args.full_run:
         parser.error("--data-dir is only used with --full-run")
     if args.full_run:
-        data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV)
+        data_dir = resolve_data_dir(args.data_dir)
         if not data_dir:
             parser.error(f"--full-run needs --data-dir (or ${DATA_DIR_ENV})")
         if not Path(data_dir).is_dir():

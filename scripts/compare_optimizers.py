@@ -22,7 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone, no install
 
-from tfhybrid.cli import OneLineParser, add_data_dir_option, run  # noqa: E402
+from tfhybrid.cli import (  # noqa: E402
+    OneLineParser,
+    add_data_dir_option,
+    add_limit_options,
+    run,
+)
 from tfhybrid.config import resolve_data_dir  # noqa: E402
 from tfhybrid.errors import ConfigError  # noqa: E402
 from tfhybrid.optimizers import optimizer_names  # noqa: E402
@@ -63,13 +68,7 @@ def build_parser() -> OneLineParser:
     )
     parser.add_argument("--seed", type=int, default=0)
     add_data_dir_option(parser)
-    parser.add_argument(
-        "--train-limit",
-        type=int,
-        default=None,
-        metavar="N",
-        help="use only the first N training images",
-    )
+    add_limit_options(parser, test=False)
     parser.add_argument("--out", default="runs/compare-optimizers", help="output folder")
     return parser
 

@@ -52,17 +52,19 @@ def resume_command(workdir) -> str:
     return f"{command_line('train.py')} --resume {shlex.quote(str(workdir))}"
 
 
-def add_limit_options(parser: argparse.ArgumentParser) -> None:
-    """``--train-limit`` and ``--test-limit``, as every training command line takes them."""
+def add_limit_options(parser: argparse.ArgumentParser, *, test: bool = True) -> None:
+    """``--train-limit`` and (unless ``test=False``) ``--test-limit``, as every training
+    command line takes them."""
     parser.add_argument(
         "--train-limit",
         type=int,
         metavar="N",
         help="use only the first N training images (quick runs)",
     )
-    parser.add_argument(
-        "--test-limit", type=int, metavar="N", help="evaluate on the first N test images only"
-    )
+    if test:
+        parser.add_argument(
+            "--test-limit", type=int, metavar="N", help="evaluate on the first N test images only"
+        )
 
 
 def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
