@@ -46,8 +46,8 @@ def test_bad_option_gives_one_line_and_exit_2(args, needles):
     assert_one_line_error(run_check(*args), *needles)
 
 
-def test_default_run_fails_on_the_seed_bias_rule_only(data_dir):
-    result = run_check("--batch", "2", "--data-dir", str(data_dir))
+def test_default_run_fails_on_the_seed_bias_rule_only(mnist_like_dir):
+    result = run_check("--batch", "2", "--data-dir", str(mnist_like_dir))
     assert result.returncode == 1, result.stderr
     rows = {line.split()[0]: line for line in result.stdout.splitlines() if line[:1] == "d"}
     assert "off by a constant factor 1/400" in rows["db1"]
@@ -55,7 +55,7 @@ def test_default_run_fails_on_the_seed_bias_rule_only(data_dir):
     assert "UNEXPECTED mismatch: db1" in result.stdout
 
 
-def test_expected_mismatch_exits_0_and_writes_json_and_plot(data_dir, tmp_path):
+def test_expected_mismatch_exits_0_and_writes_json_and_plot(mnist_like_dir, tmp_path):
     report, plot = tmp_path / "audit.json", tmp_path / "audit.png"
     result = run_check(
         "--batch",
@@ -66,7 +66,7 @@ def test_expected_mismatch_exits_0_and_writes_json_and_plot(data_dir, tmp_path):
         str(report),
         "--plot",
         str(plot),
-        env_extra={"TFHYBRID_DATA_DIR": str(data_dir)},
+        env_extra={"TFHYBRID_DATA_DIR": str(mnist_like_dir)},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     record = json.loads(report.read_text())
@@ -101,11 +101,11 @@ def test_exit_code_follows_expect(random_images, capsys, args, code):
     assert "update check" in capsys.readouterr().out
 
 
-def test_per_example_and_dw_mode_from_the_command_line(data_dir, tmp_path):
+def test_per_example_and_dw_mode_from_the_command_line(mnist_like_dir, tmp_path):
     report = tmp_path / "audit.json"
     result = run_check(
         "--batch", "2", "--dw-mode", "per-sample", "--per-example", "--expect", "db1",
-        "--json", str(report), "--data-dir", str(data_dir),
+        "--json", str(report), "--data-dir", str(mnist_like_dir),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "dw_mode per-sample" in result.stdout

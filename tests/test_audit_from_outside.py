@@ -89,9 +89,11 @@ def verdicts(stdout: str) -> dict[str, str]:
     return {row[0].strip(): row[-1].strip() for row in rows}
 
 
-def test_file_path_network_with_a_layer_of_its_own(outside, data_dir):
+def test_file_path_network_with_a_layer_of_its_own(outside, mnist_like_dir):
     path = outside / "outside_nets.py"
-    result = run_check("--model", f"{path}:tanh_net", "--batch", "2", "--data-dir", str(data_dir))
+    result = run_check(
+        "--model", f"{path}:tanh_net", "--batch", "2", "--data-dir", str(mnist_like_dir)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"network: {path}:tanh_net" in result.stdout
     found = verdicts(result.stdout)
@@ -100,7 +102,7 @@ def test_file_path_network_with_a_layer_of_its_own(outside, data_dir):
     assert "result: every gradient matches" in result.stdout
 
 
-def test_module_name_on_pythonpath(outside, data_dir, tmp_path):
+def test_module_name_on_pythonpath(outside, mnist_like_dir, tmp_path):
     report = tmp_path / "audit.json"
     result = run_check(
         "--model",
@@ -112,7 +114,7 @@ def test_module_name_on_pythonpath(outside, data_dir, tmp_path):
         "--json",
         str(report),
         "--data-dir",
-        str(data_dir),
+        str(mnist_like_dir),
         env_extra={"PYTHONPATH": str(outside)},
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -169,27 +171,31 @@ RUN_ARGS = ("--epochs", "1", "--train-limit", "300", "--test-limit", "100")
 
 
 @pytest.fixture(scope="module")
-def runs(data_dir, tmp_path_factory):
+def runs(mnist_like_dir, tmp_path_factory):
     """Two one-epoch seed-cnn runs: with the article's db1 rule, and with the true one."""
     folder = tmp_path_factory.mktemp("runs")
     for name, extra in (("seed", ()), ("exact", ("--bias-grad", "exact"))):
         result = run_train_script(
-            *RUN_ARGS, *extra, "--out", str(folder / name), "--data-dir", str(data_dir)
+            *RUN_ARGS, *extra, "--out", str(folder / name), "--data-dir", str(mnist_like_dir)
         )
         assert result.returncode == 0, result.stderr
     return folder
 
 
-def test_from_a_run_with_the_true_rule_passes(runs, data_dir):
-    result = run_check("--from", str(runs / "exact"), "--batch", "2", "--data-dir", str(data_dir))
+def test_from_a_run_with_the_true_rule_passes(runs, mnist_like_dir):
+    result = run_check(
+        "--from", str(runs / "exact"), "--batch", "2", "--data-dir", str(mnist_like_dir)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"parameters: {runs / 'exact' / 'params.npz'} (seed-cnn after epoch 1)" in result.stdout
     assert "bias_grad exact" in result.stdout.splitlines()[1]
     assert set(verdicts(result.stdout).values()) == {"match"}
 
 
-def test_from_a_run_with_the_seed_rule_names_db1(runs, data_dir):
-    result = run_check("--from", str(runs / "seed"), "--batch", "2", "--data-dir", str(data_dir))
+def test_from_a_run_with_the_seed_rule_names_db1(runs, mnist_like_dir):
+    result = run_check(
+        "--from", str(runs / "seed"), "--batch", "2", "--data-dir", str(mnist_like_dir)
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert verdicts(result.stdout)["db1"] == "off by a constant factor 1/400"
     assert "UNEXPECTED mismatch: db1" in result.stdout
@@ -280,10 +286,17 @@ def test_from_a_missing_folder(tmp_path):
 TINY = ("--epochs", "2", "--train-limit", "300", "--test-limit", "100")
 
 
-def test_audit_every_epoch_is_recorded_and_changes_nothing(data_dir, tmp_path):
+def test_audit_every_epoch_is_recorded_and_changes_nothing(mnist_like_dir, tmp_path):
     out = tmp_path / "run"
     result = run_train_script(
-        *TINY, "--audit-every", "1", "--tensorboard", "--out", str(out), "--data-dir", str(data_dir)
+        *TINY,
+        "--audit-every",
+        "1",
+        "--tensorboard",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(mnist_like_dir),
     )
     assert result.returncode == 0, result.stderr
     assert "audit:" not in result.stdout  # db1's factor is the model's own rule, and stays
@@ -308,7 +321,7 @@ def test_audit_every_epoch_is_recorded_and_changes_nothing(data_dir, tmp_path):
 
     # The same run without auditing: the same weights and figures, bit for bit.
     plain = train_and_evaluate(
-        TrainConfig(epochs=2, train_limit=300, test_limit=100, data_dir=str(data_dir)),
+        TrainConfig(epochs=2, train_limit=300, test_limit=100, data_dir=str(mnist_like_dir)),
         tmp_path / "plain",
         log=lambda *_: None,
     )
@@ -322,7 +335,14 @@ def test_audit_every_epoch_is_recorded_and_changes_nothing(data_dir, tmp_path):
 
     # A resumed run may change --audit-every: epoch 3 is not a multiple of 2.
     resumed = run_train_script(
-        "--resume", str(out), "--epochs", "3", "--audit-every", "2", "--data-dir", str(data_dir)
+        "--resume",
+        str(out),
+        "--epochs",
+        "3",
+        "--audit-every",
+        "2",
+        "--data-dir",
+        str(mnist_like_dir),
     )
     assert resumed.returncode == 0, resumed.stderr
     metrics = json.loads((out / "metrics.json").read_text())

@@ -113,8 +113,9 @@ def test_rule_for_another_model_is_rejected(args, needles):
     assert_one_line_error(run_check(*args), *needles)
 
 
-def test_expect_for_a_non_seed_model(data_dir, capsys):
-    base = ["--model", "conv8", "--pool-ties", "all", "--batch", "2", "--data-dir", str(data_dir)]
+def test_expect_for_a_non_seed_model(mnist_like_dir, capsys):
+    data = ["--data-dir", str(mnist_like_dir)]
+    base = ["--model", "conv8", "--pool-ties", "all", "--batch", "2", *data]
     assert cli.main(base) == 1
     assert "UNEXPECTED mismatch: dw1, dz1" in capsys.readouterr().out
     assert cli.main([*base, "--expect", "dw1"]) == 1  # dz1 is still unexpected
@@ -123,4 +124,4 @@ def test_expect_for_a_non_seed_model(data_dir, capsys):
     assert cli.main([*base, "--expect", "db1"]) == 2  # conv8's first conv has no bias
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "--expect" in error[0] and "dflat" in error[0], error
-    assert cli.main(["--model", "conv8", "--batch", "2", "--data-dir", str(data_dir)]) == 0
+    assert cli.main(["--model", "conv8", "--batch", "2", *data]) == 0

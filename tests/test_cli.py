@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from tests.conftest import run_train_script
-from tfhybrid.data import MNIST_FILES
+from tfhybrid.data import MNIST_FILES, SYNTHETIC_MARKER
 
 
 def assert_one_line_error(result, *needles: str, code: int = 2) -> None:
@@ -59,33 +59,34 @@ def test_missing_data_folder(tmp_path):
 
 
 def link_originals(data_dir, target, skip=()):
+    """Link the four files of ``data_dir`` (and a synthetic set's marker) into ``target``."""
     target.mkdir()
-    for name in MNIST_FILES:
-        if name not in skip:
+    for name in (*MNIST_FILES, SYNTHETIC_MARKER):
+        if name not in skip and (data_dir / name).exists():
             (target / name).symlink_to(data_dir / name)
 
 
-def test_missing_data_file_is_named(data_dir, tmp_path):
+def test_missing_data_file_is_named(mnist_like_dir, tmp_path):
     folder = tmp_path / "mnist"
-    link_originals(data_dir, folder, skip={"t10k-labels-idx1-ubyte.gz"})
+    link_originals(mnist_like_dir, folder, skip={"t10k-labels-idx1-ubyte.gz"})
     result = run_train_script("--data-dir", str(folder), "--out", str(tmp_path / "run"))
     assert_one_line_error(result, "missing", "t10k-labels-idx1-ubyte.gz", str(folder))
 
 
-def test_truncated_data_file_is_named(data_dir, tmp_path):
+def test_truncated_data_file_is_named(mnist_like_dir, tmp_path):
     folder = tmp_path / "mnist"
     name = "train-labels-idx1-ubyte.gz"
-    link_originals(data_dir, folder, skip={name})
-    (folder / name).write_bytes((data_dir / name).read_bytes()[:5000])
+    link_originals(mnist_like_dir, folder, skip={name})
+    (folder / name).write_bytes((mnist_like_dir / name).read_bytes()[:5000])
     result = run_train_script("--data-dir", str(folder), "--out", str(tmp_path / "run"))
     assert_one_line_error(result, "truncated", name)
 
 
-def test_env_variable_names_the_data_folder(data_dir, tmp_path):
+def test_env_variable_names_the_data_folder(mnist_like_dir, tmp_path):
     folder = tmp_path / "mnist"
     name = "t10k-images-idx3-ubyte.gz"
-    link_originals(data_dir, folder, skip={name})
-    with gzip.open(data_dir / name) as src, open(folder / name, "wb") as dst:
+    link_originals(mnist_like_dir, folder, skip={name})
+    with gzip.open(mnist_like_dir / name) as src, open(folder / name, "wb") as dst:
         shutil.copyfileobj(src, dst)  # plain IDX under a .gz name
     result = run_train_script(
         "--out", str(tmp_path / "run"), env_extra={"TFHYBRID_DATA_DIR": str(folder)}

@@ -1,7 +1,7 @@
 """Keras's mnist.npz as --data-dir: read with allow_pickle=False, checked like the IDX files.
 
-The .npz files are written in a temporary folder from the original .gz files (Keras's
-mnist.npz holds the same arrays, in the same order).
+The .npz files are written in a temporary folder from a synthetic MNIST of MNIST's sizes
+(Keras's mnist.npz holds the same arrays as the original .gz files, in the same order).
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import pytest
 
 from tests.conftest import run_train_script
 from tests.test_cli import assert_one_line_error
-from tfhybrid.data import load_mnist, read_mnist_folder, read_mnist_npz
+from tfhybrid.data import load_mnist, read_mnist_npz, synthetic_mnist
 from tfhybrid.errors import DataError
 
 
 @pytest.fixture(scope="module")
-def arrays(data_dir):
-    parsed = read_mnist_folder(data_dir)
+def arrays():
+    parsed = synthetic_mnist(train=60_000, test=10_000)
     return {
         "x_train": parsed["train"][0],
         "y_train": parsed["train"][1],
@@ -31,7 +31,7 @@ def write_npz(path, arrays, **changes):
     return path
 
 
-def test_mnist_npz_file_or_folder_loads_as_the_idx_files_read_directly(arrays, data_dir, tmp_path):
+def test_mnist_npz_file_or_folder_loads_as_the_idx_files_read_directly(arrays, tmp_path):
     npz = write_npz(tmp_path / "mnist.npz", arrays)
     notices = []
     splits = load_mnist(str(npz), train_limit=100, notice=notices.append)

@@ -1,4 +1,6 @@
-"""Damaged MNIST folders, crafted in a temporary folder: one clear line, exit 2, no traceback."""
+"""Damaged MNIST folders, crafted in a temporary folder from the synthetic MNIST: one clear
+line, exit 2, no traceback. What only the original files show (their checksums, another
+dataset's files recognised) reads the real MNIST."""
 
 from __future__ import annotations
 
@@ -8,14 +10,19 @@ import struct
 import numpy as np
 import pytest
 
-from tests.conftest import run_train_script
+from tests.conftest import MNIST_LIKE_TEST, MNIST_LIKE_TRAIN, run_train_script
 from tests.test_cli import assert_one_line_error, link_originals
 from tfhybrid.data import (
     MNIST_FILES,
+    SPLIT_FILES,
+    SYNTHETIC_KIND,
+    SYNTHETIC_MARKER,
     identify_dataset,
     load_mnist,
     read_mnist_folder,
     registered_mismatches,
+    synthetic_counts,
+    write_synthetic_mnist,
 )
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
@@ -74,16 +81,16 @@ CASES = {  # kind -> words the message must contain
     "not gzip": ["not gzip"],
     "wrong magic": ["magic number 0x00000802", "0x00000801"],
     "wrong image size": ["27x27", "28x28"],
-    "counts disagree": ["60000 images", "59999 labels"],
+    "counts disagree": [f"{MNIST_LIKE_TRAIN} images", f"{MNIST_LIKE_TRAIN - 1} labels"],
     "label outside 0-9": ["10", "outside 0-9"],
     "a folder": ["is a folder", "not the MNIST file"],
 }
 
 
 @pytest.mark.parametrize("kind", CASES)
-def test_damaged_file_gives_one_clear_line(kind, data_dir, tmp_path):
+def test_damaged_file_gives_one_clear_line(kind, mnist_like_dir, tmp_path):
     folder = tmp_path / "mnist"
-    target = damage(kind, data_dir, folder)
+    target = damage(kind, mnist_like_dir, folder)
     result = run_train_script("--data-dir", str(folder), "--out", str(tmp_path / "run"))
     assert_one_line_error(result, target, str(folder), *CASES[kind])
     assert "replace" in result.stderr or "put the four" in result.stderr  # names the fix
@@ -159,3 +166,61 @@ def test_folder_of_another_dataset_is_named(data_dir, tmp_path):
         "--dataset", "kmnist", "--data-dir", str(data_dir), "--out", str(tmp_path / "run")
     )
     assert_one_line_error(result, "holds the mnist files, not kmnist", "--dataset mnist")
+
+
+def test_the_synthetic_set_is_four_idx_files_with_a_declaration(mnist_like_dir):
+    """write_synthetic_mnist writes MNIST's format byte for byte: gzip, magic, big-endian sizes."""
+    sizes = {"train": MNIST_LIKE_TRAIN, "test": MNIST_LIKE_TEST}
+    for split, (images_name, labels_name) in SPLIT_FILES.items():
+        images = original_raw(mnist_like_dir, images_name)
+        labels = original_raw(mnist_like_dir, labels_name)
+        assert struct.unpack(">4I", images[:16]) == (0x00000803, sizes[split], 28, 28)
+        assert struct.unpack(">2I", labels[:8]) == (0x00000801, sizes[split])
+        assert len(images) == 16 + sizes[split] * 784 and len(labels) == 8 + sizes[split]
+    assert synthetic_counts(mnist_like_dir) == sizes
+    parsed = read_mnist_folder(mnist_like_dir)
+    for images, labels in parsed.values():
+        assert images.dtype == labels.dtype == np.uint8 and set(np.unique(labels)) == set(range(10))
+        assert images.max() == 255 and (images == 0).mean() > 0.5  # MNIST's black background
+    notices = []
+    splits = load_mnist(str(mnist_like_dir), train_limit=500, notice=notices.append)
+    assert notices == []  # declared synthetic: nothing to compare with the registered files
+    assert splits.x_train.shape == (500, 28, 28, 1) and splits.x_val.shape == (5000, 28, 28, 1)
+    assert splits.x_test.shape == (MNIST_LIKE_TEST, 28, 28, 1) and splits.x_test.dtype == np.float32
+    np.testing.assert_array_equal(splits.y_train, parsed["train"][1][5000:5500])
+    np.testing.assert_array_equal(splits.y_test, parsed["test"][1])
+
+
+def test_without_its_declaration_a_small_set_is_refused_as_mnist(mnist_like_dir, tmp_path):
+    """The synthetic counts hold only where synthetic-mnist.json declares them."""
+    folder = tmp_path / "mnist"
+    link_originals(mnist_like_dir, folder, skip={SYNTHETIC_MARKER})
+    result = run_train_script("--data-dir", str(folder), "--out", str(tmp_path / "run"))
+    assert_one_line_error(
+        result, f"hold {MNIST_LIKE_TRAIN} examples", "MNIST's train split has 60000", "original"
+    )
+
+
+@pytest.mark.parametrize(
+    "marker,needles",
+    [
+        ("{not json", ["cannot be read"]),
+        ('{"kind": "something else", "train": 6000, "test": 10}', ["not describe"]),
+        (f'{{"kind": "{SYNTHETIC_KIND}", "train": 5000, "test": 10}}', ["more than 5000"]),
+        (f'{{"kind": "{SYNTHETIC_KIND}", "train": 6000, "test": 10}}', ["declares 6000"]),
+    ],
+)
+def test_a_wrong_declaration_gives_one_clear_line(marker, needles, mnist_like_dir, tmp_path):
+    folder = tmp_path / "mnist"
+    link_originals(mnist_like_dir, folder, skip={SYNTHETIC_MARKER})
+    (folder / SYNTHETIC_MARKER).write_text(marker)
+    result = run_train_script("--data-dir", str(folder), "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, SYNTHETIC_MARKER, str(folder), *needles)
+
+
+def test_write_synthetic_mnist_refuses_sizes_that_leave_nothing_to_train(tmp_path):
+    with pytest.raises(ValueError, match="5000"):
+        write_synthetic_mnist(tmp_path, train=5000, test=10)
+    with pytest.raises(ValueError, match="test"):
+        write_synthetic_mnist(tmp_path, train=6000, test=0)
+    assert not list(tmp_path.iterdir())

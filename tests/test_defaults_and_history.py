@@ -30,10 +30,10 @@ def test_an_optimizer_without_lr_takes_its_own_rate():
 
 
 @pytest.fixture(scope="module")
-def images(data_dir):
+def images(mnist_like_dir):
     from tfhybrid.data import load_mnist
 
-    splits = load_mnist(str(data_dir), train_limit=1000)
+    splits = load_mnist(str(mnist_like_dir), train_limit=1000)
     return splits.x_train, splits.y_train
 
 
@@ -58,13 +58,15 @@ def test_every_model_trains_with_every_optimizer_on_defaults(images, model):
         assert last < 1.5 * first, f"{model} with {optimizer} (lr {config.lr}): {first}->{last}"
 
 
-def test_the_sources_figure_only_on_the_sources_dataset(data_dir, tmp_path, monkeypatch):
+def test_the_sources_figure_only_on_the_sources_dataset(mnist_like_dir, tmp_path, monkeypatch):
     from tfhybrid import training
     from tfhybrid.data import load_mnist
 
     # MNIST's pictures stand in for Fashion-MNIST's (not available offline).
     monkeypatch.setattr(
-        training, "load_mnist", lambda directory, limit, dataset: load_mnist(str(data_dir), limit)
+        training,
+        "load_mnist",
+        lambda directory, limit, dataset: load_mnist(str(mnist_like_dir), limit),
     )
     lines = []
     config = TrainConfig(dataset="fashion_mnist", epochs=1, train_limit=200, test_limit=100)
@@ -73,8 +75,8 @@ def test_the_sources_figure_only_on_the_sources_dataset(data_dir, tmp_path, monk
     assert "source" not in final and metrics["source"]["test_accuracy"] is None
 
 
-def test_history_is_written_epoch_by_epoch_and_follows_the_checkpoint(data_dir, tmp_path):
-    base = dict(train_limit=300, test_limit=100, data_dir=str(data_dir))
+def test_history_is_written_epoch_by_epoch_and_follows_the_checkpoint(mnist_like_dir, tmp_path):
+    base = dict(train_limit=300, test_limit=100, data_dir=str(mnist_like_dir))
     train_and_evaluate(TrainConfig(epochs=2, **base), tmp_path, log=quiet)
     rows = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -22,10 +22,10 @@ def test_batch_indices_cover_each_pass_once():
 
 
 @pytest.fixture(scope="module")
-def small_mnist(data_dir):
+def small_mnist(mnist_like_dir):
     from tfhybrid.data import load_mnist
 
-    splits = load_mnist(str(data_dir), train_limit=2000)
+    splits = load_mnist(str(mnist_like_dir), train_limit=2000)
     return splits.x_train, splits.y_train, splits.x_test[:1000], splits.y_test[:1000]
 
 

@@ -21,14 +21,14 @@ def test_seed_lists_and_ranges():
             parse_seeds(bad)
 
 
-def test_report_over_seeds_and_resume_after_a_kill(data_dir, tmp_path):
+def test_report_over_seeds_and_resume_after_a_kill(mnist_like_dir, tmp_path):
     lines = []
     report = reproduce(
         [0, 1],
         tmp_path,
         ["article", "exact-bias"],
         log=lines.append,
-        data_dir=str(data_dir),
+        data_dir=str(mnist_like_dir),
         **QUICK,
     )
     article = report["variants"]["article"]
@@ -53,7 +53,7 @@ def test_report_over_seeds_and_resume_after_a_kill(data_dir, tmp_path):
         tmp_path,
         ["article", "exact-bias"],
         log=lines.append,
-        data_dir=str(data_dir),
+        data_dir=str(mnist_like_dir),
         **QUICK,
     )
     assert sum("done, read back" in line for line in lines) == 2

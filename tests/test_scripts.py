@@ -25,7 +25,7 @@ def run_script(name, *args, env_extra=None):
     )
 
 
-def test_compare_optimizers_writes_png_and_json(data_dir, tmp_path):
+def test_compare_optimizers_writes_png_and_json(mnist_like_dir, tmp_path):
     done = run_script(
         "compare_optimizers.py",
         "--iterations",
@@ -37,7 +37,7 @@ def test_compare_optimizers_writes_png_and_json(data_dir, tmp_path):
         "--hidden",
         "20",
         "--data-dir",
-        str(data_dir),
+        str(mnist_like_dir),
         "--optimizers",
         "sgd,adam,rmsprop",
         "--out",
@@ -58,7 +58,7 @@ def test_compare_optimizers_rejects_bad_options_in_one_line(tmp_path):
 
 
 @pytest.mark.slow  # loads all of MNIST and evaluates on 10,000 images: about 12 s
-def test_measure_pool_ties_quick_run(data_dir, tmp_path):
+def test_measure_pool_ties_quick_run(mnist_like_dir, tmp_path):
     out = tmp_path / "ties.json"
     done = run_script(
         "measure_pool_ties.py",
@@ -67,7 +67,7 @@ def test_measure_pool_ties_quick_run(data_dir, tmp_path):
         "--train-steps",
         "2",
         "--data-dir",
-        str(data_dir),
+        str(mnist_like_dir),
         "--out",
         str(out),
     )

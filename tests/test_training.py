@@ -1,4 +1,5 @@
-"""Training end to end on real MNIST: a smoke run on a subset, and the full reproduction."""
+"""Training end to end: a smoke run on the synthetic MNIST, and the full reproduction on the
+real one."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from tfhybrid.training import ARTICLE_COST, train_and_evaluate
 CHANCE = 0.1
 
 
-def test_short_run_lowers_loss_and_beats_chance(data_dir, tmp_path):
-    config = TrainConfig(epochs=3, train_limit=3000, data_dir=str(data_dir))
+def test_short_run_lowers_loss_and_beats_chance(mnist_like_dir, tmp_path):
+    config = TrainConfig(epochs=3, train_limit=3000, data_dir=str(mnist_like_dir))
     metrics = train_and_evaluate(config, tmp_path, log=lambda *_: None)
     losses = [row["loss"] for row in metrics["epochs"]]
     assert losses[-1] < losses[0] * 0.8, f"loss did not fall enough: {losses}"

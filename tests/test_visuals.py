@@ -20,11 +20,11 @@ def test_filter_grid_tiles_each_filter_scaled_to_unit_range():
     assert np.isnan(grid[3]).all()  # the separator row
 
 
-def test_plot_and_tensorboard_outputs(data_dir, tmp_path):
+def test_plot_and_tensorboard_outputs(mnist_like_dir, tmp_path):
     from tfhybrid._tf import tf
 
     config = TrainConfig(
-        epochs=2, train_limit=500, data_dir=str(data_dir), plot=True, tensorboard=True
+        epochs=2, train_limit=500, data_dir=str(mnist_like_dir), plot=True, tensorboard=True
     )
     train_and_evaluate(config, tmp_path, log=lambda *_: None)
     for name in ("curves.png", "filters.png"):

@@ -10,6 +10,12 @@ name with a fix, instead of as a stack trace from deep inside tfds.
 as the file itself or in the folder given when the ``.gz`` files are not there. It is read
 with ``allow_pickle=False`` and checked like the IDX files (its four arrays, their dtype,
 shapes, counts and labels), then used directly, in file order.
+
+A *synthetic* MNIST (:func:`write_synthetic_mnist`) is the four IDX files of made-up
+digits, of any size, beside a ``synthetic-mnist.json`` that declares the counts. It lets
+the command line, resume and the audit run without MNIST (the tests use one): its files
+pass every check above except that their counts are the declared ones, and it is read
+directly. A folder without that file is checked against MNIST's counts as before.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import dataclasses
 import gzip
 import hashlib
 import importlib.util
+import json
 import os
 import struct
 import zipfile
@@ -227,6 +234,7 @@ def read_mnist_folder(folder: str | os.PathLike) -> dict[str, tuple[np.ndarray, 
             f"data folder {root} does not exist; {FIX_HINT}, "
             "or point --data-dir / TFHYBRID_DATA_DIR at the folder that has them"
         )
+    counts = synthetic_counts(root)
     splits = {}
     for split, (images_name, labels_name) in SPLIT_FILES.items():
         images = read_idx(mnist_file(root, images_name), "images")
@@ -236,6 +244,15 @@ def read_mnist_folder(folder: str | os.PathLike) -> dict[str, tuple[np.ndarray, 
                 f"{images_name} holds {len(images)} images but {labels_name} holds "
                 f"{len(labels)} labels in {root}; replace them with the original files"
             )
+        if counts is not None:
+            if len(images) != counts[split]:
+                raise DataError(
+                    f"{images_name} and {labels_name} in {root} hold {len(images)} examples, "
+                    f"its {SYNTHETIC_MARKER} declares {counts[split]} for the {split} split; "
+                    "write the synthetic set again (tfhybrid.data.write_synthetic_mnist)"
+                )
+            splits[split] = (images, labels)
+            continue
         expected = MNIST_FILES[images_name][1]
         if len(images) != expected:
             raise DataError(
@@ -244,6 +261,131 @@ def read_mnist_folder(folder: str | os.PathLike) -> dict[str, tuple[np.ndarray, 
             )
         splits[split] = (images, labels)
     return splits
+
+
+SYNTHETIC_MARKER = "synthetic-mnist.json"  # beside the four files: "made up, these counts"
+SYNTHETIC_KIND = "tfhybrid synthetic MNIST"
+
+
+def synthetic_counts(folder: str | os.PathLike) -> dict[str, int] | None:
+    """The counts a synthetic set's marker declares (``{"train": N, "test": M}``), or None
+    when ``folder`` holds no marker (then its files must be MNIST's)."""
+    marker = Path(folder) / SYNTHETIC_MARKER
+    if not marker.exists():
+        return None
+    where = f"{SYNTHETIC_MARKER} in {Path(folder)}"
+    fix = (
+        "remove it (a folder of the original MNIST files has none) or write the synthetic "
+        "set again (tfhybrid.data.write_synthetic_mnist)"
+    )
+    try:
+        declared = json.loads(marker.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise DataError(f"{where} cannot be read ({err}); {fix}") from None
+    if not isinstance(declared, dict) or declared.get("kind") != SYNTHETIC_KIND:
+        raise DataError(f"{where} does not describe a synthetic MNIST; {fix}")
+    counts = {split: declared.get(split) for split in SPLIT_FILES}
+    if not all(type(n) is int for n in counts.values()) or not (
+        counts["train"] > VALIDATION_SIZE and counts["test"] >= 1
+    ):
+        raise DataError(
+            f"{where} declares counts {counts}; a synthetic set needs more than "
+            f"{VALIDATION_SIZE} training images (the first {VALIDATION_SIZE} validate) and "
+            f"at least one test image; {fix}"
+        )
+    return counts
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray, compresslevel: int = 6) -> Path:
+    """Write uint8 images [N,28,28] or labels [N] as one gzip-compressed IDX file, as MNIST's
+    are: the magic number (0x00000803 or 0x00000801), then each size, big-endian."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    magic = IDX_IMAGES_MAGIC if array.ndim == 3 else IDX_LABELS_MAGIC
+    if array.ndim not in (1, 3):
+        raise ValueError(f"IDX images are [N,28,28] and labels [N], got shape {array.shape}")
+    header = struct.pack(f">I{array.ndim}I", magic, *array.shape)
+    with gzip.open(path, "wb", compresslevel=compresslevel) as handle:
+        handle.write(header)
+        handle.write(array.tobytes())
+    return Path(path)
+
+
+def _glyphs() -> np.ndarray:
+    """uint8 [10 digits, 2 stroke widths, 3, 3 shifts of -1..1 px, 28, 28]: seven-segment
+    digits with soft edges on a black background, like MNIST's strokes."""
+    segments = {  # name -> (rows, cols) of the bar, 3 px wide, in a 20x14 box at (4, 7)
+        "a": (slice(4, 7), slice(7, 21)),
+        "b": (slice(4, 15), slice(18, 21)),
+        "c": (slice(13, 24), slice(18, 21)),
+        "d": (slice(21, 24), slice(7, 21)),
+        "e": (slice(13, 24), slice(7, 10)),
+        "f": (slice(4, 15), slice(7, 10)),
+        "g": (slice(13, 16), slice(7, 21)),
+    }
+    digits = ["abcdef", "bc", "abged", "abgcd", "fgbc", "afgcd", "afgedc", "abc", "abcdefg",
+              "abcdfg"]  # fmt: skip
+    out = np.zeros((10, 2, 3, 3, 28, 28), np.uint8)
+    for digit, names in enumerate(digits):
+        for width in range(2):
+            canvas = np.zeros((28, 28), np.float32)
+            for name in names:
+                rows, cols = segments[name]
+                canvas[rows, cols] = 1.0
+            if width:  # a bolder pen: one more pixel to the right and below
+                canvas[1:, 1:] = np.maximum(canvas[1:, 1:], canvas[:-1, :-1])
+            soft = np.pad(canvas, 1)  # a 3x3 box blur gives grey edges
+            soft = sum(soft[i : i + 28, j : j + 28] for i in range(3) for j in range(3)) / 9
+            glyph = np.round(255 * np.minimum(1.0, 1.6 * soft)).astype(np.uint8)
+            for dy in range(3):
+                for dx in range(3):
+                    out[digit, width, dy, dx] = np.roll(glyph, (dy - 1, dx - 1), axis=(0, 1))
+    return out
+
+
+def synthetic_mnist(
+    train: int, test: int, seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Made-up MNIST-shaped data: split -> (images uint8 [N,28,28], labels uint8 [N]).
+
+    Each image is a seven-segment digit of its label, in one of two stroke widths,
+    shifted by up to a pixel and dimmed at random, on an exactly black background (as
+    MNIST's, so pooling windows hold ties); every network here learns it at least as fast
+    as MNIST.
+    """
+    rng = np.random.default_rng(seed)
+    glyphs = _glyphs()
+    splits = {}
+    for split, count in (("train", train), ("test", test)):
+        labels = rng.integers(0, NUM_CLASSES, count, dtype=np.uint8)
+        pick = rng.integers(0, (2, 3, 3), (count, 3))
+        images = glyphs[labels, pick[:, 0], pick[:, 1], pick[:, 2]]
+        scale = rng.integers(160, 257, (count, 1, 1), dtype=np.uint16)
+        images = ((images * scale) >> 8).astype(np.uint8)
+        splits[split] = (images, labels)
+    return splits
+
+
+def write_synthetic_mnist(
+    folder: str | os.PathLike, train: int = 15_000, test: int = 1_000, seed: int = 0
+) -> Path:
+    """Write a synthetic MNIST into ``folder``: the four IDX ``.gz`` files under MNIST's
+    names, ``train`` training images (the first 5,000 of them validate) and ``test`` test
+    images, and the ``synthetic-mnist.json`` that declares them. ``--data-dir`` and
+    :func:`load_mnist` take the folder in place of MNIST's; accuracies on it mean nothing.
+    """
+    root = Path(folder)
+    if not isinstance(train, int) or train <= VALIDATION_SIZE or not isinstance(test, int):
+        raise ValueError(f"train must exceed {VALIDATION_SIZE} (the validation images)")
+    if test < 1:
+        raise ValueError("test must be at least 1")
+    root.mkdir(parents=True, exist_ok=True)
+    for split, (images, labels) in synthetic_mnist(train, test, seed).items():
+        images_name, labels_name = SPLIT_FILES[split]
+        write_idx(root / images_name, images, compresslevel=1)
+        write_idx(root / labels_name, labels)
+    marker = {"kind": SYNTHETIC_KIND, "train": train, "test": test, "seed": seed}
+    (root / SYNTHETIC_MARKER).write_text(json.dumps(marker) + "\n")
+    return root
 
 
 def mnist_file(root: Path, name: str) -> Path:
@@ -335,7 +477,9 @@ def load_mnist(
     ``dataset`` is one of DATASETS (all three come as the same four IDX files).
     ``data_dir`` is the manual download folder (None: let tfds download), or Keras's
     ``mnist.npz`` (or a folder holding it), read directly in file order.
-    ``train_limit`` keeps only the first N training images. Files that are valid
+    ``train_limit`` keeps only the first N training images. A synthetic set
+    (:func:`write_synthetic_mnist`) stands in for any of DATASETS and is read directly,
+    in file order. Files that are valid
     MNIST but not byte-identical to the registered originals (recompressed, say)
     cannot go through tfds, whose checksums would refuse them: they are read
     directly, in file order, and ``notice`` (default: stderr) is told so.
@@ -358,6 +502,8 @@ def load_mnist(
         )
         return _splits_from_arrays(parsed, train_limit)
     parsed = read_mnist_folder(data_dir)
+    if synthetic_counts(data_dir) is not None:  # declared made up: no original to compare with
+        return _splits_from_arrays(parsed, train_limit)
     differing = registered_mismatches(data_dir, dataset)
     if not differing:
         return _load_with_tfds(data_dir, train_limit, dataset)
