@@ -234,3 +234,24 @@ def test_training_gradients_equal_the_layer_by_layer_ones(rng, dtype):
     slow = net.loss_and_gradients(x, y)["grads"]
     for key, value in slow.items():
         np.testing.assert_array_equal(fast[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_aligned_arrays_reach_tensorflow_in_place_and_others_as_they_are(dtype):
+    from tfhybrid.ops import buffers
+
+    array = buffers.empty((3, 5, 7), dtype)
+    assert array.ctypes.data % buffers.ALIGN == 0 and array.flags.c_contiguous
+    array[...] = np.arange(array.size).reshape(array.shape)
+    tensor = buffers.as_tensor(array)
+    assert tensor.dtype == tf.as_dtype(dtype) and tensor.shape == array.shape
+    np.testing.assert_array_equal(tensor.numpy(), array)
+    assert buffers.zeros(4, dtype).sum() == 0
+    misaligned = np.empty(array.size * 2 + 1, dtype)[1 : array.size + 1]
+    if misaligned.ctypes.data % buffers.ALIGN:
+        assert buffers.as_tensor(misaligned) is misaligned  # TensorFlow copies it
+    strided = array[:, ::2]
+    assert buffers.as_tensor(strided) is strided
+    frozen = array.copy()
+    frozen.flags.writeable = False
+    assert buffers.as_tensor(frozen) is frozen

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfhybrid.ops import buffers
+
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """1 / (1 + e^-z), written as 0.5 (1 + tanh(z/2)) so no exp can overflow."""
@@ -23,7 +25,7 @@ def sigmoid_forward(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def sigmoid_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
     """dL/dz = dL/ds * s (1 - s); same shape as ``dout``."""
     s = cache
-    grad = np.subtract(1, s, dtype=s.dtype)
+    grad = np.subtract(1, s, out=buffers.empty(s.shape, s.dtype))  # aligned: see buffers
     grad *= s
     grad *= dout
     return grad
@@ -40,4 +42,4 @@ def relu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
 
     A product with the bool mask: much cheaper than ``np.where`` with a 0-d fill value.
     """
-    return np.multiply(dout, cache, dtype=dout.dtype)
+    return np.multiply(dout, cache, out=buffers.empty(dout.shape, dout.dtype))

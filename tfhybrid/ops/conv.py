@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfhybrid.choices import DW_MODES, check_choice
-from tfhybrid.ops import conv_plan, tf_kernels
+from tfhybrid.ops import buffers, conv_plan, tf_kernels
 
 
 def conv2d_forward(
@@ -44,7 +44,7 @@ def conv2d_backward(
     fn = backward_fn(
         dout.dtype, tuple(x.shape[1:]), w.shape, stride, pad, need_dx, per_sample, plan
     )
-    dw, dx = fn(x, dout, w)
+    dw, dx = fn(x, buffers.as_tensor(dout), w)  # dout read in place where aligned
     dw = np.asarray(dw)
     grads = {"dw": dw if per_example or not per_sample else dw.sum(axis=0)}
     if b_shape is not None:

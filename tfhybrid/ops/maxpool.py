@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfhybrid.choices import TIE_RULES, check_choice
+from tfhybrid.ops import buffers
 
 
 def pool_output_size(size: int, window: int, stride: int, pad: int) -> int:
@@ -154,7 +155,7 @@ def max_pool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
         n, h, w, c = x_shape
         _, ho, wo, _ = dout.shape
         exact = ho * size == h and wo * size == w
-        dx = (np.empty if exact else np.zeros)(x_shape, dtype=dout.dtype)
+        dx = (buffers.empty if exact else buffers.zeros)(x_shape, dout.dtype)
         rows = dx[:, : ho * size, : wo * size, :].reshape(n, ho, size, wo * size * c)
         spread = _in_rows(dout, size)
         for i in range(size):
@@ -168,11 +169,11 @@ def max_pool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
         # Windows tile the input: each input is in at most one window, so each window
         # position's gradient is written straight into its strided view, no sum needed.
         tiled = ho * size == padded[1] and wo * size == padded[2]
-        dxp = (np.empty if tiled else np.zeros)(padded, dtype=dout.dtype)
+        dxp = (buffers.empty if tiled else buffers.zeros)(padded, dout.dtype)
         for q, view in enumerate(_window_views(dxp, size, stride, ho, wo)):
             np.multiply(dout, routes[q], out=view)
     else:
-        dxp = np.zeros(padded, dtype=dout.dtype)
+        dxp = buffers.zeros(padded, dout.dtype)
         zero = np.zeros((), dtype=dout.dtype)
         for q, view in enumerate(_window_views(dxp, size, stride, ho, wo)):
             view += np.where(routes[q], dout, zero)

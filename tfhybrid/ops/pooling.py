@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfhybrid._tf import tf
+from tfhybrid.ops import buffers
 
 
 def avg_pool_forward(x: np.ndarray, size: int = 2, stride: int = 2) -> tuple[np.ndarray, tuple]:
@@ -25,10 +26,10 @@ def avg_pool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     share = dout * (1.0 / (size * size))
     if size == stride and h == ho * size and w == wo * size:
         # Windows tile the input exactly: one broadcast copy, no loop (the common 2x2 case).
-        dx = np.empty(x_shape, dtype=dout.dtype)
+        dx = buffers.empty(x_shape, dout.dtype)
         dx.reshape(n, ho, size, wo, size, c)[...] = share[:, :, None, :, None, :]
         return dx
-    dx = np.zeros(x_shape, dtype=dout.dtype)
+    dx = buffers.zeros(x_shape, dout.dtype)
     for i in range(size):
         for j in range(size):
             dx[:, i : i + stride * ho : stride, j : j + stride * wo : stride, :] += share
@@ -53,7 +54,7 @@ def avg_pool_sigmoid_backward(dout: np.ndarray, cache: tuple, s: np.ndarray) -> 
     # window row of the input is one contiguous run of Wo * size * C values.
     row = np.empty((n, ho, wo, size, c), dtype=dout.dtype)
     np.multiply(dout[:, :, :, None, :], 1.0 / (size * size), out=row)
-    grad = np.subtract(1, s, dtype=s.dtype)
+    grad = np.subtract(1, s, out=buffers.empty(s.shape, s.dtype))  # aligned: see buffers
     grad *= s
     rows = grad.reshape(n * ho, size, w * c)  # the window rows of each output row
     np.multiply(rows, row.reshape(n * ho, 1, w * c), out=rows)
