@@ -27,14 +27,14 @@ def quiet(*_):
     pass
 
 
-def start_run(out, data_dir) -> subprocess.Popen:
+def start_run(out, mnist_like_dir) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
             str(REPO / "scripts" / "train.py"),
             *RUN_ARGS,
             "--data-dir",
-            str(data_dir),
+            str(mnist_like_dir),
             "--out",
             str(out),
         ],
@@ -74,17 +74,17 @@ def assert_same_run(a, b) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference_run(data_dir, tmp_path_factory):
+def reference_run(mnist_like_dir, tmp_path_factory):
     """The same run, never interrupted."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    result = run_train_script(*RUN_ARGS, "--data-dir", str(data_dir), "--out", str(out))
+    result = run_train_script(*RUN_ARGS, "--data-dir", str(mnist_like_dir), "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out
 
 
-def test_sigkill_mid_epoch_then_resume_is_bit_identical(data_dir, tmp_path, reference_run):
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(mnist_like_dir, tmp_path, reference_run):
     out = tmp_path / "run"
-    proc = start_run(out, data_dir)
+    proc = start_run(out, mnist_like_dir)
     wait_for_checkpoint(out, proc)
     time.sleep(0.4)  # into the next epoch
     proc.send_signal(signal.SIGKILL)
@@ -97,16 +97,16 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(data_dir, tmp_path, refe
     # checkpoint: resuming must neither read it nor trip over it.
     (out / (CHECKPOINT_NAME + ".tmp")).write_bytes(b"PK\x03\x04 half a zip")
 
-    resumed = run_train_script("--resume", str(out), "--data-dir", str(data_dir))
+    resumed = run_train_script("--resume", str(out), "--data-dir", str(mnist_like_dir))
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {out} at epoch {meta['epoch']}" in resumed.stdout
     assert_same_run(out, reference_run)
     assert not list(out.glob("*.tmp")), "the next save replaces the temporary file"
 
 
-def test_ctrl_c_saves_prints_resume_command_and_exits_130(data_dir, tmp_path, reference_run):
+def test_ctrl_c_saves_prints_resume_command_and_exits_130(mnist_like_dir, tmp_path, reference_run):
     out = tmp_path / "run"
-    proc = start_run(out, data_dir)
+    proc = start_run(out, mnist_like_dir)
     wait_for_checkpoint(out, proc)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
@@ -114,25 +114,32 @@ def test_ctrl_c_saves_prints_resume_command_and_exits_130(data_dir, tmp_path, re
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert f"--resume {out}" in stderr and "interrupted at epoch" in stderr
-    resumed = run_train_script("--resume", str(out), "--data-dir", str(data_dir))
+    resumed = run_train_script("--resume", str(out), "--data-dir", str(mnist_like_dir))
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(out, reference_run)
 
 
 @pytest.mark.parametrize("dw_mode", ["batched", "per-sample"])
-def test_same_seed_gives_bit_identical_runs(data_dir, tmp_path, dw_mode):
+def test_same_seed_gives_bit_identical_runs(mnist_like_dir, tmp_path, dw_mode):
     config = TrainConfig(
-        epochs=2, train_limit=1500, seed=11, dw_mode=dw_mode, data_dir=str(data_dir)
+        epochs=2, train_limit=1500, seed=11, dw_mode=dw_mode, data_dir=str(mnist_like_dir)
     )
     train_and_evaluate(config, tmp_path / "a", log=quiet)
     train_and_evaluate(config, tmp_path / "b", log=quiet)
     assert_same_run(tmp_path / "a", tmp_path / "b")
 
 
-def test_huge_learning_rate_stops_with_exit_3(data_dir, tmp_path):
+def test_huge_learning_rate_stops_with_exit_3(mnist_like_dir, tmp_path):
     out = tmp_path / "run"
     result = run_train_script(
-        "--lr", "1000", "--train-limit", "2000", "--data-dir", str(data_dir), "--out", str(out)
+        "--lr",
+        "1000",
+        "--train-limit",
+        "2000",
+        "--data-dir",
+        str(mnist_like_dir),
+        "--out",
+        str(out),
     )
     assert_one_line_error(
         result, "diverged at epoch 1, step", "--lr", "no checkpoint had been written yet", code=3
@@ -140,10 +147,10 @@ def test_huge_learning_rate_stops_with_exit_3(data_dir, tmp_path):
     assert not (out / "params.npz").exists()
 
 
-def test_divergence_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+def test_divergence_keeps_the_last_good_checkpoint(mnist_like_dir, tmp_path, monkeypatch):
     from tfhybrid.models.sequential import Sequential
 
-    config = TrainConfig(epochs=3, train_limit=1000, data_dir=str(data_dir))
+    config = TrainConfig(epochs=3, train_limit=1000, data_dir=str(mnist_like_dir))
     calls = {"n": 0}
     original = Sequential.loss_and_gradients
 
@@ -164,25 +171,27 @@ def test_divergence_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypat
     assert all(np.isfinite(v).all() for v in arrays.values() if v.dtype.kind == "f")
 
 
-def test_refuses_to_overwrite_a_run(data_dir, tmp_path):
+def test_refuses_to_overwrite_a_run(mnist_like_dir, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "metrics.json").write_text("{}")
-    result = run_train_script("--out", str(out), "--data-dir", str(data_dir))
+    result = run_train_script("--out", str(out), "--data-dir", str(mnist_like_dir))
     assert_one_line_error(result, "already holds a run", "--resume", "--force")
     assert (out / "metrics.json").read_text() == "{}"
 
 
-def test_unwritable_output_is_reported_before_training(data_dir, tmp_path):
+def test_unwritable_output_is_reported_before_training(mnist_like_dir, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = run_train_script("--out", str(blocker / "run"), "--data-dir", str(data_dir))
+    result = run_train_script("--out", str(blocker / "run"), "--data-dir", str(mnist_like_dir))
     assert_one_line_error(result, "cannot write to output folder", str(blocker / "run"))
 
 
-def test_resume_refuses_changed_settings(data_dir, tmp_path):
+def test_resume_refuses_changed_settings(mnist_like_dir, tmp_path):
     write_checkpoint(tmp_path)  # saved with the default lr 0.1
-    result = run_train_script("--resume", str(tmp_path), "--lr", "0.5", "--data-dir", str(data_dir))
+    result = run_train_script(
+        "--resume", str(tmp_path), "--lr", "0.5", "--data-dir", str(mnist_like_dir)
+    )
     assert_one_line_error(result, "lr=0.1", "0.5", "its own settings")
 
 
@@ -214,9 +223,9 @@ def write_checkpoint(folder, model="seed-cnn", **shapes):
         (lambda d: write_checkpoint(d, w2=(784, 10)), ["w2", "(784, 10)", "(2000, 10)"]),
     ],
 )
-def test_bad_checkpoint_gives_clear_error(data_dir, tmp_path, make, needles):
+def test_bad_checkpoint_gives_clear_error(mnist_like_dir, tmp_path, make, needles):
     make(tmp_path)
-    result = run_train_script("--resume", str(tmp_path), "--data-dir", str(data_dir))
+    result = run_train_script("--resume", str(tmp_path), "--data-dir", str(mnist_like_dir))
     assert_one_line_error(result, *needles)
 
 
@@ -227,13 +236,18 @@ def test_checkpoint_with_pickled_object_is_refused(tmp_path):
     assert os.path.exists(tmp_path / CHECKPOINT_NAME)
 
 
-def test_checkpoint_of_the_previous_layout_resumes(data_dir, tmp_path):
+def test_checkpoint_of_the_previous_layout_resumes(mnist_like_dir, tmp_path):
     """Checkpoints written before the layer framework kept convolution biases as [F]; they
     load as [1,F] with the same values, and the run continues."""
     from tfhybrid.catalog import build_model
 
     config = TrainConfig.for_model(
-        "lenet5", epochs=2, train_limit=200, batch_size=50, test_limit=100, data_dir=str(data_dir)
+        "lenet5",
+        epochs=2,
+        train_limit=200,
+        batch_size=50,
+        test_limit=100,
+        data_dir=str(mnist_like_dir),
     )
     params = build_model("lenet5", seed=0).params
     old = {k: (v.reshape(-1) if k in ("b1", "b2") else v) for k, v in params.items()}
