@@ -349,8 +349,8 @@ def test_the_audit_callback_catches_a_planted_bug_and_names_it():
     assert outcome.startswith("mismatch: ")
     assert "off by a constant factor 2" in outcome
     assert "dw1" in audit.reports[0].unexpected
-    fault = layer_at_fault(str(audit.reports[0]))  # when the audit prints that line
-    assert fault is None or (fault in outcome and "Tanh" in fault)
+    fault = layer_at_fault(audit.reports[0])
+    assert fault.startswith("layer at fault: ") and "Tanh" in fault and fault in outcome
 
 
 @pytest.mark.parametrize("factor", [1.0, 2.0])

@@ -526,9 +526,14 @@ class AuditOutcome(float):
         return (AuditOutcome, (bool(float(self)), self.text))
 
 
-def layer_at_fault(text: str) -> str | None:
-    """The report's "layer at fault: ..." line, if it prints one."""
-    for line in text.splitlines():
+def layer_at_fault(report) -> str | None:
+    """The "layer at fault: ..." line of an audit report (or of its printed text), if any."""
+    fault = getattr(report, "layer_at_fault", None)
+    if fault is not None:
+        from tfhybrid.audit.layers import fault_text
+
+        return f"{LAYER_AT_FAULT} {fault_text(fault)}"
+    for line in str(report).splitlines():
         if line.strip().startswith(LAYER_AT_FAULT):
             return line.strip()
     return None
@@ -536,8 +541,6 @@ def layer_at_fault(text: str) -> str | None:
 
 def summarise(report) -> str:
     """A short outcome of an audit report: what matched, what did not, the layer at fault."""
-    from tfhybrid.audit import format_table
-
     if report.ok:
         count = len(report.tensors)
         known = [t.name for t in report.tensors if not t.matches]
@@ -547,20 +550,13 @@ def summarise(report) -> str:
             f"ok: {count - len(known)} of {count} gradients match, and "
             f"{', '.join(known)} as expected"
         )
-    parts = []
-    for name in report.unexpected:
-        try:
-            parts.append(f"{name} {report.tensor(name).manual.description}")
-        except KeyError:
-            parts.append(name)
+    names = set(report.names)
+    parts = [
+        f"{name} {report.tensor(name).verdict}" if name in names - {"loss", "update"} else name
+        for name in report.unexpected
+    ]
     text = "mismatch: " + "; ".join(parts)
-    printed = ""
-    for render in (str, format_table):
-        try:
-            printed += "\n" + render(report)
-        except Exception:  # noqa: BLE001  (the report's text is a bonus, never a failure)
-            continue
-    fault = layer_at_fault(printed)
+    fault = layer_at_fault(report)
     return f"{text}; {fault}" if fault else text
 
 

@@ -208,17 +208,10 @@ def fault_lines(verdicts: list[LayerVerdict], any_mismatch: bool) -> list[str]:
         return ["layers: each layer's own backward matches (fed the tape's upstream gradient)"]
     lines = []
     for item in verdicts:
-        verdicts_text = ", ".join(
-            f"{_local_name(name)} {verdict}"
-            for name, verdict in item.own_verdicts.items()
-            if verdict != "match"
-        )
         if item.status == AT_FAULT:
-            lines.append(
-                f"layer at fault: {item.describe()}: its own backward gives {verdicts_text}"
-            )
+            lines.append(f"layer at fault: {fault_text(item)}")
         elif item.status == ALSO_WRONG:
-            lines.append(f"  layer {item.describe()} is wrong on its own too: {verdicts_text}")
+            lines.append(f"  layer {item.describe()} is wrong on its own too: {_wrong(item)}")
         elif item.status == INHERITS:
             lines.append(
                 f"  layer {item.describe()} inherits the error: its own backward matches, "
@@ -233,6 +226,20 @@ def fault_lines(verdicts: list[LayerVerdict], any_mismatch: bool) -> list[str]:
                     f"{record.cause}"
                 )
     return lines
+
+
+def fault_text(item: LayerVerdict) -> str:
+    """ "2 (ReLU, output a1): its own backward gives dx wrong": what follows
+    "layer at fault:"."""
+    return f"{item.describe()}: its own backward gives {_wrong(item)}"
+
+
+def _wrong(item: LayerVerdict) -> str:
+    return ", ".join(
+        f"{_local_name(name)} {verdict}"
+        for name, verdict in item.own_verdicts.items()
+        if verdict != "match"
+    )
 
 
 def _local_name(name: str) -> str:
