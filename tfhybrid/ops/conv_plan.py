@@ -23,9 +23,10 @@ measurements in docs/performance.md:
   slower there: 20.7 against 3.3 ms for the article's convolution on a 2-core AMD EPYC);
   ``backprop-filter`` otherwise (with AVX-512 it is as fast or faster, and a stride makes
   the forward form slower everywhere measured); no XLA (slower on both machines);
-- each sample's dw: ``vectorized`` under XLA (2-3 times faster than without XLA for one
-  input channel or a stride, never slower; the depthwise form was slower on every shape
-  measured with AVX-512, and on all but one without);
+- each sample's dw: ``vectorized`` under XLA (1.5-3 times faster than without XLA for
+  one input channel or a stride, about as fast for the article's 9x9 convolution; the
+  depthwise form was slower on every shape measured with AVX-512, and faster on one of
+  the two measured without: conv8's, 3.2 against 4.5 ms without XLA);
 - dx: ``backprop-input``, no XLA (the flipped forward form was never faster);
 - where TensorFlow sees a GPU (not measured): TensorFlow's own kernels, no XLA.
 
