@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,8 @@ def mnist_dir() -> Path | None:
 # test_reliability.py trains on 10,000 more; a few hundred test images are plenty.
 MNIST_LIKE_TRAIN = 15_000
 MNIST_LIKE_TEST = 1_000
-NEEDS_REAL_DATA = pytest.StashKey[list]()  # the test files that use data_dir
+NOT_FOUND = "real MNIST files not found"  # starts the reason of every data_dir skip
+FIX = "set TFHYBRID_DATA_DIR to the folder holding the four original .gz files"
 
 
 @pytest.fixture(scope="session")
@@ -46,34 +48,53 @@ def mnist_like_dir(tmp_path_factory) -> Path:
     return write_synthetic_mnist(folder, train=MNIST_LIKE_TRAIN, test=MNIST_LIKE_TEST)
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    files = sorted({item.path.name for item in items if "data_dir" in item.fixturenames})
-    config.stash[NEEDS_REAL_DATA] = files
+def data_dir_unset() -> str:
+    configured = os.environ.get("TFHYBRID_DATA_DIR")
+    if configured:
+        return f"TFHYBRID_DATA_DIR={configured}"
+    return f"{DEFAULT_DATA_DIR} (TFHYBRID_DATA_DIR unset)"
 
 
 @pytest.fixture(scope="session")
-def data_dir(request) -> Path:
-    """The folder of the four original MNIST files, for the tests that need the real images;
-    CI must have it, so never skip there. The skip's reason is the same for every test, so
-    -ra (pytest's default here) names them all in one line."""
+def data_dir() -> Path:
+    """The folder of the four original MNIST files, for the tests that need the real images
+    (accuracy, the reproduction, checksums, the notebook); CI must have it, so never skip
+    there. Elsewhere the tests skipped for want of it are named in one line of the summary."""
     path = mnist_dir()
     if path is None:
-        configured = os.environ.get("TFHYBRID_DATA_DIR")
-        where = (
-            f"TFHYBRID_DATA_DIR={configured}"
-            if configured
-            else f"{DEFAULT_DATA_DIR} (TFHYBRID_DATA_DIR unset)"
-        )
-        files = ", ".join(request.config.stash.get(NEEDS_REAL_DATA, [])) or "some files"
-        fix = "set TFHYBRID_DATA_DIR to the folder holding the four original .gz files"
+        message = f"{NOT_FOUND} in {data_dir_unset()}"
         if os.environ.get("CI"):
-            pytest.fail(f"MNIST files not found in {where}: CI runs every test on them; {fix}")
-        pytest.skip(
-            f"real MNIST files not found in {where}: skipped the tests that need the real "
-            f"images (accuracy, the reproduction, checksums, the notebook) in {files}; "
-            f"{fix} to run them"
-        )
+            pytest.fail(f"{message}: CI runs every test on them; {FIX}")
+        pytest.skip(f"{message}; {FIX} to run the tests that need the real images")
     return path
+
+
+def _needs_real_data(report) -> bool:
+    return isinstance(report.longrepr, tuple) and NOT_FOUND in str(report.longrepr[-1])
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter):
+    """One line for every test skipped for want of the real MNIST, in place of -ra's line
+    per test; the count of skipped tests at the end still includes them."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    ours = [report for report in skipped if _needs_real_data(report)]
+    if ours:
+        terminalreporter.stats["skipped"] = [r for r in skipped if not _needs_real_data(r)]
+    try:
+        result = yield
+    finally:
+        if ours:
+            terminalreporter.stats["skipped"] = skipped
+    if ours:
+        files = Counter(Path(report.location[0]).name for report in ours)
+        where = ", ".join(f"{name} ({count})" for name, count in sorted(files.items()))
+        terminalreporter.write_line(
+            f"SKIPPED [{len(ours)}] the tests that need the real MNIST images (accuracy, the "
+            f"reproduction, checksums, the notebook) in {where}: {NOT_FOUND} in "
+            f"{data_dir_unset()}; {FIX} to run them"
+        )
+    return result
 
 
 @pytest.fixture
