@@ -316,3 +316,164 @@ def test_per_example_gradients_are_audited(batch):
     assert "per-example gradient norms" in str(report)
     right = small_net(tfhybrid.layers.ReLU())
     assert audit(right, x, y, per_example=True).ok
+
+
+# --- found by trying it as a new user ---------------------------------------------------
+def test_the_whole_gradient_to_every_tie_is_wrong_on_a_large_flat_input():
+    x = np.full((2, 26, 26, 2), -0.5)  # every window tied but one
+    x[:, 0, 0, :] = 1.0
+    assert check_layer(MaxPool2D(2, ties="all"), (26, 26, 2), x=x, ties=False).verdicts == {
+        "x": WRONG
+    }
+    assert check_layer(MaxPool2D(2), (26, 26, 2), x=x, ties=False).ok
+    assert check_op(max_pool_forward, every_tie, {"x": x}).verdicts == {"x": WRONG}
+    assert check_op(max_pool_forward, shared_ties, {"x": x}).ok
+
+
+class ReLUAtZeroOne(Layer):
+    """ReLU whose derivative at 0 is 1: a valid subgradient, not TensorFlow's choice."""
+
+    prefix = "a"
+
+    def forward(self, params, x):
+        return np.maximum(x, 0), x
+
+    def backward(self, dout, cache, need_dx=True):
+        return dout * (cache >= 0), {}
+
+    def reference(self, params, x):
+        return tf.nn.relu(x)
+
+
+def test_a_valid_subgradient_inside_a_network_passes():
+    from tfhybrid.layers import Conv2D
+
+    x = np.zeros((2, 8, 8, 1))  # a blank background: pre-activations exactly 0
+    x[:, 3:6, 3:6, 0] = np.random.default_rng(5).random((2, 3, 3))
+    net = tfhybrid.Sequential(
+        [Conv2D(2, 3), ReLUAtZeroOne(), Flatten(), Dense(3)],
+        input_shape=(8, 8, 1),
+        dtype=np.float64,
+    )
+    report = audit(net, x, np.eye(3)[[0, 2]])
+    assert report.ok, str(report)
+    assert "follows the valid subgradients of layer 1 (ReLUAtZeroOne)" in str(report)
+
+
+class BatchNorm(Layer):
+    """Batch norm over all axes but the channels, with its batch-statistics terms."""
+
+    prefix = "bn"
+
+    def param_shapes(self, input_shape):
+        return {"g": (input_shape[-1],), "b": (input_shape[-1],)}
+
+    def forward(self, params, x):
+        axes = tuple(range(x.ndim - 1))
+        var = x.var(axes)
+        xhat = (x - x.mean(axes)) / np.sqrt(var + 1e-5)
+        return params["g"] * xhat + params["b"], (xhat, params["g"], var, axes)
+
+    def backward(self, dout, cache, need_dx=True):
+        xhat, g, var, axes = cache
+        m, dxhat = dout.size // dout.shape[-1], dout * g
+        dx = (m * dxhat - dxhat.sum(axes) - xhat * (dxhat * xhat).sum(axes)) / (
+            m * np.sqrt(var + 1e-5)
+        )
+        return dx, {"g": (dout * xhat).sum(axes), "b": dout.sum(axes)}
+
+    def reference(self, params, x):
+        mean, var = tf.nn.moments(x, list(range(len(x.shape) - 1)))
+        return params["g"] * (x - mean) / tf.sqrt(var + 1e-5) + params["b"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_gradient_that_is_zero_up_to_rounding_matches(dtype):
+    from tfhybrid.layers import Conv2D, ReLU
+
+    rng = np.random.default_rng(0)
+    net = tfhybrid.Sequential(
+        [Conv2D(2, 3), BatchNorm(), ReLU(), Flatten(), Dense(4)],
+        input_shape=(6, 6, 1),
+        dtype=dtype,
+    )
+    report = audit(net, rng.random((3, 6, 6, 1)), np.eye(4)[[0, 1, 3]])
+    assert report.ok, str(report)  # db1 is zero: batch norm removes the bias
+    assert "zero up to rounding" in str(report)
+
+
+class Float32Double(Layer):
+    """2x, computed in float32 inside a float64 network."""
+
+    def forward(self, params, x):
+        return (2 * x).astype(np.float32), None
+
+    def backward(self, dout, cache, need_dx=True):
+        return 2 * dout, {}
+
+    def reference(self, params, x):
+        return 2 * x
+
+
+def test_a_float32_layer_in_a_float64_network_is_judged_at_float32_tolerance():
+    from tfhybrid.layers import Conv2D
+
+    net = tfhybrid.Sequential(
+        [Conv2D(2, 3), Float32Double(), Flatten(), Dense(3)],
+        input_shape=(6, 6, 1),
+        dtype=np.float64,
+    )
+    report = audit(net, np.random.default_rng(1).random((2, 6, 6, 1)), np.eye(3)[[0, 1]])
+    assert report.ok and report.tolerances["manual"] == 1e-3, str(report)
+
+
+@pytest.mark.parametrize(
+    "reference,needle",
+    [
+        (lambda x, w: 2 * tf.matmul(x, w), "reference's output differs from forward's"),
+        (lambda x, w: x.numpy() @ w.numpy(), "not a TensorFlow tensor"),
+        (lambda a, b: tf.matmul(a, b), "reference failed on inputs x [3, 4], w [4, 2]"),
+    ],
+)
+def test_a_reference_that_is_not_the_forward_is_one_clear_error(reference, needle):
+    rng = np.random.default_rng(0)
+    values = {"x": rng.standard_normal((3, 4)), "w": rng.standard_normal((4, 2))}
+
+    def forward(x, w):
+        return x @ w, (x, w)
+
+    def backward(dout, cache):
+        return {"x": dout @ cache[1].T, "w": cache[0].T @ dout}
+
+    with pytest.raises(ValueError, match=re_escape(needle)):
+        check_op(forward, backward, values, reference)
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def test_nothing_to_compare_is_never_ok():
+    def forward(x, w):
+        return x @ w, (x, w)
+
+    empty = {"x": np.zeros((0, 4)), "w": np.ones((4, 2))}
+    report = check_op(forward, lambda d, c: {"x": d @ c[1].T}, empty)
+    assert report.verdicts["x"] == "not checked: the tensor is empty" and not report.ok
+    silent = check_op(forward, lambda d, c: {}, {"x": np.ones((2, 4)), "w": np.ones((4, 2))})
+    assert not silent.ok and "NOTHING CHECKED" in str(silent)
+    with pytest.raises(ValueError, match="holds NaN or inf"):
+        check_op(forward, lambda d, c: {}, {"x": np.full((2, 4), np.nan), "w": np.ones((4, 2))})
+
+
+def test_a_per_example_gradient_handed_to_the_neighbour_is_named(batch):
+    x, y = batch
+    net = tfhybrid.Sequential(
+        [Flatten(), Dense(5), tfhybrid.layers.ReLU(), SwappedDense(3)],
+        input_shape=(4, 4, 1),
+        dtype=np.float64,
+    )
+    report = audit(net, x, y, per_example=True)
+    assert "rolled by +1 along axis 0" in (report.tensor("dw2:per-example").cause or "")

@@ -73,7 +73,7 @@ def transform_cause(manual: np.ndarray, true: np.ndarray, rtol: float) -> str | 
         return candidate.shape == m.shape and compare(m, candidate, rtol).matches
 
     for spatial in _spatial_axes(t):
-        if same(np.flip(t, axis=spatial)):
+        if min(t.shape[a] for a in spatial) >= 2 and same(np.flip(t, axis=spatial)):
             return (
                 "the true gradient rotated 180 degrees (a kernel flipped: a convolution "
                 "where a correlation belongs)"
@@ -82,10 +82,16 @@ def transform_cause(manual: np.ndarray, true: np.ndarray, rtol: float) -> str | 
         if list(axes) != sorted(axes) and same(np.transpose(t, axes)):
             return f"the true gradient with its axes transposed ({', '.join(map(str, axes))})"
     for axis in range(t.ndim):
-        if t.shape[axis] < 3:
+        if t.shape[axis] < 2:
             continue
         for shift in (1, -1):
-            if same(_shifted(t, shift, axis)):
+            if same(np.roll(t, shift, axis=axis)):
+                what = "sample" if axis == 0 else "position"
+                return (
+                    f"the true gradient rolled by {shift:+d} along axis {axis} (each "
+                    f"{what}'s gradient handed to its neighbour)"
+                )
+            if t.shape[axis] >= 3 and same(_shifted(t, shift, axis)):
                 return (
                     f"the true gradient shifted by {shift:+d} along axis {axis} "
                     "(an index off by one)"

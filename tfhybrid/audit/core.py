@@ -75,12 +75,24 @@ def audit(
         )
     if not isinstance(fd_samples, int) or fd_samples < 1:
         raise ValueError(f"fd_samples must be an integer >= 1, got {fd_samples!r}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("x or y holds NaN or inf: a gradient is checked at finite points")
     manual = (
         model.loss_and_gradients(x.copy(), y.copy(), per_example=per_example)
         if (per_example)
         else model.loss_and_gradients(x.copy(), y.copy())
     )
+    sequential = layers and hasattr(model, "layers") and hasattr(model, "param_keys")
+    layer_checks = []
+    if sequential:  # first: a layer that computes in float32 sets the network's tolerance
+        from tfhybrid.audit.layers import check_layers
+
+        layer_checks = check_layers(model, x, y, seed=seed, per_example=per_example)
     dtype = np.result_type(*params.values())
+    if any(np.asarray(v).dtype == np.float32 for v in _arrays(manual)) or any(
+        item.check.precision != "float64" for item in layer_checks
+    ):
+        dtype = np.dtype(np.float32)  # some of the manual code computes in float32
     rtol = tol.rtol_for(dtype)
     tape64 = tape_gradients(model, params, x, y, np.float64)
     tape32 = tape_gradients(model, params, x, y, np.float32)
@@ -136,13 +148,13 @@ def audit(
     _check_same_weights(params, stepper.params)
     update = update_check(stepper, x, y, tape64.grads, lr, rtol, describe(stepper))
     layer_verdicts = []
-    if layers and hasattr(model, "layers") and hasattr(model, "param_keys"):
-        from tfhybrid.audit.layers import check_layers, locate_fault
+    if sequential:
+        from tfhybrid.audit.layers import explained_by_layers, locate_fault
 
+        tensors = explained_by_layers(tensors, layer_checks, model)
+        per_example_records = explained_by_layers(per_example_records, layer_checks, model)
         mismatched = {t.name for t in (*tensors, *per_example_records) if not t.matches}
-        layer_verdicts = locate_fault(
-            check_layers(model, x, y, seed=seed, per_example=per_example), model, mismatched
-        )
+        layer_verdicts = locate_fault(layer_checks, model, mismatched)
     return AuditReport(
         model=getattr(model, "name", type(model).__name__),
         settings=describe(model),
@@ -193,6 +205,11 @@ def _layer_counts(model, batch: int) -> dict[str, dict[str, int]]:
             found["d" + model.names[index - 1]] = counts  # its dx
         shape = out_shape
     return found
+
+
+def _arrays(result: dict) -> list:
+    """Every gradient array of a loss_and_gradients result."""
+    return [*result["grads"].values(), *result["intermediates"].values()]
 
 
 def _prefixed(grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -13,13 +13,24 @@ in the network are wrong inherits its error.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 
 from tfhybrid.audit import tolerances as tol
 from tfhybrid.audit.causes import quantities
-from tfhybrid.audit.judge import PER_EXAMPLE, PER_EXAMPLE_SUFFIX, TensorCheck, judge_tensor
+from tfhybrid.audit.compare import MATCH
+from tfhybrid.audit.judge import (
+    MANUAL,
+    PER_EXAMPLE,
+    PER_EXAMPLE_SUFFIX,
+    TAPE32,
+    TAPE64,
+    TensorCheck,
+    judge_tensor,
+)
 from tfhybrid.audit.ops import OpReport, run_check
+from tfhybrid.audit.vote import vote
 
 LAYER_FD_SAMPLES = 12  # coordinates per tensor of one layer (the network's table has more)
 OK, AT_FAULT, INHERITS, ALSO_WRONG = "ok", "at fault", "inherits", "also wrong"
@@ -130,6 +141,7 @@ def _own_check(layer, x_in, local, dout, need_dx, seed) -> OpReport:
         name=type(layer).__name__,
         seed=seed,
         counts=quantities(x_in.shape, dout.shape, getattr(layer, "cause_counts", None)),
+        upstream="the float64 tape's upstream gradient (dL/d its output in the network)",
     )
 
 
@@ -167,6 +179,65 @@ def _per_example(layer, x_in, local, dout, need_dx, keys) -> list[TensorCheck]:
             )
         )
     return records
+
+
+def _owner(name: str, model) -> int | None:
+    """The index of the layer whose backward computes network tensor ``name``: the owner
+    of parameter dKEY (or dKEY:per-example), or the layer above output dNAME (its dx)."""
+    base = name.split(":")[0]
+    for index, keys in enumerate(model.param_keys):
+        if base in {f"d{key}" for key in keys.values()}:
+            return index
+    for index, output in enumerate(model.names[:-1]):
+        if base == f"d{output}":
+            return index + 1
+    return None
+
+
+def explained_by_layers(
+    tensors: list[TensorCheck], verdicts: list[LayerVerdict], model
+) -> list[TensorCheck]:
+    """Network tensors that depart from the tape only because layers chose a valid
+    subgradient at a kink: when the layer computing a tensor and every layer above it
+    match on their own, and one of them departs from TensorFlow's convention at a kink
+    (a ReLU'(0) = 1, a tie shared), the tensor follows their valid choices: it matches,
+    with a note. Intermediates have no finite differences of their own; this is how
+    their departures are judged."""
+    own = {v.index: v for v in verdicts}
+    departing = {
+        v.index for v in verdicts if any(r.departures for r in (*v.check.inputs, *v.per_example))
+    }
+    out = []
+    for item in tensors:
+        index = _owner(item.name, model)
+        above = [i for i in own if index is not None and i >= index]
+        if (
+            item.matches
+            or index is None
+            or not above
+            or not all(own[i].own_ok for i in above)
+            or not departing.intersection(above)
+        ):
+            out.append(item)
+            continue
+        at = sorted(departing.intersection(above))
+        sources = item.vote.sources if item.vote is not None else (MANUAL, TAPE32, TAPE64)
+        out.append(
+            dataclasses.replace(
+                item,
+                verdict=MATCH,
+                matches=True,
+                vote=vote(sources, {pair: True for pair in itertools.combinations(sources, 2)}),
+                departures=max(item.manual.count if item.manual else 0, 1),
+                note=(
+                    "follows the valid subgradients of layer "
+                    + ", ".join(f"{i} ({own[i].layer})" for i in at)
+                    + ", which depart from TensorFlow's convention where the function has no "
+                    "derivative; every layer from here up matches on its own"
+                ),
+            )
+        )
+    return out
 
 
 def locate_fault(verdicts: list[LayerVerdict], model, mismatched: set[str]) -> list[LayerVerdict]:

@@ -31,6 +31,7 @@ import numpy as np
 
 from tfhybrid.audit import tolerances as tol
 from tfhybrid.audit.causes import quantities
+from tfhybrid.audit.compare import compare, readable_factor
 from tfhybrid.audit.judge import (
     HEADER as TABLE_HEADER,
 )
@@ -65,6 +66,7 @@ class OpReport:
     tolerances: dict[str, float]
     seed: int
     precision: str = "float64"
+    upstream: str = ""  # where dout came from, when not drawn at random
 
     @property
     def verdicts(self) -> dict[str, str]:
@@ -82,8 +84,8 @@ class OpReport:
     @property
     def ok(self) -> bool:
         """Every gradient the backward returned matches (inputs it left out do not count;
-        a gradient nothing could be compared with is not a match)."""
-        return not self.mismatches
+        a gradient nothing could be compared with is not a match), and it returned one."""
+        return not self.mismatches and any(item.manual is not None for item in self.inputs)
 
     def input(self, name: str) -> TensorCheck:
         """The record of input ``name``: checked at several points, the first that fails."""
@@ -122,12 +124,20 @@ def format_op_table(report: OpReport) -> str:
     """The audit table of ``check_gradients.py``, one row per input of the op."""
     lines = [
         f"gradient check: {report.op}, against {report.reference}, "
-        f"random upstream gradient (seed {report.seed})"
+        + (report.upstream or f"random upstream gradient (seed {report.seed})")
         + (f"; the code computes in {report.precision}" if report.precision != "float64" else ""),
         "",
         *aligned([HEADER] + [row(item) for item in report.inputs]),
     ]
-    outcome = "every gradient matches" if report.ok else f"MISMATCH: {', '.join(report.mismatches)}"
+    outcome = (
+        "every gradient matches"
+        if report.ok
+        else (
+            f"MISMATCH: {', '.join(report.mismatches)}"
+            if report.mismatches
+            else "NOTHING CHECKED: the backward returned no gradient"
+        )
+    )
     extra = notes(report.inputs)
     if extra:
         lines += ["", *extra]
@@ -177,8 +187,7 @@ def check_op(
     too. Bad input raises one ``ValueError`` that names the problem.
     """
     values = _checked_inputs(inputs)
-    if not isinstance(fd_samples, int) or fd_samples < 1:
-        raise ValueError(f"fd_samples must be an integer >= 1, got {fd_samples!r}")
+    _check_tolerances(rtol, atol, fd_samples)
     if weights and not _is_keras_layer(reference):
         raise ValueError("weights= names a Keras layer's weights; pass the layer as reference")
     if reference is not None and not _is_keras_layer(reference) and not callable(reference):
@@ -217,6 +226,7 @@ def run_check(
     fd_samples: int = OP_FD_SAMPLES,
     name: str = "op",
     counts: Mapping[str, int] | None = None,
+    upstream: str = "",
 ) -> OpReport:
     """:func:`check_op` on checked float64 ``values``; ``dout``: the upstream gradient
     (default: drawn from ``rng``), as the per-layer checks of a network pass the tape's."""
@@ -233,9 +243,9 @@ def run_check(
         precision = np.dtype(np.float32)
     tapes = None
     if _is_keras_layer(reference):
-        tapes = _keras_tapes(reference, weights, values, dout, out.shape)
+        tapes = _keras_tapes(reference, weights, values, dout, out.shape, out)
     elif reference is not None:
-        tapes = _tapes(reference, values, dout, out.shape)
+        tapes = _tapes(reference, values, dout, out.shape, out)
 
     def loss_at(point: dict[str, np.ndarray]) -> float:
         result = forward(**{k: np.array(v) for k, v in point.items()})[0]
@@ -289,7 +299,19 @@ def run_check(
         },
         seed=seed,
         precision=str(precision),
+        upstream=upstream,
     )
+
+
+def _check_tolerances(rtol, atol, fd_samples) -> None:
+    if rtol is not None and (
+        isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not rtol > 0
+    ):
+        raise ValueError(f"rtol must be a number > 0 (or None for the default), got {rtol!r}")
+    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0:
+        raise ValueError(f"atol must be a number >= 0, got {atol!r}")
+    if isinstance(fd_samples, bool) or not isinstance(fd_samples, int) or fd_samples < 1:
+        raise ValueError(f"fd_samples must be an integer >= 1, got {fd_samples!r}")
 
 
 def _checked_inputs(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -308,6 +330,10 @@ def _checked_inputs(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             raise ValueError(
                 f"input {key!r} has dtype {array.dtype}; gradients are checked "
                 "for float arrays only (pass it as float, or close over it)"
+            )
+        if not np.all(np.isfinite(array)):
+            raise ValueError(
+                f"input {key!r} holds NaN or inf: a gradient is checked at finite points"
             )
         values[key] = np.array(array, dtype=np.float64)  # the check runs in float64
     return values
@@ -329,6 +355,11 @@ def _run_forward(forward: Callable, values: dict[str, np.ndarray]):
     out = np.asarray(result[0])
     if not np.issubdtype(out.dtype, np.floating):
         raise ValueError(f"forward's out must be a float array, got dtype {out.dtype}")
+    if not np.all(np.isfinite(out)):
+        raise ValueError(
+            f"forward's out holds NaN or inf on inputs {_shapes(values)}: check the forward "
+            "(a gradient is checked where the function is finite)"
+        )
     return np.array(out, dtype=np.float64), result[1], out.dtype
 
 
@@ -367,7 +398,11 @@ def _run_backward(
 
 
 def _tapes(
-    reference: Callable, values: dict[str, np.ndarray], dout: np.ndarray, out_shape: tuple
+    reference: Callable,
+    values: dict[str, np.ndarray],
+    dout: np.ndarray,
+    out_shape: tuple,
+    forward_out: np.ndarray | None = None,
 ) -> tuple[dict, dict]:
     """(float64 tape gradients, float32 tape gradients) of sum(dout * reference(...))."""
     from tfhybrid._tf import tf
@@ -377,7 +412,21 @@ def _tapes(
         tensors = {k: tf.constant(v, dtype=dtype) for k, v in values.items()}
         with tf.GradientTape() as tape:
             tape.watch(tensors)
-            out = reference(**tensors)
+            try:
+                out = reference(**tensors)
+            except Exception as err:  # the user's code: report it with what it was given
+                raise ValueError(
+                    f"reference failed on inputs {_shapes(values)} (passed as keywords "
+                    f"{', '.join(values)}): {type(err).__name__}: {err}"
+                ) from err
+            if not tf.is_tensor(out):
+                raise ValueError(
+                    f"reference returned a {type(out).__name__}, not a TensorFlow tensor: "
+                    "write it in TensorFlow ops on its tensor inputs, which the tape can "
+                    "differentiate"
+                )
+            if dtype == tf.float64:
+                _check_same_function(np.asarray(out, dtype=np.float64), forward_out)
             if tuple(out.shape) != tuple(out_shape):
                 raise ValueError(
                     f"reference's output has shape {list(out.shape)}, forward's "
@@ -387,6 +436,21 @@ def _tapes(
         grads = tape.gradient(target, tensors, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         results.append({k: g.numpy().astype(np.float64) for k, g in grads.items()})
     return results[0], results[1]
+
+
+def _check_same_function(reference_out: np.ndarray, forward_out: np.ndarray | None) -> None:
+    """The reference must compute the forward's function: its float64 output must agree
+    with the forward's to float32's tolerance (looser than any rounding, tighter than any
+    other function), else no gradient of one says anything about the other."""
+    if forward_out is None or reference_out.shape != forward_out.shape:
+        return  # a shape mismatch has its own message
+    result = compare(reference_out, forward_out, tol.RTOL_FLOAT32)
+    if not result.matches:
+        raise ValueError(
+            f"reference's output differs from forward's (rel err {result.rel_error:.1e} at "
+            f"index {result.worst_index}, scale {readable_factor(result.scale)}): they must "
+            "compute the same function"
+        )
 
 
 def _is_keras_layer(obj) -> bool:
@@ -401,6 +465,7 @@ def _keras_tapes(
     values: dict[str, np.ndarray],
     dout: np.ndarray,
     out_shape: tuple,
+    forward_out: np.ndarray | None = None,
 ) -> tuple[dict, dict]:
     """The tapes of ``sum(dout * layer(x))``, with the layer's weights set from ``values``:
     a copy of the layer in float64 and one in float32 (from its config)."""
@@ -438,6 +503,8 @@ def _keras_tapes(
         with tf.GradientTape() as tape:
             tape.watch(x)
             out = copy(x)
+            if dtype == "float64":
+                _check_same_function(np.asarray(out, dtype=np.float64), forward_out)
             if tuple(out.shape) != tuple(out_shape):
                 raise ValueError(
                     f"{type(layer).__name__}'s output has shape {list(out.shape)}, "
@@ -481,6 +548,25 @@ def check_layer(
     paths: its own ``forward``, and the compiled one (``reference`` for the output and
     ``cache_from`` for the cache, fed TensorFlow tensors), rows marked ``fused``.
     """
+    from tfhybrid.layers.base import Layer
+
+    if not isinstance(layer, Layer):
+        raise ValueError(
+            f"check_layer checks a tfhybrid.layers.Layer, got {type(layer).__name__}; "
+            "for a pair of functions use check_op"
+        )
+    if (
+        not isinstance(input_shape, (tuple, list))
+        or not input_shape
+        or not all(isinstance(d, (int, np.integer)) and d >= 1 for d in input_shape)
+    ):
+        raise ValueError(
+            f"input_shape must be a tuple of positive sizes without the batch axis, such "
+            f"as (28, 28, 1), got {input_shape!r}"
+        )
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+    _check_tolerances(rtol, atol, fd_samples)
     shape = tuple(int(d) for d in input_shape)
     rng = np.random.default_rng(seed)
     layer.input_shape = shape

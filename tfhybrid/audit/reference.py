@@ -51,6 +51,12 @@ def tape_gradients(
         tape.watch(tensors)
         tape.watch(tx)  # records intermediates that do not depend on any parameter too
         loss, inter = model.reference_forward(tensors, tx, ty)
+    if not tf.is_tensor(loss) or not all(tf.is_tensor(t) for t in inter.values()):
+        raise ValueError(
+            "reference_forward must compute its loss and intermediates in TensorFlow ops "
+            f"(it returned a {type(loss).__name__} loss), which the tape can differentiate; "
+            "a layer's reference written in NumPy cannot be differentiated"
+        )
     if tuple(loss.shape) != ():
         raise ValueError(f"reference_forward must return a scalar loss, got shape {loss.shape}")
     grads, dinter = tape.gradient(

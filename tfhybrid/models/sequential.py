@@ -42,6 +42,25 @@ def batch_sum(per_example: np.ndarray) -> np.ndarray:
     return (ones @ per_example.reshape(n, -1)).reshape(per_example.shape[1:])
 
 
+def _checked_step(result, layer: Layer, index: int, need_dx: bool, batch: int):
+    """A layer's backward result, (dx, grads), checked where it enters the network: one
+    ValueError naming the layer, instead of an error deep inside the next layer."""
+    where = f"layer {index} ({type(layer).__name__})'s backward"
+    if not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[1], dict):
+        raise ValueError(f"{where} must return (dx, grads), a pair; got {type(result).__name__}")
+    dx, grads = result
+    if need_dx:
+        expected = (batch, *layer.input_shape)
+        if dx is None:
+            raise ValueError(f"{where} returned dx None, but the layer below needs it")
+        if tuple(np.shape(dx)) != expected:
+            raise ValueError(
+                f"{where} returned dx of shape {list(np.shape(dx))}; its input has shape "
+                f"{list(expected)}"
+            )
+    return dx, grads
+
+
 class Sequential:
     """A chain of layers from images [N, *input_shape] to logits [N, K].
 
@@ -126,8 +145,8 @@ class Sequential:
             name = layer.name or (
                 layer.prefix if layer.prefix == "flat" else f"{layer.prefix}{count}"
             )
-            while name in self.names:
-                name += "_"
+            while name in self.names or name in self.param_shapes:
+                name += "_"  # gradients are named d + NAME: no output may share a parameter's
             self.names.append(name)
             shape = tuple(int(d) for d in self._output_shape(layer, shape))
             layer.output_shape_ = shape
@@ -287,7 +306,9 @@ class Sequential:
                     continue
             step = layer.backward_per_example if per_example else layer.backward
             upstream = dout if self._pure[index] else np.array(dout)  # see Layer.pure
-            dout, local = step(upstream, caches[index], need_dx)
+            dout, local = _checked_step(
+                step(upstream, caches[index], need_dx), layer, index, need_dx, len(dlogits)
+            )
             keys = self.param_keys[index]
             unknown = set(local) - set(keys)
             if unknown:
