@@ -477,3 +477,29 @@ def test_a_per_example_gradient_handed_to_the_neighbour_is_named(batch):
     )
     report = audit(net, x, y, per_example=True)
     assert "rolled by +1 along axis 0" in (report.tensor("dw2:per-example").cause or "")
+
+
+def test_an_output_never_shares_a_parameters_name():
+    class PReLU(Layer):
+        prefix = "a"
+
+        def param_shapes(self, input_shape):
+            return {"a": (1,)}
+
+        def forward(self, params, x):
+            return np.where(x > 0, x, params["a"] * x), (x, params["a"])
+
+        def backward(self, dout, cache, need_dx=True):
+            x, a = cache
+            return np.where(x > 0, dout, a * dout), {"a": np.array([np.sum(dout * x * (x <= 0))])}
+
+        def reference(self, params, x):
+            return tf.where(x > 0, x, params["a"] * x)
+
+    net = tfhybrid.Sequential(
+        [Flatten(), Dense(4), PReLU(), Dense(3)], input_shape=(2, 2, 1), dtype=np.float64
+    )
+    assert "a2" in net.param_shapes and "a2" not in net.names and "a2_" in net.names
+    rng = np.random.default_rng(0)
+    report = audit(net, rng.standard_normal((3, 2, 2, 1)), np.eye(3))
+    assert report.ok and {"da2", "da2_"} <= set(report.names), str(report)
