@@ -191,11 +191,17 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("benchmark.py: interrupted", file=sys.stderr)
         return 130
+    return publish(report, format_report, args.json)
+
+
+def publish(report: dict, formatter, json_path: str | None) -> int:
+    """Print ``report`` with ``formatter`` (the command that made it recorded in it), and
+    write it as JSON when asked."""
     report["command"] = " ".join(["python", "scripts/benchmark.py", *sys.argv[1:]])
-    print(format_report(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    print(formatter(report))
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {json_path}")
     return 0
 
 
@@ -212,12 +218,7 @@ def keras_main(args) -> int:
     except KeyboardInterrupt:
         print("benchmark.py: interrupted", file=sys.stderr)
         return 130
-    report["command"] = " ".join(["python", "scripts/benchmark.py", *sys.argv[1:]])
-    print(format_keras(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 0
+    return publish(report, format_keras, args.json)
 
 
 if __name__ == "__main__":

@@ -668,6 +668,7 @@ class AuditCallback(keras.callbacks.Callback):
 
     def _audit_layers(self) -> dict:
         from tfhybrid.audit import check_op
+        from tfhybrid.audit.ops import layer_pair
 
         seen = self._probe(self.x, training=False)
         seen = seen if isinstance(seen, (list, tuple)) else [seen]
@@ -680,16 +681,7 @@ class AuditCallback(keras.callbacks.Callback):
             if "x" in params:
                 raise ValueError(f"{type(layer).__name__} names a parameter 'x', its input's name")
 
-            def forward(x, _layer=layer, **p):
-                return _layer.forward(p, x)
-
-            def backward(dout, cache, _layer=layer):
-                dx, grads = _layer.backward(dout, cache, True)
-                return {**({} if dx is None else {"x": dx}), **grads}
-
-            def reference(x, _layer=layer, **p):
-                return _layer.reference(p, x)
-
+            forward, backward, reference = layer_pair(layer)
             reports[hybrid.name] = check_op(
                 forward,
                 backward,

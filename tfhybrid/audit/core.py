@@ -77,11 +77,9 @@ def audit(
         raise ValueError(f"fd_samples must be an integer >= 1, got {fd_samples!r}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValueError("x or y holds NaN or inf: a gradient is checked at finite points")
-    manual = (
-        model.loss_and_gradients(x.copy(), y.copy(), per_example=per_example)
-        if (per_example)
-        else model.loss_and_gradients(x.copy(), y.copy())
-    )
+    # per_example only when asked: a model of one's own need not take the keyword
+    extra = {"per_example": True} if per_example else {}
+    manual = model.loss_and_gradients(x.copy(), y.copy(), **extra)
     sequential = layers and hasattr(model, "layers") and hasattr(model, "param_keys")
     layer_checks = []
     if sequential:  # first: a layer that computes in float32 sets the network's tolerance

@@ -35,7 +35,7 @@ from tfhybrid.audit.compare import (
 )
 from tfhybrid.audit.finite_diff import central_differences, sample_indices
 from tfhybrid.audit.kinks import MAX_KINK_COORDINATES, KinkCheck, check_kinks
-from tfhybrid.audit.vote import Vote, vote
+from tfhybrid.audit.vote import Vote, unanimous, vote
 
 MANUAL, TAPE32, TAPE64, FD64 = "manual", "tape32", "tape64", "fd64"
 PARAMETER, INTERMEDIATE, INPUT = "parameter", "intermediate", "input"
@@ -194,9 +194,7 @@ def judge_tensor(
         # against the float64 one), and the manual one is as small: there is no formula to
         # compare, and each source's rounding noise agrees with the others'.
         judged = dataclasses.replace(vs_tape, verdict=MATCH)
-        sources = (MANUAL, TAPE32, TAPE64)
-        everyone = vote(sources, {pair: True for pair in itertools.combinations(sources, 2)})
-        return finish(judged, t32, everyone, note=ZERO_NOTE)
+        return finish(judged, t32, unanimous((MANUAL, TAPE32, TAPE64)), note=ZERO_NOTE)
     if probe is None:  # an intermediate: the two tapes vote
         agree = _tape_pairs(manual, tape32, vs_tape, t32, manual_rtol)
         return finish(vs_tape, t32, vote((MANUAL, TAPE32, TAPE64), agree))
@@ -215,11 +213,10 @@ def judge_tensor(
     if departing:  # some of them sampled: at a kink they may be a valid subgradient
         room = min(MAX_KINK_COORDINATES, max(fd_samples - len(must), 0))
         must += _clustered(departing, rng, room)
-    count = fd_samples
-    fd, indices = _differences(probe, shape, count, rng, must, scale)
+    fd, indices = _differences(probe, shape, fd_samples, rng, must, scale)
     if tape64 is None and fd.comparable.sum() < min(tol.MIN_COMPARED, manual.size):
         # Try harder before judging on too little: more coordinates.
-        more = min(manual.size, TRY_HARDER * count)
+        more = min(manual.size, TRY_HARDER * fd_samples)
         if more > len(indices):
             fd, indices = _differences(probe, shape, more, rng, must, scale)
     if tape64 is None and (~fd.comparable).any() and len(indices) < manual.size:
@@ -228,7 +225,8 @@ def judge_tensor(
         # together by the directional test.
         kinks_at = [i for i, ok in zip(indices, fd.comparable, strict=True) if not ok]
         near = _neighbours(kinks_at, shape, rng, MAX_KINK_COORDINATES)
-        extra = [i for i in near if i not in set(indices)]
+        sampled = set(indices)
+        extra = [i for i in near if i not in sampled]
         if extra:
             fd, indices = _differences(
                 probe, shape, len(indices) + len(extra), rng, [*indices, *extra], scale

@@ -13,7 +13,6 @@ in the network are wrong inherits its error.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 
 import numpy as np
 
@@ -29,8 +28,8 @@ from tfhybrid.audit.judge import (
     TensorCheck,
     judge_tensor,
 )
-from tfhybrid.audit.ops import OpReport, run_check
-from tfhybrid.audit.vote import vote
+from tfhybrid.audit.ops import OpReport, layer_pair, run_check
+from tfhybrid.audit.vote import unanimous
 
 LAYER_FD_SAMPLES = 12  # coordinates per tensor of one layer (the network's table has more)
 OK, AT_FAULT, INHERITS, ALSO_WRONG = "ok", "at fault", "inherits", "also wrong"
@@ -119,17 +118,8 @@ def check_layers(
 
 
 def _own_check(layer, x_in, local, dout, need_dx, seed) -> OpReport:
-    def forward(x, **p):
-        return layer.forward(p, x)
-
-    def backward(upstream, cache):
-        dx, grads = layer.backward(upstream, cache, need_dx)
-        return {**({"x": dx} if need_dx and dx is not None else {}), **grads}
-
-    def reference(x, **p):
-        return layer.reference(p, x)
-
     values = {"x": np.array(x_in), **{k: np.array(v) for k, v in local.items()}}
+    forward, backward, reference = layer_pair(layer, need_dx)
     return run_check(
         forward,
         backward,
@@ -227,7 +217,7 @@ def explained_by_layers(
                 item,
                 verdict=MATCH,
                 matches=True,
-                vote=vote(sources, {pair: True for pair in itertools.combinations(sources, 2)}),
+                vote=unanimous(sources),
                 departures=max(item.manual.count if item.manual else 0, 1),
                 note=(
                     "follows the valid subgradients of layer "

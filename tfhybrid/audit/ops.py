@@ -522,6 +522,24 @@ def _keras_tapes(
     return results[0], results[1]
 
 
+def layer_pair(layer, need_dx: bool = True) -> tuple[Callable, Callable, Callable]:
+    """A layer as the op pair and reference :func:`check_op` takes: ``forward(x, **params)
+    -> (out, cache)``, ``backward(dout, cache) -> {"x": dx, **param grads}`` (no "x"
+    when ``need_dx`` is False) and ``reference(x, **params)``."""
+
+    def forward(x, **p):
+        return layer.forward(p, x)
+
+    def backward(dout, cache):
+        dx, grads = layer.backward(dout, cache, need_dx)
+        return {**({"x": dx} if need_dx and dx is not None else {}), **grads}
+
+    def reference(x, **p):
+        return layer.reference(p, x)
+
+    return forward, backward, reference
+
+
 TIE_POINT = "integer-valued x"  # ties and exact zeros, as in MNIST's 0..255 images
 
 
@@ -586,15 +604,7 @@ def check_layer(
     if ties:
         points.append((TIE_POINT, rng.integers(-2, 3, size=(len(points[0][1]), *shape))))
 
-    def forward(x, **p):
-        return layer.forward(p, x)
-
-    def backward(dout, cache):
-        dx, grads = layer.backward(dout, cache, True)
-        return {**({} if dx is None else {"x": dx}), **grads}
-
-    def reference(x, **p):
-        return layer.reference(p, x)
+    forward, backward, reference = layer_pair(layer)
 
     def fused_forward(x, **p):
         """The forward as Sequential runs a fused layer: its reference in TensorFlow, and

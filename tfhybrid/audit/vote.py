@@ -61,3 +61,9 @@ def vote(sources: tuple[str, str, str], agree: dict[tuple[str, str], bool]) -> V
         else:
             raise ValueError(f"vote needs whether {a} and {b} agree; got pairs {sorted(agree)}")
     return Vote(sources=tuple(sources), pairs=pairs, agree=tuple(flags))
+
+
+def unanimous(sources: tuple[str, str, str]) -> Vote:
+    """The vote of three sources that all agree (where the audit has established it by
+    other means: a gradient zero up to rounding, a valid subgradient)."""
+    return vote(sources, {pair: True for pair in itertools.combinations(sources, 2)})
