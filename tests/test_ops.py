@@ -206,7 +206,10 @@ def test_every_op_pair_passes_the_gradient_check(rng, name):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape,size", [((3, 8, 6, 5), 2), ((2, 9, 9, 4), 3), ((1, 4, 4, 1), 2)])
+# (37, 20, 20, 20): several blocks of samples (ops.buffers.blocks), the last one shorter.
+@pytest.mark.parametrize(
+    "shape,size", [((3, 8, 6, 5), 2), ((2, 9, 9, 4), 3), ((1, 4, 4, 1), 2), ((37, 20, 20, 20), 2)]
+)
 def test_avg_pool_sigmoid_backward_is_the_two_passes_bit_for_bit(rng, dtype, shape, size):
     from tfhybrid.ops.pooling import avg_pool_sigmoid_backward
 

@@ -18,6 +18,7 @@ import functools
 import numpy as np
 
 from tfhybrid._tf import tf
+from tfhybrid.ops.lean_call import lean
 
 
 @dataclasses.dataclass
@@ -59,7 +60,7 @@ class FusedRun:
             lambda x, flat: self._run(x, flat, keep_everything),
             input_signature=[spec([None, *self.input_shape]), spec([self.size])],
         )
-        return fn.get_concrete_function()
+        return lean(fn.get_concrete_function())
 
     @functools.cached_property
     def training_call(self):

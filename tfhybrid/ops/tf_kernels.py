@@ -1,8 +1,9 @@
 """The TensorFlow side of the hybrid: the convolution's three computations, compiled.
 
 Each kernel is a concrete function built once per (dtype, shapes, stride, padding) with
-a fixed input signature, so a call costs no argument inspection or retracing, and takes
-tensors or NumPy arrays as they are. Arguments and results are NHWC; filters are
+a fixed input signature, so a call costs no retracing, and takes tensors or NumPy arrays
+as they are; it is called through :func:`tfhybrid.ops.lean_call.lean`, which skips the
+per-call argument binding. Arguments and results are NHWC; filters are
 [kh, kw, c_in, c_out] as in ``tf.nn.conv2d``. Padding is a symmetric zero-pad count
 ``pad`` (0 is TensorFlow's "VALID").
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 
 from tfhybrid._tf import tf
+from tfhybrid.ops.lean_call import lean
 
 
 def padding(pad: int):
@@ -33,13 +35,21 @@ def conv2d(x, w, b, stride: int, pad: int):
 
 def filter_grad(x, dout, filter_shape, stride: int, pad: int):
     """dL/dw [kh,kw,C,F] summed over the batch, from x [N,H,W,C] and dout [N,Ho,Wo,F]:
-    dw[i,j,c,f] = sum_{n,h,w} xpad[n, h*s+i, w*s+j, c] * dout[n,h,w,f]."""
+    dw[i,j,c,f] = sum_{n,h,w} xpad[n, h*s+i, w*s+j, c] * dout[n,h,w,f].
+
+    A padded input is padded here and the kernel run with "VALID": oneDNN's
+    ``Conv2DBackpropFilter`` with explicit paddings (what autodiff of a padded
+    ``tf.nn.conv2d`` runs) takes 1.2-3.7 times as long for the same sums
+    (docs/performance.md).
+    """
+    if pad:
+        x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
     return tf.raw_ops.Conv2DBackpropFilter(
         input=x,
         filter_sizes=filter_shape,
         out_backprop=dout,
         strides=[1, stride, stride, 1],
-        **_raw_padding(pad),
+        padding="VALID",
     )
 
 
@@ -199,7 +209,7 @@ def conv_forward_fn(dtype, x_shape: tuple, w_shape: tuple, stride: int, pad: int
         def forward(x, w):
             return conv2d(x, w, None, stride, pad)
 
-    return tf.function(forward, input_signature=signature).get_concrete_function()
+    return lean(tf.function(forward, input_signature=signature).get_concrete_function())
 
 
 DW_FORMULATIONS = {
@@ -252,4 +262,4 @@ def conv_backward_fn(
         grad_x = dx_fn(dout, w, tf.shape(x), stride, pad) if need_dx else tf.zeros([0], dtype)
         return grad_w, grad_x
 
-    return backward.get_concrete_function()
+    return lean(backward.get_concrete_function())

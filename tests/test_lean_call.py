@@ -1,0 +1,63 @@
+"""The lean call of a compiled function (tfhybrid.ops.lean_call) gives TensorFlow's own
+results and errors, and steps aside where TensorFlow's bookkeeping is needed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfhybrid._tf import tf
+from tfhybrid.ops.lean_call import lean
+
+SPEC = tf.TensorSpec([None, 3], tf.float64)
+
+
+@pytest.fixture(scope="module")
+def concrete():
+    def fn(a, b):
+        return [a * b, tf.reduce_sum(a, axis=0)], a - b
+
+    return tf.function(fn, input_signature=[SPEC, SPEC]).get_concrete_function()
+
+
+def _same(got, want):
+    tf.nest.assert_same_structure(got, want)
+    for g, w in zip(tf.nest.flatten(got), tf.nest.flatten(want), strict=True):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+
+def test_results_equal_the_ordinary_call_for_arrays_and_tensors(concrete):
+    call = lean(concrete)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    _same(call(a, b), concrete(a, b))
+    _same(call(tf.constant(a), b), concrete(a, b))
+    assert call.concrete is concrete
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (np.zeros((2, 4)), np.zeros((2, 3))),  # another shape
+        (np.zeros((2, 3)),),  # an argument missing
+        ("text", np.zeros((2, 3))),  # not an array
+    ],
+    ids=["shape", "missing", "text"],
+)
+def test_bad_arguments_get_tensorflows_own_error(concrete, args):
+    with pytest.raises(Exception) as ordinary:
+        concrete(*args)
+    with pytest.raises(type(ordinary.value)):
+        lean(concrete)(*args)
+
+
+def test_a_recording_tape_and_graph_mode_take_the_ordinary_call(concrete):
+    call = lean(concrete)
+    a = tf.constant(np.arange(6.0).reshape(2, 3))
+    b = tf.constant(np.ones((2, 3)))
+    with tf.GradientTape() as tape:
+        tape.watch(a)
+        (product, _), _ = call(a, b)
+    np.testing.assert_array_equal(tape.gradient(product, a).numpy(), np.ones((2, 3)))
+    inside = tf.function(lambda x, y: call(x, y)[1])
+    np.testing.assert_array_equal(inside(a, b).numpy(), (a - b).numpy())
