@@ -61,3 +61,14 @@ def test_a_recording_tape_and_graph_mode_take_the_ordinary_call(concrete):
     np.testing.assert_array_equal(tape.gradient(product, a).numpy(), np.ones((2, 3)))
     inside = tf.function(lambda x, y: call(x, y)[1])
     np.testing.assert_array_equal(inside(a, b).numpy(), (a - b).numpy())
+
+
+def test_a_graph_the_single_threaded_executor_refuses_runs_on_the_default_one():
+    def loop(a):  # a while loop: control flow, which that executor does not run
+        return tf.while_loop(lambda i, v: i < 3, lambda i, v: (i + 1, v * 2.0), (0, a))[1]
+
+    concrete = tf.function(loop, input_signature=[SPEC]).get_concrete_function()
+    call = lean(concrete)
+    a = np.ones((2, 3))
+    for _ in range(2):
+        np.testing.assert_array_equal(np.asarray(call(a)), np.asarray(concrete(a)))
