@@ -61,7 +61,11 @@ def time_formulations(model: str, batch: int, repeats: int = 10, seed: int = 0) 
             chosen = (
                 {"dw": plan.per_sample, "dx": None, "xla": plan.per_sample_xla}
                 if per_sample
-                else {"dw": plan.dw, "dx": plan.dx if need_dx else None, "xla": plan.xla}
+                else {
+                    "dw": plan.dw,
+                    "dx": plan.dx if need_dx else None,
+                    "xla": plan.batch_xla(batch),
+                }
             )
             candidates = []
             for row in timed:

@@ -88,7 +88,15 @@ def profile(model: str, batch: int, steps: int, warmup: int = 5, seed: int = 0) 
             shape, w = layer.input_shape, net.layer_params(i)["w"]
             ho, wo, f = layer.output_shape_
             fn = backward_fn(
-                np.float32, shape, w.shape, layer.stride, layer.padding, i > net.first, False
+                np.float32,
+                shape,
+                w.shape,
+                layer.stride,
+                layer.padding,
+                i > net.first,
+                False,
+                layer.plan,
+                batch,
             )
             args = (
                 tf.constant(np.random.default_rng(i).random((batch, *shape), np.float32)),

@@ -109,7 +109,9 @@ def test_the_rule_is_fixed_and_named_in_the_summary(monkeypatch):
     plans = [layer.plan for layer in net.layers if hasattr(layer, "plan")]
     assert len(plans) == 2 and all(p.source == "rule" for p in plans)
     assert plans == [
-        conv_plan.rule(layer.input_shape, layer.param_shapes(layer.input_shape)["w"], 1, 0, None)
+        conv_plan.rule(
+            layer.input_shape, layer.param_shapes(layer.input_shape)["w"], 1, 0, net.dtype
+        )
         for layer in net.layers
         if hasattr(layer, "plan")
     ]

@@ -18,6 +18,7 @@ import functools
 import numpy as np
 
 from tfhybrid._tf import tf
+from tfhybrid.ops.conv_plan import xla_max_batch
 from tfhybrid.ops.lean_call import lean
 
 
@@ -40,6 +41,11 @@ class FusedRun:
     input_shape: tuple
     dtype: np.dtype
     size: int  # length of the flat parameter vector
+    # A batch of at most this many samples runs the XLA-compiled training call
+    # (ops.conv_plan.xla_max_batch); None until that call has run once, then whether
+    # XLA compiled it (a layer's reference XLA cannot compile keeps the plain call).
+    xla_max_batch: int = 0
+    xla_compiles: bool | None = None
 
     def _run(self, x, flat, keep_everything: bool):
         kept = []
@@ -54,11 +60,12 @@ class FusedRun:
                 kept.append(h)
         return kept, h
 
-    def _compile(self, keep_everything: bool):
+    def _compile(self, keep_everything: bool, xla: bool = False):
         spec = functools.partial(tf.TensorSpec, dtype=tf.as_dtype(self.dtype))
         fn = tf.function(
             lambda x, flat: self._run(x, flat, keep_everything),
             input_signature=[spec([None, *self.input_shape]), spec([self.size])],
+            jit_compile=xla,
         )
         return lean(fn.get_concrete_function())
 
@@ -66,6 +73,26 @@ class FusedRun:
     def training_call(self):
         """f(x, flat params) -> ([activation k for k in kept], the run's output)."""
         return self._compile(True)
+
+    @functools.cached_property
+    def training_call_xla(self):
+        """:attr:`training_call` compiled by XLA, for small batches."""
+        return self._compile(True, xla=True)
+
+    def training(self, x, flat):
+        """:attr:`training_call` of x [N, *input_shape], by XLA when N is at most
+        :attr:`xla_max_batch` (and XLA compiles the run)."""
+        if len(x) <= self.xla_max_batch and self.xla_compiles is not False:
+            try:
+                result = self.training_call_xla(x, flat)
+            except Exception:
+                if self.xla_compiles:
+                    raise  # it compiled and ran before: the error is this call's own
+                self.xla_compiles = False
+            else:
+                self.xla_compiles = True
+                return result
+        return self.training_call(x, flat)
 
     @functools.cached_property
     def predict_call(self):
@@ -121,6 +148,7 @@ def plan_runs(
                 layers[start].input_shape,
                 dtype,
                 size,
+                xla_max_batch(dtype),
             )
         )
     return runs

@@ -250,7 +250,7 @@ class Sequential:
                 index += 1
                 continue
             h_in = tf.convert_to_tensor(h)
-            kept, h = run.training_call(h_in, flat)
+            kept, h = run.training(h_in, flat)
             acts = dict(zip(run.kept, kept, strict=True))
             acts[run.start - 1], acts[run.stop - 1] = h_in, h
             for i in run.cached:

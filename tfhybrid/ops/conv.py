@@ -42,7 +42,7 @@ def conv2d_backward(
     check_choice("dw_mode", dw_mode, DW_MODES)
     per_sample = per_example or dw_mode == "per-sample"
     fn = backward_fn(
-        dout.dtype, tuple(x.shape[1:]), w.shape, stride, pad, need_dx, per_sample, plan
+        dout.dtype, tuple(x.shape[1:]), w.shape, stride, pad, need_dx, per_sample, plan, len(dout)
     )
     dw, dx = fn(x, buffers.as_tensor(dout), w)  # dout read in place where aligned
     dw = np.asarray(dw)
@@ -54,10 +54,15 @@ def conv2d_backward(
     return grads
 
 
-def backward_fn(dtype, x_shape, w_shape, stride, pad, need_dx, per_sample, plan=None):
-    """The compiled backward call f(x, dout, w) -> (dw, dx) that ``plan`` names."""
+def backward_fn(dtype, x_shape, w_shape, stride, pad, need_dx, per_sample, plan=None, batch=None):
+    """The compiled backward call f(x, dout, w) -> (dw, dx) that ``plan`` names, for a
+    batch of ``batch`` samples (None: any, as a large batch)."""
     if plan is None:
         plan = conv_plan.choose(x_shape, w_shape, stride, pad, dtype)
+    if per_sample:
+        xla = plan.per_sample_xla
+    else:
+        xla = plan.xla if batch is None else plan.batch_xla(batch)
     return tf_kernels.conv_backward_fn(
         np.dtype(dtype),
         tuple(x_shape),
@@ -68,7 +73,7 @@ def backward_fn(dtype, x_shape, w_shape, stride, pad, need_dx, per_sample, plan=
         per_sample,
         dw=plan.per_sample if per_sample else plan.dw,
         dx=plan.dx,
-        xla=plan.per_sample_xla if per_sample else plan.xla,
+        xla=xla,
     )
 
 
@@ -107,6 +112,7 @@ def filter_gradient(
         False,
         dw_mode == "per-sample",
         plan,
+        len(dout),
     )
     dw = np.asarray(fn(x, dout, np.zeros(filter_shape, dout.dtype))[0])
     return dw.sum(axis=0) if dw_mode == "per-sample" else dw

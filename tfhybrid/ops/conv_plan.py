@@ -28,6 +28,13 @@ measurements in docs/performance.md:
   depthwise form was slower on every shape measured with AVX-512, and faster on one of
   the two measured without: conv8's, 3.2 against 4.5 ms without XLA);
 - dx: ``backprop-input``, no XLA (the flipped forward form was never faster);
+- small float32 batches: the batch's backward call under XLA when it has at most
+  :data:`XLA_MAX_BATCH` samples, and so is the network's compiled forward
+  (:func:`xla_max_batch`): TensorFlow's per-op cost dominates there, and XLA's one
+  fused program took 0.16 against 0.30 ms for conv8's backward at batch 1 and 0.45
+  against 0.67 ms for its forward, 1.1-1.3 times faster up to batch 16, and 1.3-1.5
+  times slower at batch 100 (docs/performance.md). The choice depends only on the
+  batch's size, so a run and its resumption still take the same path;
 - where TensorFlow sees a GPU (not measured): TensorFlow's own kernels, no XLA.
 
 ``TFHYBRID_CONV_PLAN=measure`` replaces the rule by a short measurement per convolution
@@ -50,6 +57,7 @@ PLAN_SOURCES = ("rule", "measure")
 MEASURE_BATCH = 100
 MEASURE_REPEATS = 5
 DX_NAMES = ("backprop-input", "flipped-forward")  # tf_kernels.DX_FORMULATIONS's keys
+XLA_MAX_BATCH = 16  # float32 batches up to this size run their calls under XLA (above)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +71,11 @@ class ConvPlan:
     xla: bool = False  # the batch's backward call (dw and dx) compiled by XLA
     per_sample_xla: bool = True  # the per-sample backward call compiled by XLA
     source: str = "rule"
+    xla_max_batch: int = 0  # a batch of at most this many samples: its call under XLA
+
+    def batch_xla(self, batch: int) -> bool:
+        """Whether the batch's backward call (dw and dx) of ``batch`` samples uses XLA."""
+        return self.xla or batch <= self.xla_max_batch
 
     def describe(self) -> str:
         """One line, as ``Sequential.summary()`` and the benchmark print it."""
@@ -70,9 +83,12 @@ class ConvPlan:
         def xla(flag: bool) -> str:
             return " (XLA)" if flag else ""
 
+        small = (
+            f", XLA up to batch {self.xla_max_batch}" if self.xla_max_batch and not self.xla else ""
+        )
         return (
             f"dw {self.dw}{xla(self.xla)}, per-sample dw {self.per_sample}"
-            f"{xla(self.per_sample_xla)}, dx {self.dx}{xla(self.xla)} [{self.source}]"
+            f"{xla(self.per_sample_xla)}, dx {self.dx}{xla(self.xla)}{small} [{self.source}]"
         )
 
     def as_dict(self) -> dict:
@@ -100,12 +116,24 @@ def gpu_visible() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+def xla_max_batch(dtype) -> int:
+    """The largest batch whose compiled calls (the forward, the batch's backward) run
+    under XLA: :data:`XLA_MAX_BATCH` for float32 on a CPU, else 0 (never; float64 is
+    the audit's, whose many small shapes would each be compiled)."""
+    if gpu_visible() or np.dtype(dtype) != np.float32:
+        return 0
+    return XLA_MAX_BATCH
+
+
 def rule(x_shape: tuple, w_shape: tuple, stride: int, pad: int, dtype) -> ConvPlan:
     """The fixed rule of the module docstring."""
     if gpu_visible():  # not measured on a GPU: TensorFlow's own kernels, as autodiff
         return ConvPlan(per_sample_xla=False)
     batch_as_channels = stride == 1 and not cpu_has_avx512()
-    return ConvPlan(dw="batch-as-channels" if batch_as_channels else "backprop-filter")
+    return ConvPlan(
+        dw="batch-as-channels" if batch_as_channels else "backprop-filter",
+        xla_max_batch=xla_max_batch(dtype),
+    )
 
 
 def plan_source() -> str:
@@ -209,4 +237,5 @@ def measured(x_shape: tuple, w_shape: tuple, stride: int, pad: int, dtype: str) 
         xla=batched["xla"],
         per_sample_xla=per_sample["xla"],
         source="measured",
+        xla_max_batch=xla_max_batch(dtype),
     )
