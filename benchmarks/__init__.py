@@ -19,6 +19,8 @@ One concern per module:
   every candidate's time (``--formulations``);
 - :mod:`benchmarks.profile`: the hybrid step part by part against TensorFlow alone
   (``python -m benchmarks.profile MODEL``);
+- :mod:`benchmarks.calls`: one compiled call by how it is made (TensorFlow's call or
+  the lean one, the executor, XLA by batch size, padding; ``python -m benchmarks.calls``);
 - :mod:`benchmarks.memory`: peak RSS (VmHWM) of one method in a fresh subprocess;
 - :mod:`benchmarks.full_run`: ``scripts/train.py`` end to end, its wall time and memory;
 - :mod:`benchmarks.machine`: what the figures were measured on;

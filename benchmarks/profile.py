@@ -11,9 +11,10 @@ Times, interleaved in rounds (so load from other processes hits every part alike
   (``net.reference_forward``), each convolution's backward call as the network chose it
   (dw, and dx where needed), and the whole autodiff step.
 
-The sum of the hybrid parts is the hybrid step; the autodiff step needs at least the
-same forward and the same convolution kernels, which bounds how far below it the hybrid
-step can go on this machine. Figures only.
+The sum of the hybrid parts is the hybrid step. Any hybrid step runs at least the
+forward and each convolution's backward call in TensorFlow; their sum against the
+autodiff step (the "TF floor" line) is the lowest ratio to autodiff the hybrid step can
+reach on this machine, were its NumPy part free. Figures only.
 """
 
 from __future__ import annotations
@@ -126,7 +127,16 @@ def profile(model: str, batch: int, steps: int, warmup: int = 5, seed: int = 0) 
         hybrid_step(True)
         tensorflow_alone(True)
     summary = {name: summarise(values) for name, values in parts.items()}
+    tf_parts = [
+        name for name in summary if name.startswith("TF alone: ") and "autodiff" not in name
+    ]
+    floor = sum(summary[name]["median_ms"] for name in tf_parts)
+    autodiff_ms = summary["TF alone: autodiff step"]["median_ms"]
     return {
+        # What any hybrid step must run in TensorFlow (its forward and each convolution's
+        # backward call), against the whole autodiff step: the hybrid step's ratio to
+        # autodiff cannot go below this on this machine, with its NumPy part free.
+        "tensorflow_floor": {"ms": floor, "x_autodiff": floor / autodiff_ms},
         "model": model,
         "batch": batch,
         "steps": steps,
@@ -155,6 +165,14 @@ def main(argv=None) -> int:
     for name, row in report["parts"].items():
         spread = f"{row['p10_ms']:.3f}-{row['p90_ms']:.3f}"
         print(f"  {name:<40} {row['median_ms']:8.3f} ms  (p10-p90 {spread})")
+    floor = report["tensorflow_floor"]
+    print(
+        f"  {'TF floor: forward + convolution calls':<40} {floor['ms']:8.3f} ms"
+        f"  ({floor['x_autodiff']:.2f} x the autodiff step)"
+    )
+    hybrid = report["parts"]["hybrid step (sum)"]["median_ms"]
+    autodiff = report["parts"]["TF alone: autodiff step"]["median_ms"]
+    print(f"  {'hybrid step / autodiff step':<40} {hybrid / autodiff:8.2f}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(report, handle, indent=2)

@@ -25,6 +25,7 @@ import numpy as np
 from tfhybrid._tf import tf
 from tfhybrid.layers.base import Layer
 from tfhybrid.models.fusion import plan_runs
+from tfhybrid.ops import buffers
 from tfhybrid.ops.losses import sigmoid_cross_entropy, softmax_cross_entropy
 
 LOSSES = ("softmax_cross_entropy", "sigmoid_cross_entropy")
@@ -122,7 +123,7 @@ class Sequential:
         self._offsets, at = {}, 0
         for key, shape in self.param_shapes.items():
             self._offsets[key], at = at, at + int(np.prod(shape))
-        self._flat = np.zeros(at, dtype=self.dtype)  # every parameter, in order
+        self._flat = buffers.zeros(at, self.dtype)  # every parameter, in order (aligned)
         self.runs = plan_runs(layers, self.param_keys, self._offsets, self.first, self.dtype, at)
         self._run_at = {run.start: run for run in self.runs}
         self._params: dict[str, np.ndarray] = {}
@@ -193,7 +194,7 @@ class Sequential:
                 )
         # Copies into this network's own flat buffer: two networks built from one dict
         # must not train the same arrays, and the compiled forward reads the buffer whole.
-        flat = np.empty_like(self._flat)
+        flat = buffers.empty(self._flat.shape, self._flat.dtype)
         self._params = {}
         for key, shape in self.param_shapes.items():
             at = self._offsets[key]
@@ -273,7 +274,8 @@ class Sequential:
         return {k: v.copy() for k, v in params.items()}, h.copy()
 
     def _flat_tensor(self):
-        return tf.convert_to_tensor(self.flat_params()) if self.runs else None
+        # Read in place (no copy): the call has returned before an optimizer writes it.
+        return tf.convert_to_tensor(buffers.as_tensor(self.flat_params())) if self.runs else None
 
     def backward(
         self,
