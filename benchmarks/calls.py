@@ -66,14 +66,16 @@ def calling(repeats: int) -> dict[str, float]:
     )
 
 
-def _default_executor(call):
-    """The lean call on TensorFlow's default executor instead of the single-threaded."""
+def _on(executor: str, call):
+    """The lean call's graph run on ``executor`` ("" is TensorFlow's default one)."""
     from tensorflow.python.eager import context
 
+    concrete = call.concrete
+
     def run(*args):
-        with context.function_executor_type(""):
-            return call.concrete._inference_function.call_preflattened(
-                [*args, *call.concrete.captured_inputs]
+        with context.function_executor_type(executor):
+            return concrete._inference_function.call_preflattened(
+                [*args, *concrete.captured_inputs]
             )
 
     return run
@@ -84,6 +86,7 @@ def executors(repeats: int) -> list[dict]:
     from tfhybrid._tf import tf
     from tfhybrid.catalog import build_model
     from tfhybrid.ops import tf_kernels
+    from tfhybrid.ops.lean_call import EXECUTOR
 
     rows = []
     for model in NETWORKS:
@@ -94,10 +97,10 @@ def executors(repeats: int) -> list[dict]:
             x, _ = random_batch(net, batch)
             h, flat = tf.constant(x), net._flat_tensor()
             calls = {
-                ("forward", "default"): functools.partial(
-                    _default_executor(run.training_call), h, flat
+                ("forward", "default"): functools.partial(_on("", run.training_call), h, flat),
+                ("forward", "single-threaded"): functools.partial(
+                    _on(EXECUTOR, run.training_call), h, flat
                 ),
-                ("forward", "single-threaded"): functools.partial(run.training_call, h, flat),
                 ("forward", "XLA"): functools.partial(run.training_call_xla, h, flat),
             }
             rng = np.random.default_rng(batch)
@@ -119,8 +122,8 @@ def executors(repeats: int) -> list[dict]:
                     False,
                 )
                 name = f"{net.names[i]} backward"
-                calls[(name, "default")] = functools.partial(_default_executor(make()), *args)
-                calls[(name, "single-threaded")] = functools.partial(make(), *args)
+                calls[(name, "default")] = functools.partial(_on("", make()), *args)
+                calls[(name, "single-threaded")] = functools.partial(_on(EXECUTOR, make()), *args)
                 calls[(name, "XLA")] = functools.partial(make(xla=True), *args)
             times = _median_ms({" / ".join(k): v for k, v in calls.items()}, repeats)
             for (call, how), _ in calls.items():

@@ -28,6 +28,7 @@ def test_only_small_float32_batches_take_xla():
         assert conv_plan.xla_max_batch(np.float32) == 0
         return
     assert conv_plan.xla_max_batch(np.float32) == conv_plan.XLA_MAX_BATCH
+    assert conv_plan.xla_max_batch(np.float32, forward=True) == conv_plan.XLA_FORWARD_MAX_BATCH
     assert conv_plan.xla_max_batch(np.float64) == 0  # the audit's dtype: never
     plan = conv_plan.ConvPlan(xla_max_batch=16)
     assert plan.batch_xla(16) and not plan.batch_xla(17)
@@ -81,7 +82,7 @@ def test_a_run_xla_cannot_compile_keeps_the_plain_call():
     x = np.random.default_rng(0).random((2, 5, 5, 1), dtype=np.float32)
     y = one_hot(np.array([0, 2]))
     first = net.loss_and_gradients(x, y)["grads"]
-    if conv_plan.xla_max_batch(np.float32):
+    if conv_plan.xla_max_batch(np.float32, forward=True):
         assert net.runs[0].xla_compiles is False
     second = net.loss_and_gradients(x, y)["grads"]
     for key, value in first.items():

@@ -148,7 +148,7 @@ def plan_runs(
                 layers[start].input_shape,
                 dtype,
                 size,
-                xla_max_batch(dtype),
+                xla_max_batch(dtype, forward=True),
             )
         )
     return runs

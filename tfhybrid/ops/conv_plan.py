@@ -29,12 +29,15 @@ measurements in docs/performance.md:
   the two measured without: conv8's, 3.2 against 4.5 ms without XLA);
 - dx: ``backprop-input``, no XLA (the flipped forward form was never faster);
 - small float32 batches: the batch's backward call under XLA when it has at most
-  :data:`XLA_MAX_BATCH` samples, and so is the network's compiled forward
-  (:func:`xla_max_batch`): TensorFlow's per-op cost dominates there, and XLA's one
-  fused program took 0.16 against 0.30 ms for conv8's backward at batch 1 and 0.45
-  against 0.67 ms for its forward, 1.1-1.3 times faster up to batch 16, and 1.3-1.5
-  times slower at batch 100 (docs/performance.md). The choice depends only on the
-  batch's size, so a run and its resumption still take the same path;
+  :data:`XLA_MAX_BATCH` samples, and the network's compiled forward when it has at most
+  :data:`XLA_FORWARD_MAX_BATCH` (:func:`xla_max_batch`). TensorFlow's per-op cost
+  dominates there and XLA runs the call as one program: on the development machine
+  (``python -m benchmarks.calls``) XLA made the backward calls 1.0-1.9 times faster up
+  to batch 16 and the forward calls 1.05-1.8 times faster up to batch 4, while the
+  forward was 1.3-1.4 times slower at batch 16 and every call 1.2-2.3 times slower
+  at batch 100. The
+  choice depends only on the batch's size, so a run and its resumption take the same
+  path;
 - where TensorFlow sees a GPU (not measured): TensorFlow's own kernels, no XLA.
 
 ``TFHYBRID_CONV_PLAN=measure`` replaces the rule by a short measurement per convolution
@@ -57,7 +60,8 @@ PLAN_SOURCES = ("rule", "measure")
 MEASURE_BATCH = 100
 MEASURE_REPEATS = 5
 DX_NAMES = ("backprop-input", "flipped-forward")  # tf_kernels.DX_FORMULATIONS's keys
-XLA_MAX_BATCH = 16  # float32 batches up to this size run their calls under XLA (above)
+XLA_MAX_BATCH = 16  # float32 batches up to this size: the backward calls under XLA (above)
+XLA_FORWARD_MAX_BATCH = 4  # and up to this size: the compiled forward under XLA
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,13 +120,14 @@ def gpu_visible() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def xla_max_batch(dtype) -> int:
-    """The largest batch whose compiled calls (the forward, the batch's backward) run
-    under XLA: :data:`XLA_MAX_BATCH` for float32 on a CPU, else 0 (never; float64 is
-    the audit's, whose many small shapes would each be compiled)."""
+def xla_max_batch(dtype, forward: bool = False) -> int:
+    """The largest batch whose convolution backward calls (``forward``: whose compiled
+    forward) run under XLA: :data:`XLA_MAX_BATCH` (:data:`XLA_FORWARD_MAX_BATCH`) for
+    float32 on a CPU, else 0 (never; float64 is the audit's, whose many small shapes
+    would each be compiled)."""
     if gpu_visible() or np.dtype(dtype) != np.float32:
         return 0
-    return XLA_MAX_BATCH
+    return XLA_FORWARD_MAX_BATCH if forward else XLA_MAX_BATCH
 
 
 def rule(x_shape: tuple, w_shape: tuple, stride: int, pad: int, dtype) -> ConvPlan:

@@ -25,9 +25,10 @@ import numpy as np
 from tfhybrid._tf import tf
 
 # The graph's ops run one after another in the calling thread (each kernel still uses
-# TensorFlow's intra-op threads): 5-20 % faster than the default executor for every
-# call of the hybrid step measured (docs/performance.md), and results bit-identical.
-# A graph it does not support (control flow) falls back to the default executor.
+# TensorFlow's intra-op threads): 5-25 % faster than the default executor for the
+# forward calls and the single-kernel backward calls measured (docs/performance.md),
+# with bit-identical results. A graph it does not support (control flow) falls back to
+# the default executor.
 EXECUTOR = "SINGLE_THREADED_EXECUTOR"
 
 try:  # TensorFlow's internals, present since 2.13; without them every call is ordinary
@@ -67,9 +68,13 @@ def _fits(value, dtype, shape) -> bool:
     )
 
 
-def lean(concrete):
+def lean(concrete, single_threaded: bool = True):
     """``concrete`` (a ConcreteFunction of positional TensorSpec inputs) as a callable
-    with the same results and errors, and without the per-call argument binding."""
+    with the same results and errors, and without the per-call argument binding.
+
+    ``single_threaded``: run the graph on :data:`EXECUTOR`; False keeps TensorFlow's
+    default executor, which runs independent kernels at once (a convolution's dw and dx
+    in one call were 3-10 % faster there)."""
     atomic = getattr(concrete, "_inference_function", None)
     run = getattr(atomic, "call_preflattened", None)
     expected = _expected(concrete)
@@ -79,7 +84,7 @@ def lean(concrete):
     if any(isinstance(value, tf.Variable) for value in captured):
         return concrete  # variables need TensorFlow's bookkeeping of their reads
 
-    executor = {"name": EXECUTOR, "proven": False}
+    executor = {"name": EXECUTOR if single_threaded else None, "proven": False}
 
     def call(*args):
         if (

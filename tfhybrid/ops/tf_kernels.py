@@ -262,4 +262,5 @@ def conv_backward_fn(
         grad_x = dx_fn(dout, w, tf.shape(x), stride, pad) if need_dx else tf.zeros([0], dtype)
         return grad_w, grad_x
 
-    return lean(backward.get_concrete_function())
+    # dw and dx are independent kernels: the default executor runs them at once.
+    return lean(backward.get_concrete_function(), single_threaded=not need_dx)
