@@ -35,9 +35,8 @@ measurements in docs/performance.md:
   (``python -m benchmarks.calls``) XLA made the backward calls 1.0-1.9 times faster up
   to batch 16 and the forward calls 1.05-1.8 times faster up to batch 4, while the
   forward was 1.3-1.4 times slower at batch 16 and every call 1.2-2.3 times slower
-  at batch 100. The
-  choice depends only on the batch's size, so a run and its resumption take the same
-  path;
+  at batch 100. The choice depends only on the batch's size, so a run and its
+  resumption take the same path;
 - where TensorFlow sees a GPU (not measured): TensorFlow's own kernels, no XLA.
 
 ``TFHYBRID_CONV_PLAN=measure`` replaces the rule by a short measurement per convolution
