@@ -121,7 +121,7 @@ def executors(repeats: int) -> list[dict]:
                     i > net.first,
                     False,
                 )
-                name = f"{net.names[i]} backward"
+                name = f"{net.names[i]} backward" + (" (dw and dx)" if i > net.first else "")
                 calls[(name, "default")] = functools.partial(_on("", make()), *args)
                 calls[(name, "single-threaded")] = functools.partial(_on(EXECUTOR, make()), *args)
                 calls[(name, "XLA")] = functools.partial(make(xla=True), *args)

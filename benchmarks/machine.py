@@ -12,6 +12,24 @@ def load_average() -> list[float] | None:
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
+def cpu_model() -> str:
+    """The processor's name from /proc/cpuinfo (Linux), with ", AVX-512" where it has it
+    (the convolution rule depends on it); else what ``platform`` reports."""
+    from tfhybrid.ops.conv_plan import cpu_has_avx512
+
+    name = ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine()
+    return f"{name}, {'AVX-512' if cpu_has_avx512() else 'no AVX-512'}"
+
+
 def machine_info() -> dict:
     """Versions, cores, processor and the load average at the start (imports TensorFlow)."""
     from tfhybrid._tf import tf
@@ -22,6 +40,6 @@ def machine_info() -> dict:
         "numpy": np.__version__,
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu_model(),
         "load_average": load_average(),
     }

@@ -72,3 +72,23 @@ def test_a_graph_the_single_threaded_executor_refuses_runs_on_the_default_one():
     a = np.ones((2, 3))
     for _ in range(2):
         np.testing.assert_array_equal(np.asarray(call(a)), np.asarray(concrete(a)))
+
+
+def test_keyword_arguments_take_the_ordinary_call(concrete):
+    a, b = np.ones((2, 3)), np.full((2, 3), 2.0)
+    _same(lean(concrete)(a=a, b=b), concrete(a=a, b=b))
+    _same(lean(concrete)(a, b=b), concrete(a, b=b))
+
+
+def test_a_failing_first_call_raises_tensorflows_error_and_later_calls_still_run():
+    def checked(a):
+        return tf.debugging.assert_all_finite(a, "not finite") * 2.0
+
+    concrete = tf.function(checked, input_signature=[SPEC]).get_concrete_function()
+    call = lean(concrete)
+    bad = np.full((1, 3), np.nan)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not finite"):
+        call(bad)
+    np.testing.assert_array_equal(np.asarray(call(np.ones((1, 3)))), np.full((1, 3), 2.0))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not finite"):
+        call(bad)  # the same error once the executor has run the graph

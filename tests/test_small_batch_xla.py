@@ -6,6 +6,7 @@ compile a layer."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import tfhybrid
 from tests.helpers import assert_close
@@ -79,11 +80,48 @@ def test_a_run_xla_cannot_compile_keeps_the_plain_call():
     net = tfhybrid.Sequential(
         [Conv2D(2, 3), NumpySquare(), Flatten(), Dense(10)], input_shape=(5, 5, 1), seed=0
     )
+    assert net.runs[0].xla_max_batch == 0  # a layer of your own: never XLA
+    net.runs[0].xla_max_batch = 4  # as if it were the project's: XLA is tried, and refused
     x = np.random.default_rng(0).random((2, 5, 5, 1), dtype=np.float32)
     y = one_hot(np.array([0, 2]))
     first = net.loss_and_gradients(x, y)["grads"]
-    if conv_plan.xla_max_batch(np.float32, forward=True):
-        assert net.runs[0].xla_compiles is False
+    assert net.runs[0].xla_compiles is False
     second = net.loss_and_gradients(x, y)["grads"]
     for key, value in first.items():
         np.testing.assert_array_equal(value, second[key])
+
+
+class CheckedTanh(Layer):
+    """A fused layer of your own whose reference asserts on its input: XLA would drop
+    the assertion, so its run never takes XLA."""
+
+    fused = True
+    fused_needs = ("out",)
+
+    def output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, params, x):
+        out = np.tanh(x)
+        return out, out
+
+    def cache_from(self, params, x, out, batch):
+        return np.asarray(out)
+
+    def backward(self, dout, cache, need_dx=True):
+        return dout * (1 - cache * cache), {}
+
+    def reference(self, params, x):
+        with tf.control_dependencies([tf.debugging.assert_less(tf.abs(x), 1e3, message="too big")]):
+            return tf.tanh(x)
+
+
+def test_a_reference_of_your_own_keeps_its_checks_at_small_batches():
+    from tfhybrid.layers import Conv2D, Dense, Flatten
+
+    net = tfhybrid.Sequential(
+        [Conv2D(2, 3), CheckedTanh(), Flatten(), Dense(10)], input_shape=(5, 5, 1), seed=0
+    )
+    x = np.full((2, 5, 5, 1), 1e6, np.float32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="too big"):
+        net.loss_and_gradients(x, one_hot(np.array([0, 2])))

@@ -42,8 +42,8 @@ class FusedRun:
     dtype: np.dtype
     size: int  # length of the flat parameter vector
     # A batch of at most this many samples runs the XLA-compiled training call
-    # (ops.conv_plan.xla_max_batch); None until that call has run once, then whether
-    # XLA compiled it (a layer's reference XLA cannot compile keeps the plain call).
+    # (ops.conv_plan.xla_max_batch; 0 for a run holding a layer of your own, see _own);
+    # None until that call has run once, then whether XLA compiled it.
     xla_max_batch: int = 0
     xla_compiles: bool | None = None
 
@@ -100,6 +100,12 @@ class FusedRun:
         return self._compile(False)
 
 
+def _own(layer) -> bool:
+    """Whether the layer's ``reference`` is the project's own. Only such runs take XLA:
+    XLA drops the assertions and numeric checks a reference of your own may hold."""
+    return (type(layer).reference.__module__ or "").startswith("tfhybrid.layers.")
+
+
 def plan_runs(
     layers: list,
     param_keys: list[dict[str, str]],
@@ -148,7 +154,7 @@ def plan_runs(
                 layers[start].input_shape,
                 dtype,
                 size,
-                xla_max_batch(dtype, forward=True),
+                xla_max_batch(dtype, forward=True) if all(map(_own, layers[start:index])) else 0,
             )
         )
     return runs

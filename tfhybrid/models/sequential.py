@@ -475,4 +475,11 @@ class Sequential:
             note = layer.describe() if hasattr(layer, "describe") else ""
             if note:
                 lines.append(f"{'':>6}  backward: {note}")
+            run = self._run_at.get(index)
+            if run is not None:
+                xla = f", XLA up to batch {run.xla_max_batch}" if run.xla_max_batch else ""
+                lines.append(
+                    f"{'':>6}  forward: layers {run.start}-{run.stop - 1} in one compiled"
+                    f" TensorFlow call{xla}"
+                )
         return "\n".join(lines)

@@ -1,18 +1,15 @@
 """Calling a compiled TensorFlow function without its per-call argument handling.
 
 A ``ConcreteFunction`` called from Python binds its arguments to the signature, checks
-each against its ``TensorSpec`` and converts them, before it runs the graph. On the
-development machine that costs 0.3 ms per call with tensors and 0.56 ms with NumPy
-arrays, against 0.06 ms for running the graph itself on tiny inputs
-(docs/performance.md): a hybrid step makes two or three such calls, so at small batches
-this bookkeeping is a large share of the step.
+each against its ``TensorSpec`` and converts them, before it runs the graph. A hybrid
+step makes two or three such calls; docs/performance.md has what the binding costs.
 
 :func:`lean` returns a callable that does, for positional tensors or arrays of the
 signature's dtypes and shapes, what TensorFlow's own call does when it runs eagerly with
 no gradient tape watching: convert, append the captured inputs and run the graph
 (``ConcreteFunction._call_flat``'s eager branch), on TensorFlow's single-threaded
-executor (:data:`EXECUTOR`). Anything else (a tape recording,
-graph mode, an argument of another shape or dtype, a TensorFlow version without these
+executor (:data:`EXECUTOR`). Anything else (a tape recording, graph mode, keyword
+arguments, an argument of another shape or dtype, a TensorFlow version without these
 internals) goes through the ordinary call, so behaviour and errors stay TensorFlow's.
 """
 
@@ -25,10 +22,9 @@ import numpy as np
 from tfhybrid._tf import tf
 
 # The graph's ops run one after another in the calling thread (each kernel still uses
-# TensorFlow's intra-op threads): 5-25 % faster than the default executor for the
-# forward calls and the single-kernel backward calls measured (docs/performance.md),
-# with bit-identical results. A graph it does not support (control flow) falls back to
-# the default executor.
+# TensorFlow's intra-op threads): faster than the default executor for most forward
+# and single-kernel backward calls measured (docs/performance.md), with bit-identical
+# results. A graph it does not support (control flow) runs on the default executor.
 EXECUTOR = "SINGLE_THREADED_EXECUTOR"
 
 try:  # TensorFlow's internals, present since 2.13; without them every call is ordinary
@@ -71,24 +67,23 @@ def _fits(value, dtype, shape) -> bool:
 def lean(concrete, single_threaded: bool = True):
     """``concrete`` (a ConcreteFunction of positional TensorSpec inputs) as a callable
     with the same results and errors, and without the per-call argument binding.
+    Keyword arguments, and everything the module docstring lists, take the ordinary call.
 
     ``single_threaded``: run the graph on :data:`EXECUTOR`; False keeps TensorFlow's
     default executor, which runs independent kernels at once (a convolution's dw and dx
-    in one call were 3-10 % faster there)."""
+    in one call were 1-6 % faster there)."""
     atomic = getattr(concrete, "_inference_function", None)
     run = getattr(atomic, "call_preflattened", None)
     expected = _expected(concrete)
     if run is None or expected is None or _context is None:
         return concrete
-    captured = list(concrete.captured_inputs)
-    if any(isinstance(value, tf.Variable) for value in captured):
-        return concrete  # variables need TensorFlow's bookkeeping of their reads
+    captured = list(concrete.captured_inputs)  # variables' handles included
+    executor = {"single": single_threaded, "proven": False}
 
-    executor = {"name": EXECUTOR if single_threaded else None, "proven": False}
-
-    def call(*args):
+    def call(*args, **kwargs):
         if (
-            len(args) != len(expected)
+            kwargs
+            or len(args) != len(expected)
             or not _context.executing_eagerly()
             or _record.could_possibly_record()
             or not all(
@@ -96,23 +91,26 @@ def lean(concrete, single_threaded: bool = True):
                 for value, (dtype, shape) in zip(args, expected, strict=True)
             )
         ):
-            return concrete(*args)
+            return concrete(*args, **kwargs)
         inputs = [
             value if isinstance(value, tf.Tensor) else tf.convert_to_tensor(value, dtype)
             for value, (dtype, _) in zip(args, expected, strict=True)
         ] + captured
-        if executor["name"]:
-            try:
-                with _context.function_executor_type(executor["name"]):
-                    outputs = run(inputs)
-            except Exception:
-                if executor["proven"]:
-                    raise  # the graph ran on it before: the error is the call's own
-                executor["name"] = None  # the executor refused this graph: TensorFlow's
-            else:
-                executor["proven"] = True
-                return outputs
-        return run(inputs)
+        if not executor["single"]:
+            return run(inputs)
+        try:
+            with _context.function_executor_type(EXECUTOR):
+                outputs = run(inputs)
+        except Exception:
+            if executor["proven"]:
+                raise  # it ran this graph before: the error is the call's own
+            # Refused graph or the call's own error: the default executor tells. Its
+            # error, if any, is what TensorFlow's own call raises.
+            outputs = run(inputs)
+            executor["single"] = False  # it ran what the single-threaded one refused
+            return outputs
+        executor["proven"] = True
+        return outputs
 
     call.concrete = concrete  # the function itself, for inspection
     return call
