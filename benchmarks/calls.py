@@ -66,19 +66,12 @@ def calling(repeats: int) -> dict[str, float]:
     )
 
 
-def _on(executor: str, call):
-    """The lean call's graph run on ``executor`` ("" is TensorFlow's default one)."""
-    from tensorflow.python.eager import context
+def _on(single_threaded: bool, call):
+    """The step's lean call of the same function, on the single-threaded executor or on
+    TensorFlow's default one."""
+    from tfhybrid.ops.lean_call import lean
 
-    concrete = call.concrete
-
-    def run(*args):
-        with context.function_executor_type(executor):
-            return concrete._inference_function.call_preflattened(
-                [*args, *concrete.captured_inputs]
-            )
-
-    return run
+    return lean(call.concrete, single_threaded=single_threaded)
 
 
 def executors(repeats: int) -> list[dict]:
@@ -86,7 +79,6 @@ def executors(repeats: int) -> list[dict]:
     from tfhybrid._tf import tf
     from tfhybrid.catalog import build_model
     from tfhybrid.ops import tf_kernels
-    from tfhybrid.ops.lean_call import EXECUTOR
 
     rows = []
     for model in NETWORKS:
@@ -97,9 +89,9 @@ def executors(repeats: int) -> list[dict]:
             x, _ = random_batch(net, batch)
             h, flat = tf.constant(x), net._flat_tensor()
             calls = {
-                ("forward", "default"): functools.partial(_on("", run.training_call), h, flat),
+                ("forward", "default"): functools.partial(_on(False, run.training_call), h, flat),
                 ("forward", "single-threaded"): functools.partial(
-                    _on(EXECUTOR, run.training_call), h, flat
+                    _on(True, run.training_call), h, flat
                 ),
                 ("forward", "XLA"): functools.partial(run.training_call_xla, h, flat),
             }
@@ -122,8 +114,8 @@ def executors(repeats: int) -> list[dict]:
                     False,
                 )
                 name = f"{net.names[i]} backward" + (" (dw and dx)" if i > net.first else "")
-                calls[(name, "default")] = functools.partial(_on("", make()), *args)
-                calls[(name, "single-threaded")] = functools.partial(_on(EXECUTOR, make()), *args)
+                calls[(name, "default")] = functools.partial(_on(False, make()), *args)
+                calls[(name, "single-threaded")] = functools.partial(_on(True, make()), *args)
                 calls[(name, "XLA")] = functools.partial(make(xla=True), *args)
             times = _median_ms({" / ".join(k): v for k, v in calls.items()}, repeats)
             for (call, how), _ in calls.items():

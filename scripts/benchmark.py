@@ -174,8 +174,8 @@ def main(argv=None) -> int:
     from benchmarks.report import format_report
     from benchmarks.suite import benchmark
 
-    try:
-        report = benchmark(
+    return run_and_publish(
+        lambda log: benchmark(
             args.models,
             args.methods,
             batch=args.batch,
@@ -186,12 +186,22 @@ def main(argv=None) -> int:
             data_dir=args.data_dir if args.full_run else None,
             seed=args.seed,
             formulations=args.formulations,
-            log=lambda m: print(m, file=sys.stderr, flush=True),
-        )
+            log=log,
+        ),
+        format_report,
+        args.json,
+    )
+
+
+def run_and_publish(measure, formatter, json_path: str | None) -> int:
+    """``measure(log)`` with progress lines on stderr, then :func:`publish` its report;
+    130 on Ctrl-C."""
+    try:
+        report = measure(lambda m: print(m, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         print("benchmark.py: interrupted", file=sys.stderr)
         return 130
-    return publish(report, format_report, args.json)
+    return publish(report, formatter, json_path)
 
 
 def publish(report: dict, formatter, json_path: str | None) -> int:
@@ -209,16 +219,11 @@ def keras_main(args) -> int:
     """``--keras``: the bridge's table (benchmarks/keras_bridge.py)."""
     from benchmarks.keras_bridge import benchmark_keras, format_keras
 
-    try:
-        report = benchmark_keras(
-            batch=args.batch or 100,
-            seed=args.seed,
-            log=lambda m: print(m, file=sys.stderr, flush=True),
-        )
-    except KeyboardInterrupt:
-        print("benchmark.py: interrupted", file=sys.stderr)
-        return 130
-    return publish(report, format_keras, args.json)
+    return run_and_publish(
+        lambda log: benchmark_keras(batch=args.batch or 100, seed=args.seed, log=log),
+        format_keras,
+        args.json,
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ subgradients, the layer at fault, the likely cause, per-example gradients."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -16,6 +17,11 @@ from tfhybrid.audit.compare import FACTOR, MATCH, WRONG
 from tfhybrid.audit.judge import NOT_CHECKED
 from tfhybrid.audit.vote import INCONSISTENT
 from tfhybrid.layers import Dense, Flatten, Layer, MaxPool2D
+
+
+def matmul_forward(x, w):
+    """x [N,D] @ w [D,M]; the cache is (x, w)."""
+    return x @ w, (x, w)
 
 
 def max_pool_forward(x):
@@ -281,14 +287,11 @@ def test_causes_are_named(change, needle):
     rng = np.random.default_rng(4)
     values = {"x": rng.standard_normal((4, 5)), "w": rng.standard_normal((5, 5))}
 
-    def forward(x, w):
-        return x @ w, (x, w)
-
     def backward(dout, cache):
         x, w = cache
         return {"x": change(dout @ w.T), "w": x.T @ dout}
 
-    report = check_op(forward, backward, values, lambda x, w: tf.matmul(x, w))
+    report = check_op(matmul_forward, backward, values, lambda x, w: tf.matmul(x, w))
     assert needle in (report.input("x").cause or ""), str(report)
 
 
@@ -439,33 +442,23 @@ def test_a_reference_that_is_not_the_forward_is_one_clear_error(reference, needl
     rng = np.random.default_rng(0)
     values = {"x": rng.standard_normal((3, 4)), "w": rng.standard_normal((4, 2))}
 
-    def forward(x, w):
-        return x @ w, (x, w)
-
     def backward(dout, cache):
         return {"x": dout @ cache[1].T, "w": cache[0].T @ dout}
 
-    with pytest.raises(ValueError, match=re_escape(needle)):
-        check_op(forward, backward, values, reference)
-
-
-def re_escape(text: str) -> str:
-    import re
-
-    return re.escape(text)
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        check_op(matmul_forward, backward, values, reference)
 
 
 def test_nothing_to_compare_is_never_ok():
-    def forward(x, w):
-        return x @ w, (x, w)
-
     empty = {"x": np.zeros((0, 4)), "w": np.ones((4, 2))}
-    report = check_op(forward, lambda d, c: {"x": d @ c[1].T}, empty)
+    report = check_op(matmul_forward, lambda d, c: {"x": d @ c[1].T}, empty)
     assert report.verdicts["x"] == "not checked: the tensor is empty" and not report.ok
-    silent = check_op(forward, lambda d, c: {}, {"x": np.ones((2, 4)), "w": np.ones((4, 2))})
+    silent = check_op(matmul_forward, lambda d, c: {}, {"x": np.ones((2, 4)), "w": np.ones((4, 2))})
     assert not silent.ok and "NOTHING CHECKED" in str(silent)
     with pytest.raises(ValueError, match="holds NaN or inf"):
-        check_op(forward, lambda d, c: {}, {"x": np.full((2, 4), np.nan), "w": np.ones((4, 2))})
+        check_op(
+            matmul_forward, lambda d, c: {}, {"x": np.full((2, 4), np.nan), "w": np.ones((4, 2))}
+        )
 
 
 def test_a_per_example_gradient_handed_to_the_neighbour_is_named(batch):
