@@ -12,9 +12,9 @@ import functools
 import importlib
 from collections.abc import Mapping
 
-from tfhybrid.choices import BIAS_GRAD_RULES, DW_MODES, TIE_RULES, check_choice
+from tfhybrid.choices import BIAS_GRAD_RULES, DROPOUT_RULES, DW_MODES, TIE_RULES, check_choice
 
-__all__ = ["BIAS_GRAD_RULES", "DW_MODES", "TIE_RULES"]  # also importable from here
+__all__ = ["BIAS_GRAD_RULES", "DROPOUT_RULES", "DW_MODES", "TIE_RULES"]  # also from here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,11 +75,20 @@ POOL_TIES = Option(
     layer="MaxPool2D",
     argument="ties",
 )
+DROPOUT_RULE = Option(
+    "dropout_rule",
+    DROPOUT_RULES,
+    "book",
+    "dropout scaling: book (default): Deep Learning from Scratch's, no scaling in training "
+    "and x (1 - rate) at inference; inverted: / (1 - rate) in training, identity at inference",
+    layer="Dropout",
+    argument="rule",
+)
 # Every model option, declared once: TrainConfig's fields, the command lines' flags, the
 # audit's rules and settings and a network's recorded options all derive from these.
 # Adding one: its op, its layer's constructor keyword, an Option here (with ``layer``)
 # added to the ModelSpecs that take it; the builders pass it on (layer_options).
-OPTIONS = (DW_MODE, BIAS_GRAD, POOL_TIES)
+OPTIONS = (DW_MODE, BIAS_GRAD, POOL_TIES, DROPOUT_RULE)
 
 
 def layer_options(layer_class: type, values: dict) -> dict:
@@ -289,6 +298,38 @@ MODELS = {
                 None,
                 0.97,
                 "doc 004: 10,000 iterations, batch 100, lr 0.1",
+            ),
+        ),
+        ModelSpec(
+            "dlfs-deep",
+            "tfhybrid.models.book:dlfs_deep",
+            (DW_MODE, DROPOUT_RULE),
+            TrainingDefaults(
+                20,
+                None,
+                100,
+                "adam",
+                0.001,
+                None,
+                None,
+                0.9938,
+                "Deep Learning from Scratch ch. 8 (DeepConvNet): 20 epochs, Adam 0.001, batch 100",
+            ),
+        ),
+        ModelSpec(
+            "bn-cnn",
+            "tfhybrid.models.book:bn_cnn",
+            (DW_MODE,),
+            TrainingDefaults(
+                3,
+                None,
+                100,
+                "adam",
+                0.001,
+                None,
+                None,
+                None,
+                "ours: batch normalization after each convolution, 3 epochs, Adam 0.001",
             ),
         ),
     )

@@ -1,6 +1,7 @@
 """Training state on disk: written atomically, read back without pickle.
 
 A checkpoint is one ``.npz`` file holding the parameters (``param/<key>``), the
+layers' state that is not a parameter (``state/<key>``: running statistics), the
 optimizer's state (``optim/<key>``) and a JSON document (``meta``) with the config,
 the position in training and the history so far. It is written to a temporary
 file, flushed to disk and renamed over the previous one, so a process killed at
@@ -37,16 +38,20 @@ class TrainingState:
     loss_sum: float = 0.0
     first_loss: float | None = None  # the run's first loss, the divergence check's yardstick
     history: list = dataclasses.field(default_factory=list)
+    layer_state: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def save_checkpoint(folder: str | Path, state: TrainingState) -> Path:
     """Write ``folder/checkpoint.npz`` atomically and return its path."""
     path = Path(folder) / CHECKPOINT_NAME
     meta = {
-        k: v for k, v in dataclasses.asdict(state).items() if k not in ("params", "optimizer_state")
+        k: v
+        for k, v in dataclasses.asdict(state).items()
+        if k not in ("params", "optimizer_state", "layer_state")
     }
     meta["format_version"] = FORMAT_VERSION
     arrays = {f"param/{k}": v for k, v in state.params.items()}
+    arrays.update({f"state/{k}": v for k, v in state.layer_state.items()})
     arrays.update({f"optim/{k}": v for k, v in state.optimizer_state.items()})
     arrays["meta"] = np.array(json.dumps(meta))
     return atomic_write(path, lambda handle: np.savez(handle, **arrays))
@@ -97,8 +102,10 @@ def load_checkpoint(
     model: str,
     param_shapes: dict[str, tuple],
     read: tuple[dict, dict[str, np.ndarray]] | None = None,
+    state_shapes: dict[str, tuple] | None = None,
 ) -> TrainingState:
-    """Read ``folder/checkpoint.npz`` and check it belongs to ``model`` with these shapes.
+    """Read ``folder/checkpoint.npz`` and check it belongs to ``model`` with these shapes
+    (``state_shapes``: the network's layer state, running statistics; default none).
 
     ``read``: what :func:`read_checkpoint` already returned for this folder, if anything.
     """
@@ -127,10 +134,23 @@ def load_checkpoint(
                 f"{params[key].shape}, model {model!r} needs {tuple(shape)}; "
                 "start a new run"
             )
+    layer_state = {k.removeprefix("state/"): v for k, v in arrays.items() if k.startswith("state/")}
+    state_shapes = state_shapes or {}
+    if set(layer_state) != set(state_shapes):
+        raise CheckpointError(
+            f"checkpoint {path}: its layer state {sorted(layer_state) or 'none'} does not fit "
+            f"model {model!r}, which keeps {sorted(state_shapes) or 'none'}; start a new run"
+        )
+    for key, shape in state_shapes.items():
+        if layer_state[key].shape != tuple(shape):
+            raise CheckpointError(
+                f"checkpoint {path}: state {key} has shape {layer_state[key].shape}, "
+                f"model {model!r} needs {tuple(shape)}; start a new run"
+            )
     optim = {k.removeprefix("optim/"): v for k, v in arrays.items() if k.startswith("optim/")}
     fields = {f.name for f in dataclasses.fields(TrainingState)}
     kwargs = {k: v for k, v in meta.items() if k in fields}
-    return TrainingState(params=params, optimizer_state=optim, **kwargs)
+    return TrainingState(params=params, optimizer_state=optim, layer_state=layer_state, **kwargs)
 
 
 def _same_bias(saved: tuple, wanted: tuple) -> bool:

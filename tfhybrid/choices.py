@@ -9,6 +9,9 @@ from __future__ import annotations
 DW_MODES = ("batched", "per-sample")  # the filter gradient: one call per batch, or per sample
 BIAS_GRAD_RULES = ("seed", "exact")  # the article's db1 (1/400 of the true one), or the true one
 TIE_RULES = ("first", "all")  # max-pool ties: the first maximum (true), or every one
+# Dropout's scaling: inverted (/ keep in training) or Deep Learning from Scratch's (x keep
+# in inference). Both are the true gradient of their own forward.
+DROPOUT_RULES = ("inverted", "book")
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:

@@ -89,11 +89,15 @@ def batch_indices(size: int, batch_size: int, steps: int, seed: int) -> Iterator
         epoch, done = epoch + 1, done + count
 
 
-def train_step(model, optimizer, x: np.ndarray, y: np.ndarray) -> dict:
+def train_step(model, optimizer, x: np.ndarray, y: np.ndarray, step: int | None = None) -> dict:
     """One update: the network's hand-written ``loss_and_gradients`` on the batch x,
     one-hot y, then ``optimizer.update`` of its params in place. Returns the result of
-    ``loss_and_gradients`` (loss and cost from before the update; no intermediates)."""
-    result = model.loss_and_gradients(x, y, intermediates=False)
+    ``loss_and_gradients`` (loss and cost from before the update; no intermediates).
+
+    ``step``: the run's step number, from which a layer that draws random numbers
+    (dropout) derives its draw, so a resumed run draws what the uninterrupted one did."""
+    extra = {} if step is None else {"step": step}  # a model of one's own need not take it
+    result = model.loss_and_gradients(x, y, intermediates=False, **extra)
     optimizer.update(model.params, result["grads"])
     return result
 
@@ -114,12 +118,14 @@ def train_epoch(
 ) -> None:
     """Steps ``start`` .. ``stop - 1`` of epoch ``epoch`` over x, one-hot y, in the order
     :func:`epoch_batches` gives. ``before_step(step)`` and ``after_step(step, result)``
-    let the caller stop, check and record (they may raise)."""
+    let the caller stop, check and record (they may raise). The run's step number, for
+    random draws, is (epoch - 1) * (len(x) // batch_size) + step."""
     batches = epoch_batches(seed, epoch, len(x), batch_size, start, stop)
+    first = (epoch - 1) * (len(x) // batch_size)
     for step, batch in enumerate(batches, start=start):
         if before_step is not None:
             before_step(step)
-        result = train_step(model, optimizer, x[batch], y[batch])
+        result = train_step(model, optimizer, x[batch], y[batch], _step(model, first + step))
         if after_step is not None:
             after_step(step, result)
 
@@ -143,7 +149,9 @@ def fit(
     started = time.perf_counter()
     batches = batch_indices(len(x), batch_size, iterations, seed)
     for step, index in enumerate(batches, start=1):
-        result = train_step(model, optimizer, x[index], one_hot(labels[index], model.dtype))
+        result = train_step(
+            model, optimizer, x[index], one_hot(labels[index], model.dtype), _step(model, step - 1)
+        )
         if not np.isfinite(result["loss"]):
             raise FloatingPointError(f"loss became {result['loss']} at step {step}")
         losses.append(result["loss"])
@@ -153,6 +161,11 @@ def fit(
                 f"{time.perf_counter() - started:7.1f}s"
             )
     return losses
+
+
+def _step(model, step: int) -> int | None:
+    """``step`` for a network that takes it (every Sequential), else None."""
+    return step if hasattr(model, "replaying") else None
 
 
 def prepare_workdir(workdir: str | Path, *, resume: bool = False, force: bool = False) -> Path:
@@ -215,8 +228,11 @@ def train_and_evaluate(
     optimizer = build_optimizer(config.optimizer, config.lr)
     if resume:
         shapes = {k: v.shape for k, v in model.params.items()}
-        state = load_checkpoint(out, config.model, shapes, read=saved)
+        state = load_checkpoint(
+            out, config.model, shapes, read=saved, state_shapes=model.state_shapes
+        )
         model.params = state.params
+        model.state = state.layer_state
         try:
             optimizer.load_state_dict(state.optimizer_state)
         except ValueError as err:
@@ -251,7 +267,7 @@ def train_and_evaluate(
 
             def before_step(step, epoch=epoch):
                 if stop.requested:
-                    _save(out, state, optimizer)
+                    _save(out, state, optimizer, model)
                     raise Interrupted(
                         f"interrupted at epoch {epoch}, step {step}; state saved in "
                         f"{out / CHECKPOINT_NAME}",
@@ -297,7 +313,7 @@ def train_and_evaluate(
             state.history.append(row)
             state.epoch, state.step, state.cost_sum, state.loss_sum = epoch + 1, 0, 0.0, 0.0
             _append_history(out, row)  # first: a kill before the save re-runs this epoch
-            _save(out, state, optimizer)
+            _save(out, state, optimizer, model)
             log(columns.row(row))
             if news:
                 log(news)
@@ -323,7 +339,13 @@ def train_and_evaluate(
     }
     if columns.article:
         metrics["article"] = {"cost": list(ARTICLE_COST), "test_accuracy": ARTICLE_TEST_ACCURACY}
-    atomic_write(out / "params.npz", lambda handle: np.savez(handle, **model.params))
+    # params.npz: the weights, and a network's running statistics as state/<key>
+    atomic_write(
+        out / "params.npz",
+        lambda handle: np.savez(
+            handle, **model.params, **{f"state/{k}": v for k, v in model.state.items()}
+        ),
+    )
     atomic_write(
         out / "metrics.json",
         lambda handle: handle.write((json.dumps(metrics, indent=2) + "\n").encode()),
@@ -391,8 +413,9 @@ def _tensorboard(out: Path):
     return TensorBoardLogger(out / "tensorboard")
 
 
-def _save(out: Path, state: TrainingState, optimizer) -> None:
+def _save(out: Path, state: TrainingState, optimizer, model) -> None:
     state.optimizer_state = optimizer.state_dict()
+    state.layer_state = model.state
     save_checkpoint(out, state)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Iterable
 
 import numpy as np
@@ -16,6 +18,7 @@ from tfhybrid.audit.judge import (
     PARAMETER,
     TAPE32,
     TAPE64,
+    ZERO_NOTE,
     Probe,
     judge_tensor,
 )
@@ -65,7 +68,50 @@ def audit(
     differences, and their sum against the batch gradient (:mod:`tfhybrid.audit.per_example`).
     ``layers``: for a network with ``layers`` (a :class:`tfhybrid.Sequential`), check each
     layer's backward on its own and name the layer at fault (:mod:`tfhybrid.audit.layers`).
+
+    A network whose layers draw random numbers or keep state (``model.replaying``, as
+    :class:`tfhybrid.Sequential` has) is audited in training mode at one step's draw,
+    replayed in every evaluation (the manual pass, both tapes, every finite difference,
+    the per-layer checks and the update check); its step and state are left as they were.
     """
+    replaying = getattr(model, "replaying", None)
+    scope = replaying() if callable(replaying) else contextlib.nullcontext(None)
+    with scope as step:
+        report = _audit(
+            model,
+            x,
+            y,
+            expect=expect,
+            seed=seed,
+            fd_samples=fd_samples,
+            update_model=update_model,
+            lr=lr,
+            per_example=per_example,
+            layers=layers,
+        )
+    if step is not None and _draws(model):
+        note = f"random draws: those of training step {step}, replayed in every evaluation"
+        report = dataclasses.replace(report, notes=[*report.notes, note])
+    return report
+
+
+def _draws(model) -> bool:
+    return any(getattr(layer, "random", False) for layer in getattr(model, "layers", ()))
+
+
+def _audit(
+    model,
+    x,
+    y,
+    *,
+    expect,
+    seed,
+    fd_samples,
+    update_model,
+    lr,
+    per_example,
+    layers,
+) -> AuditReport:
     params = model.params
     x, y = np.array(x), np.array(y)  # copies: the model's code cannot move our points
     if x.ndim < 2 or y.ndim != 2 or len(x) != len(y) or len(x) == 0:
@@ -77,6 +123,17 @@ def audit(
         raise ValueError(f"fd_samples must be an integer >= 1, got {fd_samples!r}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValueError("x or y holds NaN or inf: a gradient is checked at finite points")
+    if per_example and _draws(model):
+        random = next(
+            f"{i} ({type(layer).__name__})"
+            for i, layer in enumerate(model.layers)
+            if getattr(layer, "random", False)
+        )
+        raise ValueError(
+            f"the per-example audit is not available for a network whose layer {random} "
+            "draws random numbers: a one-sample tape cannot replay that sample's row of the "
+            "batch's draw; audit without per_example"
+        )
     # per_example only when asked: a model of one's own need not take the keyword
     extra = {"per_example": True} if per_example else {}
     manual = model.loss_and_gradients(x.copy(), y.copy(), **extra)
@@ -144,7 +201,8 @@ def audit(
     )
     stepper = model if update_model is None else update_model
     _check_same_weights(params, stepper.params)
-    update = update_check(stepper, x, y, tape64.grads, lr, rtol, describe(stepper))
+    rounding_only = frozenset(t.name[1:] for t in tensors if t.note == ZERO_NOTE)
+    update = update_check(stepper, x, y, tape64.grads, lr, rtol, describe(stepper), rounding_only)
     layer_verdicts = []
     if sequential:
         from tfhybrid.audit.layers import explained_by_layers, locate_fault

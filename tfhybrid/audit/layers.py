@@ -94,7 +94,7 @@ def check_layers(
         inputs, outputs = [], []
         for index, layer in enumerate(model.layers):
             inputs.append(h)
-            h = layer.reference(model.layer_params(index, tensors), h)
+            h = layer.reference(model.layer_params(index, tensors), h, **_options(model, index))
             tape.watch(h)
             outputs.append(h)
         loss = model.reference_loss(h, tf.constant(np.asarray(y, dtype=np.float64)))
@@ -107,19 +107,32 @@ def check_layers(
         x_in = inputs[index].numpy()
         dout = upstream[index].numpy()
         local = model.layer_params(index, params)
-        check = _own_check(layer, x_in, local, dout, need_dx, seed + index)
+        check = _own_check(layer, x_in, local, dout, need_dx, seed + index, model, index)
         extra = ()
         if per_example and local:
-            extra = tuple(_per_example(layer, x_in, local, dout, need_dx, model.param_keys[index]))
+            extra = tuple(
+                _per_example(
+                    layer, x_in, local, dout, need_dx, model.param_keys[index], model, index
+                )
+            )
         verdicts.append(
             LayerVerdict(index, type(layer).__name__, model.names[index], OK, check, extra)
         )
     return verdicts
 
 
-def _own_check(layer, x_in, local, dout, need_dx, seed) -> OpReport:
+def _options(model, index: int, method: str = "reference") -> dict:
+    """What layer ``index``'s method gets in the network's training pass being audited (the
+    draw replayed, a copy of the state); {} for a model without these."""
+    call = getattr(model, "call_options", None)
+    return call(index, method) if callable(call) else {}
+
+
+def _own_check(layer, x_in, local, dout, need_dx, seed, model, index) -> OpReport:
     values = {"x": np.array(x_in), **{k: np.array(v) for k, v in local.items()}}
-    forward, backward, reference = layer_pair(layer, need_dx)
+    forward, backward, reference = layer_pair(
+        layer, need_dx, options=lambda method: _options(model, index, method)
+    )
     return run_check(
         forward,
         backward,
@@ -135,11 +148,11 @@ def _own_check(layer, x_in, local, dout, need_dx, seed) -> OpReport:
     )
 
 
-def _per_example(layer, x_in, local, dout, need_dx, keys) -> list[TensorCheck]:
+def _per_example(layer, x_in, local, dout, need_dx, keys, model, index) -> list[TensorCheck]:
     """Each sample's own parameter gradients of the layer against per-sample tapes."""
     from tfhybrid._tf import tf
 
-    _, cache = layer.forward(local, np.array(x_in))
+    _, cache = layer.forward(local, np.array(x_in), **_options(model, index, "forward"))
     _, manual = layer.backward_per_example(np.array(dout), cache, need_dx)
     refs = {dtype: {k: [] for k in local} for dtype in (tf.float64, tf.float32)}
     for n in range(len(x_in)):
@@ -147,7 +160,11 @@ def _per_example(layer, x_in, local, dout, need_dx, keys) -> list[TensorCheck]:
             tensors = {k: tf.constant(v, dtype=dtype) for k, v in local.items()}
             with tf.GradientTape() as tape:
                 tape.watch(tensors)
-                out = layer.reference(tensors, tf.constant(x_in[n : n + 1], dtype=dtype))
+                out = layer.reference(
+                    tensors,
+                    tf.constant(x_in[n : n + 1], dtype=dtype),
+                    **_options(model, index),
+                )
                 target = tf.reduce_sum(out * tf.constant(dout[n : n + 1], dtype=dtype))
             grads = tape.gradient(
                 target, tensors, unconnected_gradients=tf.UnconnectedGradients.ZERO

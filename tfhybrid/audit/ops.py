@@ -19,13 +19,23 @@ Each input gets a verdict: ``match``, ``off by a constant factor C``, ``sign fli
 count), or ``not checked: WHY`` when nothing could be compared (never a match). The
 check runs the user's code on copies (code that writes into its arguments cannot move
 the check's points), and judges code that computes in float32 at float32's tolerances.
+
+Randomness is replayed: a ``forward`` (and a ``reference``) that takes an ``rng`` keyword
+gets a generator in the same state, seeded ``seed``, on every call, so dropout's mask is
+the same in every evaluation; ``seed_global=True`` re-seeds NumPy's global generator
+before every call instead, for textbook code that draws from it. A forward that still
+gives two outputs at the same point draws fresh randomness on every call: every input
+then reads ``not checked: the forward draws fresh random numbers ...``, never a verdict
+computed from noise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -37,7 +47,7 @@ from tfhybrid.audit.judge import (
 )
 from tfhybrid.audit.judge import (
     INPUT,
-    NOT_CHECKED,  # noqa: F401  (re-exported: the verdict of an input left out)
+    NOT_CHECKED,
     Probe,
     TensorCheck,
     aligned,
@@ -51,6 +61,13 @@ OP_FD_SAMPLES = 24  # coordinates per input: an op is cheap, but every one costs
 InputCheck = TensorCheck  # the record of one input (the name of earlier releases)
 FD_ONLY = "finite differences only"
 TAPES = "tf.GradientTape (float64, float32) and finite differences"
+FRESH_RANDOMNESS = (
+    "the forward draws fresh random numbers on every call (two calls at the same point "
+    "gave different outputs), so no difference of it means anything; draw them from an "
+    "rng argument, which the check hands a generator in the same state on every call "
+    "(a layer: forward(params, x, *, rng) and reference alike; an op: forward(..., rng)), "
+    "or, for code that draws from NumPy's global generator, pass seed_global=True"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +84,7 @@ class OpReport:
     seed: int
     precision: str = "float64"
     upstream: str = ""  # where dout came from, when not drawn at random
+    problem: str = ""  # why nothing could be checked (a forward that is not a function)
 
     @property
     def verdicts(self) -> dict[str, str]:
@@ -85,7 +103,11 @@ class OpReport:
     def ok(self) -> bool:
         """Every gradient the backward returned matches (inputs it left out do not count;
         a gradient nothing could be compared with is not a match), and it returned one."""
-        return not self.mismatches and any(item.manual is not None for item in self.inputs)
+        return (
+            not self.problem
+            and not self.mismatches
+            and any(item.manual is not None for item in self.inputs)
+        )
 
     def input(self, name: str) -> TensorCheck:
         """The record of input ``name``: checked at several points, the first that fails."""
@@ -104,6 +126,7 @@ class OpReport:
             "seed": self.seed,
             "precision": self.precision,
             "ok": self.ok,
+            "problem": self.problem or None,
             "mismatches": self.mismatches,
             "verdicts": self.verdicts,
             "tolerances": self.tolerances,
@@ -133,7 +156,9 @@ def format_op_table(report: OpReport) -> str:
         "every gradient matches"
         if report.ok
         else (
-            f"MISMATCH: {', '.join(report.mismatches)}"
+            f"NOT CHECKED: {report.problem}"
+            if report.problem
+            else f"MISMATCH: {', '.join(report.mismatches)}"
             if report.mismatches
             else "NOTHING CHECKED: the backward returned no gradient"
         )
@@ -173,6 +198,7 @@ def check_op(
     atol: float = 0.0,
     fd_samples: int = OP_FD_SAMPLES,
     name: str | None = None,
+    seed_global: bool = False,
 ) -> OpReport:
     """Check ``backward`` against finite differences (and ``reference``'s tape, if given).
 
@@ -184,9 +210,15 @@ def check_op(
     ``rtol``: the largest relative error that matches (default: that of the precision
     the code computes in, float64's or float32's, or the finite differences' accuracy
     where they are the only reference); ``atol``: absolute differences up to this match
-    too. Bad input raises one ``ValueError`` that names the problem.
+    too. ``seed``: the upstream gradient's, the finite differences' and the generator's
+    handed to a ``forward``/``reference`` that takes ``rng`` (the same state every call);
+    ``seed_global``: re-seed NumPy's global generator with ``seed`` before every call of
+    ``forward`` and ``reference`` (restored afterwards). Bad input raises one
+    ``ValueError`` that names the problem.
     """
     values = _checked_inputs(inputs)
+    if "rng" in values:
+        raise ValueError("'rng' is the generator the check hands the forward; rename that input")
     _check_tolerances(rtol, atol, fd_samples)
     if weights and not _is_keras_layer(reference):
         raise ValueError("weights= names a Keras layer's weights; pass the layer as reference")
@@ -196,6 +228,9 @@ def check_op(
             f"a Keras layer, got {type(reference).__name__}"
         )
     rng = np.random.default_rng(seed)
+    forward = replayed(forward, seed, seed_global)
+    if reference is not None and not _is_keras_layer(reference):
+        reference = replayed(reference, seed, seed_global)
     return run_check(
         forward,
         backward,
@@ -209,6 +244,43 @@ def check_op(
         fd_samples=fd_samples,
         name=name or getattr(forward, "__name__", "op"),
     )
+
+
+@contextlib.contextmanager
+def _global_seed(seed: int) -> Iterator[None]:
+    """NumPy's global generator seeded ``seed`` inside, and as it was outside (the legacy
+    calls on purpose: the textbook code this serves draws from that generator)."""
+    saved = np.random.get_state()  # noqa: NPY002
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)  # noqa: NPY002
+
+
+def replayed(function: Callable, seed: int, seed_global: bool = False) -> Callable:
+    """``function`` called with a fresh ``rng`` seeded ``seed`` on every call when it takes
+    one (by its signature), and inside a re-seeded global generator if ``seed_global``."""
+    from tfhybrid.layers.base import accepted_options
+
+    takes_rng = "rng" in accepted_options(function)
+    if not takes_rng and not seed_global:
+        return function
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        if takes_rng:
+            kwargs["rng"] = np.random.default_rng(seed)
+        if not seed_global:
+            return function(*args, **kwargs)
+        with _global_seed(seed):
+            return function(*args, **kwargs)
+
+    return call
+
+
+def _differs(first: np.ndarray, second: np.ndarray) -> bool:
+    return first.shape != second.shape or not np.array_equal(first, second, equal_nan=True)
 
 
 def run_check(
@@ -231,6 +303,20 @@ def run_check(
     """:func:`check_op` on checked float64 ``values``; ``dout``: the upstream gradient
     (default: drawn from ``rng``), as the per-layer checks of a network pass the tape's."""
     out, cache, out_dtype = _run_forward(forward, values)
+    again = _run_forward(forward, values)[0]
+    if _differs(out, again):  # not a function of its inputs: nothing can be differentiated
+        return OpReport(
+            op=name,
+            reference=FD_ONLY if reference is None else TAPES,
+            inputs=[
+                TensorCheck(k, INPUT, v.shape, f"{NOT_CHECKED}: fresh random numbers", False)
+                for k, v in values.items()
+            ],
+            tolerances={},
+            seed=seed,
+            upstream=upstream,
+            problem=FRESH_RANDOMNESS,
+        )
     if dout is None:
         dout = rng.standard_normal(out.shape)
     elif np.shape(dout) != out.shape:
@@ -522,20 +608,46 @@ def _keras_tapes(
     return results[0], results[1]
 
 
-def layer_pair(layer, need_dx: bool = True) -> tuple[Callable, Callable, Callable]:
+def standalone_options(
+    layer, *, training: bool = True, seed: int = 0, state: Mapping | None = None
+) -> Callable[[str], dict]:
+    """method -> the keyword arguments a layer checked on its own gets on each call: the
+    mode, a copy of ``state`` (default its :meth:`init_state`) and a generator seeded
+    ``seed``, fresh every call (so every evaluation replays one draw)."""
+    from tfhybrid.layers.base import call_options
+
+    base = layer.init_state(layer.input_shape) if state is None else state
+
+    def options(method: str) -> dict:
+        return call_options(
+            getattr(layer, method),
+            training=training,
+            state={k: np.array(v, dtype=np.float64) for k, v in base.items()},
+            rng=lambda: np.random.default_rng(seed),
+        )
+
+    return options
+
+
+def layer_pair(
+    layer, need_dx: bool = True, options: Callable[[str], dict] | None = None
+) -> tuple[Callable, Callable, Callable]:
     """A layer as the op pair and reference :func:`check_op` takes: ``forward(x, **params)
     -> (out, cache)``, ``backward(dout, cache) -> {"x": dx, **param grads}`` (no "x"
-    when ``need_dx`` is False) and ``reference(x, **params)``."""
+    when ``need_dx`` is False) and ``reference(x, **params)``. ``options(method)``: the
+    mode, state and generator its forward and reference take, made afresh on every call
+    (default: :func:`standalone_options`, training mode)."""
+    options = options or standalone_options(layer)
 
     def forward(x, **p):
-        return layer.forward(p, x)
+        return layer.forward(p, x, **options("forward"))
 
     def backward(dout, cache):
         dx, grads = layer.backward(dout, cache, need_dx)
         return {**({"x": dx} if need_dx and dx is not None else {}), **grads}
 
     def reference(x, **p):
-        return layer.reference(p, x)
+        return layer.reference(p, x, **options("reference"))
 
     return forward, backward, reference
 
@@ -554,6 +666,7 @@ def check_layer(
     rtol: float | None = None,
     atol: float = 0.0,
     fd_samples: int = OP_FD_SAMPLES,
+    training: bool = True,
 ) -> OpReport:
     """Check one layer of :mod:`tfhybrid.layers` (the user's own included): the gradient of
     its input ``x`` [batch, *input_shape] and of each parameter, against the tape of its
@@ -565,6 +678,11 @@ def check_layer(
     and each input's verdict is its worst. A ``fused`` layer is checked on both of its
     paths: its own ``forward``, and the compiled one (``reference`` for the output and
     ``cache_from`` for the cache, fed TensorFlow tensors), rows marked ``fused``.
+
+    ``training``: the mode its forward and reference run in (a layer that takes
+    ``training``; normalization is checked in training mode by default). A layer that takes
+    ``rng`` gets a generator seeded ``seed`` on every call, so each evaluation replays the
+    same draw; one that takes ``state`` gets a copy of its :meth:`init_state` each call.
     """
     from tfhybrid.layers.base import Layer
 
@@ -604,7 +722,8 @@ def check_layer(
     if ties:
         points.append((TIE_POINT, rng.integers(-2, 3, size=(len(points[0][1]), *shape))))
 
-    forward, backward, reference = layer_pair(layer)
+    options = standalone_options(layer, training=bool(training), seed=seed)
+    forward, backward, reference = layer_pair(layer, options=options)
 
     def fused_forward(x, **p):
         """The forward as Sequential runs a fused layer: its reference in TensorFlow, and
@@ -612,7 +731,7 @@ def check_layer(
         from tfhybrid._tf import tf
 
         tx = tf.constant(x)
-        out = layer.reference({k: tf.constant(v) for k, v in p.items()}, tx)
+        out = layer.reference({k: tf.constant(v) for k, v in p.items()}, tx, **options("reference"))
         needs = layer.fused_needs
         cache = layer.cache_from(
             p, tx if "x" in needs else None, out if "out" in needs else None, len(x)
@@ -620,6 +739,8 @@ def check_layer(
         return out.numpy(), cache
 
     name = f"{type(layer).__name__} on [N,{','.join(map(str, shape))}]"
+    if layer.takes("training") or layer.takes("training", "reference"):
+        name += ", training mode" if training else ", inference mode"
     runs = [(label, point, forward) for label, point in points]
     if layer.fused:  # the compiled path builds the cache another way: check it too
         runs += [

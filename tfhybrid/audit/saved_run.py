@@ -31,6 +31,7 @@ class SavedRun:
     params: dict[str, np.ndarray]
     source: str  # the file the parameters come from
     when: str  # "after epoch 2" / "at epoch 3, step 40"
+    layer_state: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def read_run(folder: str) -> SavedRun:
@@ -83,10 +84,12 @@ def read_run(folder: str) -> SavedRun:
     elif arrays is not None:
         source = checkpoint
         params = {k.removeprefix("param/"): v for k, v in arrays.items() if k.startswith("param/")}
+        params.update({k: v for k, v in arrays.items() if k.startswith("state/")})
         if meta.get("epoch", 1) > 1 and meta.get("step", 0) == 0:
             when = f"after epoch {meta['epoch'] - 1}"
     else:
         raise ConfigError(f"{flag}: no parameters (neither params.npz nor {CHECKPOINT_NAME})")
+    layer_state = {k.removeprefix("state/"): params.pop(k) for k in list(params) if "/" in k}
     if not params:
         raise ConfigError(f"{flag}: {source} holds no parameters")
     return SavedRun(
@@ -97,6 +100,7 @@ def read_run(folder: str) -> SavedRun:
         params=params,
         source=str(source),
         when=when,
+        layer_state=layer_state,
     )
 
 
@@ -122,6 +126,7 @@ def build_from_run(run: SavedRun):
             params[key] = value.reshape(shape)
     try:
         model.params = params
+        model.state = run.layer_state
     except ValueError as err:
         raise ConfigError(
             f"--from {run.folder}: {run.source} does not fit model {run.model} ({err})"

@@ -5,20 +5,27 @@ Every layer is an op pair (``forward`` / ``backward``) with a TensorFlow twin
 run in TensorFlow (output, dw, dx); every other gradient is NumPy written by hand.
 """
 
-from tfhybrid.layers.activations import ReLU, Rescaling, Sigmoid
+from tfhybrid.layers.activations import LeakyReLU, ReLU, Rescaling, Sigmoid, Tanh
 from tfhybrid.layers.base import Layer
 from tfhybrid.layers.conv import Conv2D
 from tfhybrid.layers.dense import Dense, Flatten
+from tfhybrid.layers.dropout import Dropout
+from tfhybrid.layers.normalization import BatchNormalization, LayerNormalization
 from tfhybrid.layers.pooling import AvgPool2D, MaxPool2D
 
 __all__ = [
     "AvgPool2D",
+    "BatchNormalization",
     "Conv2D",
     "Dense",
+    "Dropout",
     "Flatten",
     "Layer",
+    "LayerNormalization",
+    "LeakyReLU",
     "MaxPool2D",
     "ReLU",
     "Rescaling",
     "Sigmoid",
+    "Tanh",
 ]

@@ -1,4 +1,5 @@
-"""Element-wise layers: ReLU, Sigmoid and Rescaling, with hand-written backward passes."""
+"""Element-wise layers: ReLU, LeakyReLU, Sigmoid, Tanh and Rescaling, with hand-written
+backward passes."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import numpy as np
 from tfhybrid._tf import tf
 from tfhybrid.layers.base import Layer, Shape
 from tfhybrid.ops.activations import (
+    leaky_relu_backward,
+    leaky_relu_forward,
     relu_backward,
     relu_forward,
     sigmoid_backward,
     sigmoid_forward,
+    tanh_backward,
+    tanh_forward,
 )
 
 
@@ -58,6 +63,62 @@ class Sigmoid(Layer):
 
     def reference(self, params, x):
         return tf.sigmoid(x)
+
+
+class Tanh(Layer):
+    """tanh(x); the backward multiplies by 1 - t^2 of the cached output t."""
+
+    fused = True
+    fused_needs = ("out",)
+    prefix = "t"
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape)
+
+    def forward(self, params, x):
+        return tanh_forward(x)
+
+    def cache_from(self, params, x, out, batch):
+        return np.asarray(out)
+
+    def backward(self, dout, cache, need_dx=True):
+        return tanh_backward(dout, cache), {}
+
+    def reference(self, params, x):
+        return tf.tanh(x)
+
+
+class LeakyReLU(Layer):
+    """x where x > 0, else ``alpha`` x (Maas et al., 2013); the backward passes dout where
+    the input was > 0 and alpha dout elsewhere (alpha at 0, as TensorFlow). ``alpha``:
+    a number >= 0 (0.01, as CS231n); ValueError otherwise."""
+
+    fused = True
+    fused_needs = ("x",)
+    prefix = "a"
+
+    def __init__(self, alpha: float = 0.01, name: str | None = None):
+        super().__init__(name)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
+            raise ValueError(f"alpha must be a number >= 0, got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape)
+
+    def forward(self, params, x):
+        return leaky_relu_forward(x, self.alpha)
+
+    def cache_from(self, params, x, out, batch):
+        return leaky_relu_forward(np.asarray(x), self.alpha)[1]
+
+    def backward(self, dout, cache, need_dx=True):
+        return leaky_relu_backward(dout, cache), {}
+
+    def reference(self, params, x):
+        # Not tf.nn.leaky_relu: it takes alpha as a float32 attribute, off by 2e-9 relative
+        # in float64. Where x > 0, else alpha x: the gradient at 0 is alpha, as TensorFlow's.
+        return tf.where(x > 0, x, x * tf.constant(self.alpha, x.dtype))
 
 
 class Rescaling(Layer):

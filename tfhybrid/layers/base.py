@@ -33,15 +33,84 @@ Two optional extras, which the built-in layers have:
 
   :func:`tfhybrid.audit.check_layer` checks both paths of a fused layer (rows marked
   "fused path"), so a ``cache_from`` that disagrees with ``forward`` is caught.
+
+Modes, state and randomness
+---------------------------
+``forward`` and ``reference`` may take any of three keyword arguments; a layer declares
+the ones it needs in its signature (as Keras's ``call(inputs, training=None)``) and is
+handed only those, so a layer that takes none works unchanged:
+
+``training: bool``
+    True in training, in ``loss_and_gradients`` and in every audit; False in ``logits``,
+    ``accuracy`` and evaluation. The cache records it for ``backward``.
+``state: dict[str, np.ndarray]``
+    The layer's state that is not a parameter (batch norm's running mean and variance),
+    under the names of :meth:`state_shapes`, first :meth:`init_state`. ``forward`` may
+    write new values into it (``state["running_mean"] = ...``) in training mode only;
+    no optimizer ever touches it. :class:`~tfhybrid.Sequential` names it like the
+    parameters (running_mean3), saves it in checkpoints and shows it in ``summary()``.
+``rng: np.random.Generator``
+    A fresh generator for this one call, derived from the network's seed, the step and
+    the layer's place (:func:`layer_rng`): draw every random number from it, never from
+    NumPy's global generator. Handed a generator in the same state, ``forward`` and
+    ``reference`` draw the same numbers, which is how the audit replays one draw in
+    every evaluation and how a resumed run draws what the uninterrupted run drew.
+
+A layer whose training forward depends on the whole batch (batch norm's statistics)
+sets ``couples_batch = True``: its batch is never split into pieces, and it has no
+per-example gradients.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 Shape = tuple[int, ...]
+CALL_OPTIONS = ("training", "state", "rng")  # the keywords forward and reference may take
+
+
+def layer_rng(seed: int, step: int, index: int) -> np.random.Generator:
+    """The generator layer ``index`` draws from at training step ``step`` of a network
+    seeded ``seed``: a function of the three numbers alone (a SeedSequence with spawn key
+    (step, index)), so any step can be replayed on its own, as the data order is."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(step, index)))
+
+
+def accepted_options(function: Callable) -> frozenset[str]:
+    """Which of ``training``, ``state`` and ``rng`` ``function`` takes (by its signature)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: it takes none
+        return frozenset()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return frozenset(CALL_OPTIONS)
+    return frozenset(p.name for p in parameters if p.name in CALL_OPTIONS)
+
+
+def call_options(
+    function: Callable,
+    *,
+    training: bool,
+    state: dict | None = None,
+    rng: Callable[[], np.random.Generator] | None = None,
+    wanted: frozenset[str] | None = None,
+) -> dict:
+    """The keyword arguments ``function`` takes among the three, ``rng`` made fresh for
+    this call (``rng`` is a factory, so each call starts from the same generator state).
+    ``wanted``: :func:`accepted_options` of ``function``, when the caller keeps it."""
+    wanted = accepted_options(function) if wanted is None else wanted
+    out: dict[str, Any] = {}
+    if "training" in wanted:
+        out["training"] = bool(training)
+    if "state" in wanted:
+        out["state"] = {} if state is None else state
+    if "rng" in wanted:
+        out["rng"] = rng() if rng is not None else np.random.default_rng(0)
+    return out
 
 
 class Layer:
@@ -64,6 +133,8 @@ class Layer:
     # that zeroes ``dout`` in place cannot corrupt another layer's cache, the weights or
     # the reported gradients.
     pure: bool | None = None
+    # True for a layer whose training forward mixes the samples of a batch (batch norm).
+    couples_batch: bool = False
 
     def __init__(self, name: str | None = None):
         if name is not None and (not isinstance(name, str) or not name.isidentifier()):
@@ -84,6 +155,14 @@ class Layer:
             name: rng.standard_normal(shape) * 0.1
             for name, shape in self.param_shapes(input_shape).items()
         }
+
+    def state_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        """The layer's state that is not a parameter (running statistics); default none."""
+        return {}
+
+    def init_state(self, input_shape: Shape) -> dict[str, np.ndarray]:
+        """The state's first values in float64; default zeros."""
+        return {name: np.zeros(shape) for name, shape in self.state_shapes(input_shape).items()}
 
     def forward(self, params: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, Any]:
         raise NotImplementedError(f"{type(self).__name__} must define forward(params, x)")
@@ -116,6 +195,16 @@ class Layer:
         """For a fused layer: the cache :meth:`forward` would have returned, from the
         tensors named in ``fused_needs`` (the others are None) and the batch size."""
         raise NotImplementedError(f"{type(self).__name__} is fused but has no cache_from")
+
+    def takes(self, option: str, method: str = "forward") -> bool:
+        """Whether ``method`` ("forward" or "reference") takes ``option`` ("training",
+        "state" or "rng")."""
+        return option in accepted_options(getattr(self, method))
+
+    @property
+    def random(self) -> bool:
+        """Whether the layer draws random numbers (its forward takes ``rng``)."""
+        return self.takes("rng")
 
     def is_pure(self) -> bool:
         """``pure`` if set, else whether forward and backward are the project's own."""

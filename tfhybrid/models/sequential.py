@@ -18,12 +18,13 @@ backward runs layer by layer, NumPy by hand except the convolutions' dw and dx.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from tfhybrid._tf import tf
-from tfhybrid.layers.base import Layer
+from tfhybrid.layers.base import Layer, accepted_options, call_options, layer_rng
 from tfhybrid.models.fusion import plan_runs
 from tfhybrid.ops import buffers
 from tfhybrid.ops.losses import sigmoid_cross_entropy, softmax_cross_entropy
@@ -71,6 +72,13 @@ class Sequential:
     layer draws its initial parameters in layer order; ``params`` (a dict keyed like
     :attr:`params`) replaces them. ``dtype``: float32 or float64, for parameters and
     every computation.
+
+    Layers with state (batch norm's running statistics) keep it in :attr:`state`, named
+    like the parameters (running_mean3); layers that draw random numbers (dropout) get a
+    fresh generator per call from ``seed``, the step and their place
+    (:func:`tfhybrid.layers.base.layer_rng`). :attr:`step` counts the training passes;
+    ``loss_and_gradients(..., step=S)`` draws step S's numbers, and :meth:`replaying`
+    repeats one step's draw in every pass without touching the state.
     """
 
     def __init__(
@@ -105,6 +113,10 @@ class Sequential:
         self.chunk_size = CHUNK_SIZE
         self.param_shapes: dict[str, tuple] = {}
         self.param_keys: list[dict[str, str]] = []  # per layer: local name -> global name
+        self.state_shapes: dict[str, tuple] = {}
+        self.state_keys: list[dict[str, str]] = []  # per layer: local state name -> global
+        self.seed, self.step = int(seed), 0
+        self._replay: int | None = None
         self.names: list[str] = []
         self._build(shape)
         for layer in layers:  # each convolution's backward formulations, chosen once
@@ -120,6 +132,11 @@ class Sequential:
             raise ValueError("the network has no parameters to train")
         self.first = next(i for i, keys in enumerate(self.param_keys) if keys)
         self._pure = [layer.is_pure() for layer in layers]
+        # What each layer's forward and reference take of training, state and rng.
+        self._takes = [
+            {m: accepted_options(getattr(layer, m)) for m in ("forward", "reference")}
+            for layer in layers
+        ]
         self._offsets, at = {}, 0
         for key, shape in self.param_shapes.items():
             self._offsets[key], at = at, at + int(np.prod(shape))
@@ -128,6 +145,10 @@ class Sequential:
         self._run_at = {run.start: run for run in self.runs}
         self._params: dict[str, np.ndarray] = {}
         self.params = self._init_params(seed) if params is None else params
+        self._state: dict[str, np.ndarray] = {}
+        self.state = self.initial_state()
+        # Whole batches only, for a layer that mixes samples or draws a mask per batch.
+        self._unsplit = [layer for layer in layers if layer.couples_batch or layer.random]
 
     # --- building --------------------------------------------------------------------
     def _build(self, shape: tuple) -> None:
@@ -143,6 +164,14 @@ class Sequential:
                     raise ValueError(f"two parameters named {global_name!r}")
                 self.param_shapes[global_name] = tuple(int(d) for d in local[name])
             self.param_keys.append(keys)
+            state = {name: f"{name}{count}" for name in layer.state_shapes(shape)}
+            for name, global_name in state.items():
+                if global_name in self.state_shapes or global_name in self.param_shapes:
+                    raise ValueError(f"two parameters or states named {global_name!r}")
+                self.state_shapes[global_name] = tuple(
+                    int(d) for d in layer.state_shapes(shape)[name]
+                )
+            self.state_keys.append(state)
             name = layer.name or (
                 layer.prefix if layer.prefix == "flat" else f"{layer.prefix}{count}"
             )
@@ -203,6 +232,103 @@ class Sequential:
             self._params[key] = view
         self._flat, self._views = flat, dict(self._params)
 
+    # --- state ----------------------------------------------------------------------
+    def initial_state(self) -> dict[str, np.ndarray]:
+        """Every layer's :meth:`~tfhybrid.layers.Layer.init_state`, keyed like :attr:`state`."""
+        state = {}
+        for layer, keys in zip(self.layers, self.state_keys, strict=True):
+            if keys:
+                values = layer.init_state(layer.input_shape)
+                state.update({keys[name]: values[name] for name in keys})
+        return state
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """The layers' state that is not a parameter (running_mean3, running_var3, ...),
+        updated by training passes only; no optimizer touches it. Empty for a network
+        of stateless layers."""
+        return self._state
+
+    @state.setter
+    def state(self, values: dict[str, np.ndarray]) -> None:
+        if set(values) != set(self.state_shapes):
+            raise ValueError(
+                f"state must have keys {sorted(self.state_shapes)}, got {sorted(values)}"
+            )
+        for key, shape in self.state_shapes.items():
+            if np.shape(values[key]) != shape:
+                raise ValueError(
+                    f"state {key} must have shape {shape}, got {np.shape(values[key])}"
+                )
+        self._state = {k: np.array(values[k], dtype=self.dtype) for k in self.state_shapes}
+
+    def layer_state(self, index: int, state: dict | None = None) -> dict:
+        """Layer ``index``'s state under its own names ("running_mean")."""
+        state = self._state if state is None else state
+        return {local: state[key] for local, key in self.state_keys[index].items()}
+
+    @contextlib.contextmanager
+    def replaying(self, step: int | None = None) -> Iterator[int]:
+        """Within it, every pass (manual and reference) draws step ``step``'s random
+        numbers (default: the next step's, :attr:`step`), and neither :attr:`step` nor
+        :attr:`state` changes: what the audit needs to evaluate one function many times."""
+        step = self.step if step is None else int(step)
+        saved_step, saved_state, saved_replay = self.step, self._state, self._replay
+        self._state = {k: v.copy() for k, v in saved_state.items()}
+        self._replay = step
+        try:
+            yield step
+        finally:
+            self.step, self._state, self._replay = saved_step, saved_state, saved_replay
+
+    def _draw_step(self, step: int | None) -> int:
+        """The step whose random numbers a pass draws; a training pass not replaying
+        moves :attr:`step` past it."""
+        if self._replay is not None:
+            return self._replay
+        return self.step if step is None else int(step)
+
+    def _rng_factory(self, step: int, index: int):
+        return lambda: layer_rng(self.seed, step, index)
+
+    def _extras(self, index: int, training: bool, step: int, method: str = "forward") -> dict:
+        """The keyword arguments layer ``index``'s ``method`` takes (see Layer)."""
+        wanted = self._takes[index][method]
+        if not wanted:
+            return {}
+        state = self.layer_state(index)
+        if not (training and method == "forward") or not self._pure[index]:
+            state = {k: v.copy() for k, v in state.items()}  # only a training forward writes
+        return call_options(
+            getattr(self.layers[index], method),
+            training=training,
+            state=state,
+            rng=self._rng_factory(step, index),
+            wanted=wanted,
+        )
+
+    def call_options(self, index: int, method: str = "forward", training: bool = True) -> dict:
+        """The keyword arguments layer ``index``'s ``method`` ("forward" or "reference")
+        gets in a pass now (see :class:`~tfhybrid.layers.Layer`): the mode, a copy of its
+        state and a fresh generator of the step being drawn, the same on every call while
+        :meth:`replaying`. For checking a layer on its own, as the audit does."""
+        options = self._extras(index, training, self._draw_step(None), method)
+        if "state" in options:
+            options["state"] = {k: v.copy() for k, v in options["state"].items()}
+        return options
+
+    def _keep_state(self, index: int, extras: dict) -> None:
+        """Store what a training forward wrote into its state (in place or as new arrays)."""
+        for local, key in self.state_keys[index].items():
+            value = np.asarray(extras["state"][local])
+            if value.shape != self.state_shapes[key]:
+                raise ValueError(
+                    f"layer {index} ({type(self.layers[index]).__name__}) wrote state "
+                    f"{local!r} of shape {list(value.shape)}; it has shape "
+                    f"{list(self.state_shapes[key])}"
+                )
+            self._state[key][...] = value
+
     def flat_params(self) -> np.ndarray:
         """Every parameter in one vector, in the order of :attr:`params`.
 
@@ -233,11 +359,24 @@ class Sequential:
             )
         return np.ascontiguousarray(x, dtype=self.dtype)
 
-    def forward(self, x: np.ndarray) -> tuple[np.ndarray, list]:
-        """x [N, *input_shape] -> (logits [N,K], per-layer caches for :meth:`backward`)."""
-        return self._forward(self._check_input(x))
+    def forward(
+        self, x: np.ndarray, *, training: bool = True, step: int | None = None
+    ) -> tuple[np.ndarray, list]:
+        """x [N, *input_shape] -> (logits [N,K], per-layer caches for :meth:`backward`).
 
-    def _forward(self, h: np.ndarray) -> tuple[np.ndarray, list]:
+        ``training``: batch statistics and random masks (and the state updated), else the
+        running statistics and no mask. ``step``: whose random numbers to draw (default
+        :attr:`step`); a training pass moves :attr:`step` on by one."""
+        h = self._check_input(x)
+        if not training:
+            return self._forward(h, False, self.step)
+        step = self._draw_step(step)
+        out = self._forward(h, True, step)
+        if self._replay is None:
+            self.step = step + 1
+        return out
+
+    def _forward(self, h: np.ndarray, training: bool = True, step: int = 0) -> tuple:
         """:meth:`forward` on an input already checked and converted."""
         batch = len(h)
         caches: list = [None] * len(self.layers)
@@ -247,7 +386,10 @@ class Sequential:
             run = self._run_at.get(index)
             if run is None:
                 layer = self.layers[index]
-                h, caches[index] = layer.forward(*self._arguments(index, h))
+                extras = self._extras(index, training, step)
+                h, caches[index] = layer.forward(*self._arguments(index, h), **extras)
+                if training and "state" in extras:
+                    self._keep_state(index, extras)
                 index += 1
                 continue
             h_in = tf.convert_to_tensor(h)
@@ -326,9 +468,15 @@ class Sequential:
         return grads, dict(reversed(inter.items()))  # in layer order, as reference_forward
 
     def loss_and_gradients(
-        self, x: np.ndarray, y: np.ndarray, per_example: bool = False, intermediates: bool = True
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        per_example: bool = False,
+        intermediates: bool = True,
+        *,
+        step: int | None = None,
     ) -> dict:
-        """One forward and backward pass on x [N, *input_shape], one-hot y [N,K].
+        """One training-mode forward and backward pass on x [N, *input_shape], one-hot y [N,K].
 
         Returns {"loss": the minimised loss, "cost": the softmax cross-entropy of the
         logits (the article's printed cost; the loss itself for a softmax network),
@@ -339,9 +487,28 @@ class Sequential:
 
         A batch larger than :attr:`chunk_size` is worked through in pieces of that size
         (forward and backward of one piece at a time, gradients added up), so memory and
-        time per image stay those of a piece; the result is the whole batch's.
+        time per image stay those of a piece; the result is the whole batch's. A network
+        with a layer that mixes the batch or draws random numbers takes it whole.
+
+        ``step``: whose random numbers the pass draws (default :attr:`step`, which then
+        moves on by one); layer state (running statistics) is updated.
         """
         x = self._check_input(x)
+        if per_example:
+            for index, layer in enumerate(self.layers):
+                if layer.couples_batch:
+                    raise ValueError(
+                        f"per-example gradients are not defined for layer {index} "
+                        f"({type(layer).__name__}): its batch statistics couple the samples, "
+                        "so no sample has a gradient of its own"
+                    )
+        step = self._draw_step(step)
+        result = self._whole(x, y, per_example, intermediates, step)
+        if self._replay is None:
+            self.step = step + 1
+        return result
+
+    def _whole(self, x, y, per_example: bool, intermediates: bool, step: int) -> dict:
         y = np.asarray(y, dtype=self.dtype)
         if y.shape != (len(x), *self.output_shape):
             raise ValueError(
@@ -349,8 +516,8 @@ class Sequential:
                 f"logits [{len(x)},{self.output_shape[0]}], got {list(y.shape)}"
             )
         n = len(x)
-        if n <= self.chunk_size:
-            return self._pass(x, y, 1.0, per_example, intermediates)
+        if n <= self.chunk_size or self._unsplit:
+            return self._pass(x, y, 1.0, per_example, intermediates, step)
         pieces = [
             self._pass(
                 x[i : i + self.chunk_size],
@@ -358,6 +525,7 @@ class Sequential:
                 min(self.chunk_size, n - i) / n,
                 per_example,
                 intermediates,
+                step,
             )
             for i in range(0, n, self.chunk_size)
         ]
@@ -379,11 +547,17 @@ class Sequential:
         return result
 
     def _pass(
-        self, x: np.ndarray, y: np.ndarray, share: float, per_example: bool, intermediates: bool
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        share: float,
+        per_example: bool,
+        intermediates: bool,
+        step: int,
     ) -> dict:
         """Forward and backward on one piece; loss and gradients weighted by ``share``, the
         piece's fraction of the batch (the loss is a mean over the whole batch)."""
-        logits, caches = self._forward(x)
+        logits, caches = self._forward(x, True, step)
         if self.loss == "sigmoid_cross_entropy":
             loss, dlogits = sigmoid_cross_entropy(logits, y)
             cost, _ = softmax_cross_entropy(logits, y)
@@ -411,7 +585,8 @@ class Sequential:
         return self.loss_and_gradients(x, y)["grads"]
 
     def logits(self, x: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
-        """Logits [N,K] for any N, in batches of ``batch_size``, keeping no caches."""
+        """Logits [N,K] for any N, in batches of ``batch_size``, keeping no caches; in
+        inference mode (running statistics, no dropout)."""
         out = [self._predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, *self.output_shape), self.dtype)
 
@@ -422,7 +597,8 @@ class Sequential:
         while index < len(self.layers):
             run = self._run_at.get(index)
             if run is None:
-                h, _ = self.layers[index].forward(*self._arguments(index, h))
+                extras = self._extras(index, False, self.step)
+                h, _ = self.layers[index].forward(*self._arguments(index, h), **extras)
                 index += 1
             else:
                 h = run.predict_call(tf.convert_to_tensor(h), flat)[1]
@@ -434,7 +610,9 @@ class Sequential:
         return float(np.mean(self.logits(x).argmax(axis=1) == labels))
 
     # --- the same network in plain TensorFlow ----------------------------------------
-    def reference_forward(self, params: dict, x, y) -> tuple:
+    def reference_forward(
+        self, params: dict, x, y, *, training: bool = True, step: int | None = None
+    ) -> tuple:
         """(the loss, {NAME: tensor}) with TensorFlow ops only, for ``tf.GradientTape``.
 
         ``params``: tensors or variables keyed like :attr:`params`, all of one dtype, in
@@ -442,12 +620,18 @@ class Sequential:
         tensors or arrays. The named tensors are the layer outputs whose gradients
         :meth:`backward` reports. Max pooling here is TensorFlow's, whose gradient is the
         true one (first maximum), whatever a layer's ``ties`` says.
+
+        ``training`` and ``step`` as in :meth:`forward`: a layer that draws random numbers
+        draws the same ones as the manual pass of that step (default: the step the next
+        training pass draws, or the one being replayed). The state is never changed.
         """
         dtype = tf.as_dtype(next(iter(params.values())).dtype)
         h = tf.cast(tf.convert_to_tensor(x), dtype)
+        step = self._draw_step(step)
         inter = {}
         for index, layer in enumerate(self.layers):
-            h = layer.reference(self.layer_params(index, params), h)
+            extras = self._extras(index, training, step, method="reference")
+            h = layer.reference(self.layer_params(index, params), h, **extras)
             if index >= self.first and layer.report_gradient:
                 inter[self.names[index]] = h
         return self.reference_loss(h, y), inter
@@ -468,9 +652,13 @@ class Sequential:
             params = ", ".join(
                 f"{k} {self.param_shapes[k]}" for k in self.param_keys[index].values()
             )
+            state = ", ".join(
+                f"{k} {self.state_shapes[k]}" for k in self.state_keys[index].values()
+            )
             lines.append(
                 f"{self.names[index]:>6}  {type(layer).__name__:<10} "
                 f"[N,{','.join(map(str, layer.output_shape_))}]  {params}"
+                + (f"  state (not trained): {state}" if state else "")
             )
             note = layer.describe() if hasattr(layer, "describe") else ""
             if note:

@@ -43,3 +43,35 @@ def relu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
     A product with the bool mask: much cheaper than ``np.where`` with a 0-d fill value.
     """
     return np.multiply(dout, cache, out=buffers.empty(dout.shape, dout.dtype))
+
+
+def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Any shape -> (tanh(x), cache = the output)."""
+    out = np.tanh(x)
+    return out, out
+
+
+def tanh_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    """dL/dx = dL/dout * (1 - tanh(x)^2), from the cached output; same shape as ``dout``.
+
+    tanh'(x) = 1 - tanh(x)^2: the derivative written with the forward's output, as Deep
+    Learning from Scratch ch. 5 writes the sigmoid's, s (1 - s).
+    """
+    out = cache
+    return dout * (1 - out**2)
+
+
+def leaky_relu_forward(x: np.ndarray, alpha: float) -> tuple[np.ndarray, tuple[np.ndarray, float]]:
+    """Any shape -> (x where x > 0 else alpha * x, cache = (the mask x > 0, alpha)).
+
+    Leaky ReLU (Maas, Hannun & Ng 2013), as tf.nn.leaky_relu.
+    """
+    positive = x > 0
+    out = np.where(positive, x, np.asarray(alpha, dtype=x.dtype) * x)
+    return out, (positive, alpha)
+
+
+def leaky_relu_backward(dout: np.ndarray, cache: tuple[np.ndarray, float]) -> np.ndarray:
+    """dL/dx = dL/dout where x > 0, else alpha * dL/dout (alpha at x = 0, as TensorFlow)."""
+    positive, alpha = cache
+    return np.where(positive, dout, np.asarray(alpha, dtype=dout.dtype) * dout)
