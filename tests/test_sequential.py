@@ -207,6 +207,21 @@ def test_large_batches_in_pieces_give_the_whole_batch_result(name):
         assert_close(f"{name} d{key} without intermediates", lean["grads"][key], value, RTOL)
 
 
+def test_the_docs_dropout_of_ones_own_trains_and_passes_the_audit():
+    layer_code, usage_code = docs_code_blocks("## Training mode, state and randomness")
+    x, y = batch(12, 5, np.float32)
+    space = {"x": x, "y": y}
+    exec(layer_code, space)
+    exec(usage_code, space)
+    net = space["net"]
+    assert space["report"].ok
+    assert net.step == 0, "the audit replays a draw without moving the step"
+    first = net.loss_and_gradients(x, y)["intermediates"]["dz1"]
+    second = net.loss_and_gradients(x, y)["intermediates"]["dz1"]
+    assert net.step == 2 and not np.array_equal(first == 0, second == 0), "a new mask per step"
+    np.testing.assert_array_equal(net.logits(x), net.logits(x))  # inference draws nothing
+
+
 def test_the_docs_fused_layer_passes_both_paths_and_a_wrong_cache_is_caught():
     fused_code, wrong_code = docs_code_blocks("## A fused layer of your own")
     space: dict = {}

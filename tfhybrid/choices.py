@@ -14,6 +14,20 @@ TIE_RULES = ("first", "all")  # max-pool ties: the first maximum (true), or ever
 DROPOUT_RULES = ("inverted", "book")
 
 
+def check_number(name: str, value: object, low: float, high: float | None = None) -> float:
+    """``value`` as a float if it is a finite real number in [low, high) (no upper bound
+    when ``high`` is None); else ValueError naming ``name``, the range and what it got."""
+    import math
+    import numbers
+
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and value >= low and (high is None or value < high)
+    if not ok:
+        wanted = f"in [{low:g}, {high:g})" if high is not None else f"a finite number >= {low:g}"
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return float(value)
+
+
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     """``value`` if it is one of ``choices``; else ValueError naming ``name`` and them."""
     if value not in choices:

@@ -23,7 +23,7 @@ RTOL_FACTOR = 1e-4  # how close c must be to k or 1/k to be named after k
 
 def quantities(
     x_shape: tuple[int, ...] | None, out_shape: tuple[int, ...] | None, extra: Mapping | None = None
-) -> dict[str, int]:
+) -> dict[str, float]:
     """The counts a factor of a layer with input ``x_shape`` and output ``out_shape``
     (batch axis first, NHWC) can be made of, each with a description."""
     found: dict[str, int] = {}
@@ -40,9 +40,12 @@ def quantities(
             area = x_shape[1] * x_shape[2] / max(out_shape[1] * out_shape[2], 1)
             if area == int(area) and area > 1:
                 found[f"the pooling window's area ({int(area)})"] = int(area)
-    found.update({str(k): int(v) for k, v in (extra or {}).items()})
     found["2 (an input used twice, one gradient overwriting the other)"] = 2
-    return {k: v for k, v in found.items() if v > 1}
+    found = {k: v for k, v in found.items() if v > 1}
+    # A layer's own quantities (``cause_counts``) may be fractions: dropout's keep
+    # probability 1 - rate, whose inverse a wrong backward forgets or applies twice.
+    found.update({str(k): float(v) for k, v in (extra or {}).items() if v > 0 and v != 1})
+    return found
 
 
 def factor_cause(scale: float, counts: Mapping[str, int]) -> str | None:

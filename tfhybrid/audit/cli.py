@@ -225,6 +225,22 @@ def check_mnist_shapes(model, name: str) -> None:
         )
 
 
+def check_per_example(model, name: str) -> None:
+    """--per-example needs samples with gradients of their own and a one-sample tape."""
+    for index, layer in enumerate(getattr(model, "layers", ())):
+        what = f"layer {index} ({type(layer).__name__})"
+        if getattr(layer, "couples_batch", False):
+            raise ConfigError(
+                f"--per-example: --model {name} has {what}, whose batch statistics couple "
+                "the samples, so no sample has a gradient of its own; leave out --per-example"
+            )
+        if getattr(layer, "random", False):
+            raise ConfigError(
+                f"--per-example: --model {name} has {what}, which draws one mask for the "
+                "batch that a one-sample tape cannot replay; leave out --per-example"
+            )
+
+
 def network(args: argparse.Namespace):
     """(the network to audit, the twin whose update step is checked, a line saying where
     the network and its weights come from, or None)."""
@@ -247,6 +263,8 @@ def check_gradients(args: argparse.Namespace, out=None):
     from tfhybrid.audit.table import format_table
 
     model, twin, about = network(args)  # twin: the update check takes the true step
+    if args.per_example:
+        check_per_example(model, args.model)
     check_expect(args.expect, args.model, registry.gradient_names(model))
     x, y = mnist_batch(args.data_dir, args.batch)
     report = audit(

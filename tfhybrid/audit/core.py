@@ -15,6 +15,7 @@ from tfhybrid.audit.judge import (
     FD64,
     INTERMEDIATE,
     MANUAL,
+    NOT_CHECKED,
     PARAMETER,
     TAPE32,
     TAPE64,
@@ -74,9 +75,10 @@ def audit(
     replayed in every evaluation (the manual pass, both tapes, every finite difference,
     the per-layer checks and the update check); its step and state are left as they were.
     """
-    replaying = getattr(model, "replaying", None)
-    scope = replaying() if callable(replaying) else contextlib.nullcontext(None)
-    with scope as step:
+    with contextlib.ExitStack() as stack:
+        step = _replay(stack, model)
+        if update_model is not None and update_model is not model:
+            _replay(stack, update_model, step)  # the twin steps with the same draw
         report = _audit(
             model,
             x,
@@ -93,6 +95,14 @@ def audit(
         note = f"random draws: those of training step {step}, replayed in every evaluation"
         report = dataclasses.replace(report, notes=[*report.notes, note])
     return report
+
+
+def _replay(stack: contextlib.ExitStack, model, step: int | None = None) -> int | None:
+    """Enter ``model.replaying(step)`` where the model has it; the step replayed, or None."""
+    replaying = getattr(model, "replaying", None)
+    if not callable(replaying):
+        return None
+    return stack.enter_context(replaying(step))
 
 
 def _draws(model) -> bool:
@@ -137,6 +147,10 @@ def _audit(
     # per_example only when asked: a model of one's own need not take the keyword
     extra = {"per_example": True} if per_example else {}
     manual = model.loss_and_gradients(x.copy(), y.copy(), **extra)
+    again = model.loss_and_gradients(x.copy(), y.copy(), **extra)
+    # A model of one's own may leave out the logits: then its loss says the same.
+    key = "logits" if "logits" in manual and "logits" in again else "loss"
+    fresh = not np.array_equal(np.asarray(manual[key]), np.asarray(again[key]), equal_nan=True)
     sequential = layers and hasattr(model, "layers") and hasattr(model, "param_keys")
     layer_checks = []
     if sequential:  # first: a layer that computes in float32 sets the network's tolerance
@@ -211,8 +225,12 @@ def _audit(
         per_example_records = explained_by_layers(per_example_records, layer_checks, model)
         mismatched = {t.name for t in (*tensors, *per_example_records) if not t.matches}
         layer_verdicts = locate_fault(layer_checks, model, mismatched)
+    if fresh:  # not a function of the weights: every comparison above was of noise
+        tensors = [_noise(t) for t in tensors]
+        per_example_records = [_noise(t) for t in per_example_records]
     return AuditReport(
         model=getattr(model, "name", type(model).__name__),
+        problem=NETWORK_FRESH if fresh else "",
         settings=describe(model),
         batch=len(x),
         tensors=tensors,
@@ -242,6 +260,18 @@ def _audit(
         per_example=per_example_records,
         per_example_norms=norms,
     )
+
+
+NETWORK_FRESH = (
+    "the network's forward draws fresh random numbers on every call (two passes on the "
+    "same batch and weights gave different logits), so no comparison means anything; a "
+    "layer that draws them must take the rng argument its network hands it (see "
+    "tfhybrid.layers.Layer), which the audit replays"
+)
+
+
+def _noise(item):
+    return dataclasses.replace(item, verdict=f"{NOT_CHECKED}: fresh random numbers", matches=False)
 
 
 def _layer_counts(model, batch: int) -> dict[str, dict[str, int]]:

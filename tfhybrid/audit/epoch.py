@@ -43,6 +43,7 @@ class EpochAudit:
             self.twin = registry.exact_twin(self.config.model, self.copy)
         self.copy.params = model.params  # copies the arrays
         self.twin.params = model.params
+        self.copy.state = self.twin.state = model.state  # copies too (running statistics)
         expected = self._rule_mismatches()
         report = audit(
             self.copy,
@@ -70,8 +71,9 @@ class EpochAudit:
         if self.copy.options == self.twin.options:
             return []
         rtol = rtol_for(self.copy.dtype)
-        mine = self.copy.loss_and_gradients(self.x, self.y)
-        true = self.twin.loss_and_gradients(self.x, self.y)
+        with self.copy.replaying(0), self.twin.replaying(0):  # one draw for both
+            mine = self.copy.loss_and_gradients(self.x, self.y)
+            true = self.twin.loss_and_gradients(self.x, self.y)
         pairs = [(f"d{k}", v, true["grads"][k]) for k, v in mine["grads"].items()]
         pairs += [(k, v, true["intermediates"][k]) for k, v in mine["intermediates"].items()]
         return [name for name, a, b in pairs if not compare(a, b, rtol).matches]

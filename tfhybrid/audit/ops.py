@@ -299,9 +299,12 @@ def run_check(
     name: str = "op",
     counts: Mapping[str, int] | None = None,
     upstream: str = "",
+    cause_counts: Mapping[str, float] | None = None,
 ) -> OpReport:
     """:func:`check_op` on checked float64 ``values``; ``dout``: the upstream gradient
-    (default: drawn from ``rng``), as the per-layer checks of a network pass the tape's."""
+    (default: drawn from ``rng``), as the per-layer checks of a network pass the tape's.
+    ``counts``: the quantities a factor may be named after (default: those of the input
+    and output shapes, and ``cause_counts``, a layer's own)."""
     out, cache, out_dtype = _run_forward(forward, values)
     again = _run_forward(forward, values)[0]
     if _differs(out, again):  # not a function of its inputs: nothing can be differentiated
@@ -312,7 +315,7 @@ def run_check(
                 TensorCheck(k, INPUT, v.shape, f"{NOT_CHECKED}: fresh random numbers", False)
                 for k, v in values.items()
             ],
-            tolerances={},
+            tolerances=_tolerances(rtol, atol, np.dtype(np.float64)),
             seed=seed,
             upstream=upstream,
             problem=FRESH_RANDOMNESS,
@@ -344,7 +347,7 @@ def run_check(
     manual_rtol = tol.rtol_for(precision) if rtol is None else float(rtol)
     if counts is None:
         x_shape = next((v.shape for v in values.values() if v.ndim == 4), None)
-        counts = quantities(x_shape, out.shape)
+        counts = quantities(x_shape, out.shape, cause_counts)
     checks = []
     for key, value in values.items():
         if key not in manual:
@@ -375,18 +378,20 @@ def run_check(
         op=name,
         reference=label,
         inputs=checks,
-        tolerances={
-            "manual": manual_rtol,
-            "float32": tol.RTOL_FLOAT32,
-            "finite_differences": tol.RTOL_FINITE_DIFF
-            if precision == np.float64
-            else tol.RTOL_FLOAT32,
-            "atol": atol,
-        },
+        tolerances=_tolerances(manual_rtol, atol, precision),
         seed=seed,
         precision=str(precision),
         upstream=upstream,
     )
+
+
+def _tolerances(rtol: float | None, atol: float, precision: np.dtype) -> dict[str, float]:
+    return {
+        "manual": tol.rtol_for(precision) if rtol is None else float(rtol),
+        "float32": tol.RTOL_FLOAT32,
+        "finite_differences": tol.RTOL_FINITE_DIFF if precision == np.float64 else tol.RTOL_FLOAT32,
+        "atol": atol,
+    }
 
 
 def _check_tolerances(rtol, atol, fd_samples) -> None:
@@ -759,6 +764,7 @@ def check_layer(
             atol=atol,
             fd_samples=fd_samples,
             name=name,
+            cause_counts=getattr(layer, "cause_counts", None),
         )
         for index, (_, point, path) in enumerate(runs)
     ]

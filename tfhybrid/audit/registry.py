@@ -40,7 +40,10 @@ def exact_twin(name: str, model):
     """The same model with the same weights and every rule at its true gradient."""
     exact = {rule.keyword: rule.exact for rule in rules_for(name)}
     options = {**getattr(model, "options", {}), **exact}
-    return build(name, model.params, dtype=model.dtype, **options)
+    twin = build(name, model.params, seed=getattr(model, "seed", 0), dtype=model.dtype, **options)
+    if getattr(model, "state", None):
+        twin.state = model.state  # running statistics, as the model's
+    return twin
 
 
 def gradient_names(model) -> tuple[str, ...]:

@@ -81,6 +81,8 @@ class AuditReport:
     gradients: dict[str, dict[str, np.ndarray]] = dataclasses.field(
         default_factory=dict, repr=False, compare=False
     )
+    # Why no gradient could be judged (a forward that draws fresh random numbers).
+    problem: str = ""
 
     def tensor(self, name: str) -> TensorCheck:
         for item in (*self.tensors, *self.per_example):
@@ -118,8 +120,9 @@ class AuditReport:
 
     @property
     def ok(self) -> bool:
-        """Everything matches, or only the expected names do not."""
-        return not self.unexpected
+        """Everything matches, or only the expected names do not; never when nothing
+        could be judged (``problem``)."""
+        return not self.problem and not self.unexpected
 
     @property
     def layer_at_fault(self):
@@ -138,6 +141,7 @@ class AuditReport:
             "settings": self.settings,
             "batch": self.batch,
             "ok": self.ok,
+            "problem": self.problem or None,
             "expected": list(self.expected),
             "mismatches": self.mismatches,
             "unexpected": self.unexpected,

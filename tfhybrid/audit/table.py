@@ -74,6 +74,8 @@ def _norms_line(norms: dict[str, list[float]]) -> str:
 
 
 def _outcome(report: AuditReport) -> str:
+    if report.problem:
+        return f"result: NOT CHECKED: {report.problem}"
     if not report.mismatches:
         return "result: every gradient matches"
     expected = [n for n in report.mismatches if n not in report.unexpected]

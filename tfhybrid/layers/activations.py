@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfhybrid._tf import tf
+from tfhybrid.choices import check_number
 from tfhybrid.layers.base import Layer, Shape
 from tfhybrid.ops.activations import (
     leaky_relu_backward,
@@ -99,9 +100,7 @@ class LeakyReLU(Layer):
 
     def __init__(self, alpha: float = 0.01, name: str | None = None):
         super().__init__(name)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
-            raise ValueError(f"alpha must be a number >= 0, got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = check_number("alpha", alpha, 0.0)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfhybrid._tf import tf
-from tfhybrid.choices import DROPOUT_RULES, check_choice
+from tfhybrid.choices import DROPOUT_RULES, check_choice, check_number
 from tfhybrid.layers.base import Layer, Shape
 from tfhybrid.ops.dropout import (
     dropout_backward,
@@ -32,10 +32,8 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, rule: str = "inverted", name: str | None = None):
         super().__init__(name)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-            raise ValueError(f"dropout rate must be in [0, 1), got {rate!r}")
-        check_choice("rule", rule, DROPOUT_RULES)
-        self.rate, self.rule = float(rate), rule
+        self.rate = check_number("dropout rate", rate, 0.0, 1.0)
+        self.rule = check_choice("rule", rule, DROPOUT_RULES)
 
     @property
     def inverted(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfhybrid._tf import tf
+from tfhybrid.choices import check_number
 from tfhybrid.layers.base import Layer, Shape
 from tfhybrid.ops.normalization import (
     batchnorm_backward,
@@ -22,9 +23,7 @@ from tfhybrid.ops.normalization import (
 
 
 def _check_epsilon(epsilon) -> float:
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon >= 0:
-        raise ValueError(f"epsilon must be a number >= 0, got {epsilon!r}")
-    return float(epsilon)
+    return check_number("epsilon", epsilon, 0.0)
 
 
 class BatchNormalization(Layer):
@@ -48,13 +47,8 @@ class BatchNormalization(Layer):
 
     def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5, name: str | None = None):
         super().__init__(name)
-        if (
-            isinstance(momentum, bool)
-            or not isinstance(momentum, (int, float))
-            or not 0 <= momentum < 1
-        ):
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        self.momentum, self.epsilon = float(momentum), _check_epsilon(epsilon)
+        self.momentum = check_number("momentum", momentum, 0.0, 1.0)
+        self.epsilon = _check_epsilon(epsilon)
 
     def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
         return {"gamma": (input_shape[-1],), "beta": (input_shape[-1],)}

@@ -186,7 +186,13 @@ class Sequential:
         if hasattr(layer, "output_shape"):
             return layer.output_shape(shape)
         zeros = {k: tf.zeros(s, tf.float64) for k, s in layer.param_shapes(shape).items()}
-        return tuple(layer.reference(zeros, tf.zeros((1, *shape), tf.float64)).shape[1:])
+        options = call_options(
+            layer.reference,
+            training=False,
+            state=layer.init_state(shape),
+            rng=lambda: np.random.default_rng(0),
+        )
+        return tuple(layer.reference(zeros, tf.zeros((1, *shape), tf.float64), **options).shape[1:])
 
     def _init_params(self, seed: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
