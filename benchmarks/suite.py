@@ -34,7 +34,19 @@ def time_model(
     model: str, methods: tuple[str, ...], batch: int, steps: int, warmup: int, seed: int, log
 ) -> list[dict]:
     """One row per method: step-time summary, ratio to autodiff, seconds per epoch."""
-    from tfhybrid.catalog import TRAINING_DEFAULTS
+    from tfhybrid.catalog import TRAINING_DEFAULTS, build_model
+
+    layers = build_model(model).layers
+    if any(layer.couples_batch or layer.random for layer in layers):
+        # Batch norm couples the samples; dropout draws one mask per batch, which a
+        # one-sample tape cannot replay: neither has a per-example method to time.
+        left = [m for m in methods if m.startswith("per-example")]
+        if left:
+            log(
+                f"{model}: no per-example gradients (batch norm or dropout): "
+                f"{', '.join(left)} left out"
+            )
+        methods = tuple(m for m in methods if m not in left)
 
     log(
         f"{model}: timing {', '.join(methods)} at batch {batch}, {steps} steps each after "
