@@ -16,8 +16,12 @@ static shape and dtype set on every output and gradient. Its forward is the laye
 TensorFlow ``reference`` for a fused layer (every built-in one: its forward is exactly
 ``reference``; the cache for ``backward`` comes from ``cache_from``), else the layer's
 NumPy ``forward`` through ``tf.numpy_function``, run again in the backward pass to rebuild
-the cache. The problems people meet putting NumPy into Keras, and how each is met here,
-are in docs/keras.md.
+the cache. A layer whose forward takes ``training``, ``state`` or ``rng`` always runs its
+NumPy forward: it gets Keras's ``training``, its state from non-trainable Keras weights
+(stored back after a training call) and a generator derived from a step counter (a
+non-trainable weight), the same one in the forward and the backward's re-run. The
+problems people meet putting NumPy into Keras, and how each is met here, are in
+docs/keras.md.
 
 Importing this module imports TensorFlow and Keras, and registers :class:`HybridLayer` and
 :class:`SigmoidCrossEntropy` with Keras, so ``keras.models.load_model`` finds them.
@@ -33,15 +37,21 @@ import numpy as np
 from tfhybrid._tf import tf  # TensorFlow first, without its start-up log lines
 from tfhybrid.layers import (
     AvgPool2D,
+    BatchNormalization,
     Conv2D,
     Dense,
+    Dropout,
     Flatten,
     Layer,
+    LayerNormalization,
+    LeakyReLU,
     MaxPool2D,
     ReLU,
     Rescaling,
     Sigmoid,
+    Tanh,
 )
+from tfhybrid.layers.base import accepted_options, call_options, layer_rng
 
 # isort: split
 import keras  # Keras 3, as TensorFlow ships it: after TensorFlow's quiet import
@@ -91,6 +101,14 @@ BUILTIN = {
             "ties": lyr.ties,
         },
     ),
+    "BatchNormalization": (
+        BatchNormalization,
+        lambda lyr: {"momentum": lyr.momentum, "epsilon": lyr.epsilon},
+    ),
+    "LayerNormalization": (LayerNormalization, lambda lyr: {"epsilon": lyr.epsilon}),
+    "Dropout": (Dropout, lambda lyr: {"rate": lyr.rate, "rule": lyr.rule}),
+    "Tanh": (Tanh, lambda lyr: {}),
+    "LeakyReLU": (LeakyReLU, lambda lyr: {"alpha": lyr.alpha}),
 }
 
 
@@ -125,17 +143,71 @@ def _in_xla() -> bool:
     return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
 
 
-def _as_array(value, dtype: np.dtype, what: str, shape: tuple, owner: str) -> np.ndarray:
+def _options_of(layer: Layer) -> frozenset[str]:
+    """Which of ``training``, ``state`` and ``rng`` the layer's forward or reference takes."""
+    return accepted_options(layer.forward) | accepted_options(layer.reference)
+
+
+def _mode(training, owner: str) -> bool:
+    """Keras's ``training`` argument as a bool: None (a call outside fit) is inference."""
+    if training is None:
+        return False
+    if isinstance(training, (bool, int, np.bool_, np.integer)):
+        return bool(training)
+    value = tf.get_static_value(training)
+    if value is None:
+        raise ValueError(
+            f"{owner}: training must be known when the model is traced (a Python bool, as "
+            "fit, evaluate and predict pass it), got a tensor whose value is not"
+        )
+    return bool(value)
+
+
+def _as_array(
+    value, dtype: np.dtype, what: str, shape: tuple, owner: str, by: str = "backward"
+) -> np.ndarray:
     """A backward's result as a C-ordered array of ``dtype`` and ``shape``, or one clear error."""
     if value is None:
-        raise ValueError(f"{owner}: backward returned None for {what}; return an array {shape}")
+        raise ValueError(f"{owner}: {by} returned None for {what}; return an array {shape}")
     array = np.asarray(value)
     if array.shape != shape:
         raise ValueError(
-            f"{owner}: backward returned {what} of shape {list(array.shape)}, expected "
+            f"{owner}: {by} returned {what} of shape {list(array.shape)}, expected "
             f"{list(shape)} (the shape of {what[1:] if what.startswith('d') else what})"
         )
     return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _backward_results(dx, grads, names, ws, need_dx, dtype, dx_shape, owner) -> list:
+    """A backward's (dx, grads) as the arrays tf.numpy_function hands back: one gradient
+    per weight, in order, then dx first when asked for, each checked and cast."""
+    unknown = set(grads) - set(names)
+    if unknown:
+        raise ValueError(
+            f"{owner}: backward returned gradients {sorted(unknown)} for parameters "
+            f"it does not own ({sorted(names) or 'none'})"
+        )
+    results = [
+        _as_array(grads.get(n), dtype, f"d{n}", w.shape, owner)
+        for n, w in zip(names, ws, strict=True)
+    ]
+    if need_dx:
+        results.insert(0, _as_array(dx, dtype, "dx", dx_shape, owner))
+    return results
+
+
+def _gradients(numpy_backward, inputs, x, ws, need_dx: bool, tf_dtype) -> tuple:
+    """The custom gradient's results: ``numpy_backward`` run on ``inputs`` through one
+    tf.numpy_function, each gradient given the static shape of its input or weight."""
+    touts = [tf_dtype] * (len(ws) + int(need_dx))
+    results = tf.numpy_function(numpy_backward, inputs, touts, name="hybrid_backward")
+    results = list(results) if isinstance(results, (list, tuple)) else [results]
+    dx = results.pop(0) if need_dx else None
+    if dx is not None:
+        dx.set_shape(x.shape)
+    for result, w in zip(results, ws, strict=True):
+        result.set_shape(w.shape)
+    return (dx, *results)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -151,6 +223,17 @@ class HybridLayer(keras.layers.Layer):
     model's images need none, and a convolution's dx costs as much as its dw); the
     input's gradient is then None.
 
+    A layer whose ``forward``/``reference`` take ``training``, ``state`` or ``rng`` (see
+    :mod:`tfhybrid.layers.base`) gets them: ``training`` is Keras's (None, a call outside
+    ``fit``, is inference). Its state (batch norm's running statistics) is held in
+    non-trainable Keras weights named as the layer names it, first ``state`` (values under
+    those names) or else its ``init_state``; a training call stores what the forward
+    writes, an inference call only reads them. A layer that draws random numbers gets the
+    generator ``layer_rng(seed, step, rng_index)``, ``step`` a non-trainable int64 weight
+    that every training call moves on by one (a ``seed`` of None is drawn once, at
+    construction), so the forward and the backward's re-run of one call draw the same
+    numbers and each call draws new ones.
+
     Keras's dtype policy must be float32 or float64 (variables and computation alike).
     """
 
@@ -159,21 +242,41 @@ class HybridLayer(keras.layers.Layer):
         layer: Layer,
         *,
         params: Mapping[str, np.ndarray] | None = None,
+        state: Mapping[str, np.ndarray] | None = None,
         seed: int | None = None,
         input_gradient: bool = True,
+        rng_index: int = 0,
         **kwargs,
     ):
         _check_wrappable(layer)
         kwargs.setdefault("name", layer.name)
         super().__init__(**kwargs)
         self.layer = layer
+        self._options = _options_of(layer)
+        if seed is None and "rng" in self._options:  # its draws need a seed that is saved
+            seed = int(np.random.randint(2**31 - 1))  # noqa: NPY002
         self.seed = None if seed is None else int(seed)
+        self.rng_index = int(rng_index)
         self.input_gradient = bool(input_gradient)
         self._initial = None if params is None else {k: np.asarray(v) for k, v in params.items()}
+        self._initial_state = (
+            None if state is None else {k: np.asarray(v) for k, v in state.items()}
+        )
         self.supports_jit = False  # tf.numpy_function has no XLA kernel
-        self._fused = bool(layer.fused) and _defines(layer, "cache_from")
+        # A layer that takes training, state or rng runs its NumPy forward: its reference
+        # needs concrete state and a generator, and cache_from knows no mode.
+        self._fused = bool(layer.fused) and _defines(layer, "cache_from") and not self._options
         self._param_names: tuple[str, ...] = ()
+        self._state_names: tuple[str, ...] = ()
+        self._param_vars: list = []
+        self._state_vars: list = []
+        self._step_var = None
         self._out_shape: tuple[int, ...] | None = None
+
+    @property
+    def random(self) -> bool:
+        """Whether the wrapped layer draws random numbers (its forward takes ``rng``)."""
+        return "rng" in self._options
 
     # --- building ----------------------------------------------------------------------
     def _inner_shape(self, input_shape) -> tuple[int, ...]:
@@ -204,8 +307,29 @@ class HybridLayer(keras.layers.Layer):
             return tuple(int(d) for d in layer.output_shape(shape))
         with tf.init_scope():  # eagerly, also when the layer is first built inside fit's graph
             zeros = {k: tf.zeros(s, tf.float64) for k, s in layer.param_shapes(shape).items()}
-            out = layer.reference(zeros, tf.zeros((1, *shape), tf.float64))
+            options = call_options(
+                layer.reference,
+                training=False,
+                state=dict(layer.init_state(shape)),
+                rng=lambda: np.random.default_rng(0),
+            )
+            out = layer.reference(zeros, tf.zeros((1, *shape), tf.float64), **options)
         return tuple(int(d) for d in out.shape[1:])
+
+    def _checked_values(self, kind: str, values, shapes: dict) -> None:
+        if set(values) != set(shapes):
+            raise ValueError(
+                f"HybridLayer {self.name}: {kind} must have keys {sorted(shapes)} "
+                f"({type(self.layer).__name__}'s {'parameters' if kind == 'params' else kind}), "
+                f"got {sorted(values)}"
+            )
+        for name, shape in shapes.items():
+            if np.shape(values[name]) != shape:
+                what = "parameter" if kind == "params" else kind
+                raise ValueError(
+                    f"HybridLayer {self.name}: {what} {name} must have shape {shape}, "
+                    f"got {np.shape(values[name])}"
+                )
 
     def build(self, input_shape):
         shape = self._inner_shape(input_shape)
@@ -219,26 +343,44 @@ class HybridLayer(keras.layers.Layer):
         layer.output_shape_ = self._out_shape
         if self._initial is not None:
             values = self._initial
-            if set(values) != set(shapes):
-                raise ValueError(
-                    f"HybridLayer {self.name}: params must have keys {sorted(shapes)} "
-                    f"({type(layer).__name__}'s parameters), got {sorted(values)}"
-                )
+            self._checked_values("params", values, shapes)
         else:
             seed = self.seed if self.seed is not None else int(np.random.randint(2**31 - 1))  # noqa: NPY002
             values = layer.init_params(np.random.default_rng(seed), shape) if shapes else {}
+            self._checked_values("params", values, shapes)
+        self._param_vars = []
         for name, param_shape in shapes.items():
-            if np.shape(values[name]) != param_shape:
-                raise ValueError(
-                    f"HybridLayer {self.name}: parameter {name} must have shape "
-                    f"{param_shape}, got {np.shape(values[name])}"
-                )
             variable = self.add_weight(
                 name=name, shape=param_shape, initializer="zeros", dtype=self.variable_dtype
             )
             variable.assign(np.asarray(values[name], dtype=dtype))
+            self._param_vars.append(variable)
         self._param_names = tuple(shapes)
         self._initial = None  # the variables hold them now
+
+        state_shapes = {k: tuple(int(d) for d in s) for k, s in layer.state_shapes(shape).items()}
+        if self._initial_state is not None:
+            state = self._initial_state
+        else:
+            state = layer.init_state(shape) if state_shapes else {}
+        self._checked_values("state", state, state_shapes)
+        self._state_vars = []
+        for name, state_shape in state_shapes.items():
+            variable = self.add_weight(
+                name=name,
+                shape=state_shape,
+                initializer="zeros",
+                dtype=self.variable_dtype,
+                trainable=False,
+            )
+            variable.assign(np.asarray(state[name], dtype=dtype))
+            self._state_vars.append(variable)
+        self._state_names = tuple(state_shapes)
+        self._initial_state = None
+        if self.random:
+            self._step_var = self.add_weight(
+                name="step", shape=(), initializer="zeros", dtype="int64", trainable=False
+            )
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
@@ -249,10 +391,25 @@ class HybridLayer(keras.layers.Layer):
     def params(self) -> dict[str, np.ndarray]:
         """The current weights as NumPy arrays under the layer's own names ("w", "b")."""
         return {
-            n: np.asarray(w.numpy()) for n, w in zip(self._param_names, self.weights, strict=True)
+            n: np.asarray(w.numpy())
+            for n, w in zip(self._param_names, self._param_vars, strict=True)
         }
 
-    def call(self, inputs):
+    def state(self) -> dict[str, np.ndarray]:
+        """The layer's current state (non-trainable weights) as NumPy arrays under its own
+        names ("running_mean", "running_var"); empty for a layer without state."""
+        return {
+            n: np.asarray(v.numpy())
+            for n, v in zip(self._state_names, self._state_vars, strict=True)
+        }
+
+    @property
+    def step(self) -> int | None:
+        """The training calls so far, whose number picks the next draw (None for a layer
+        that draws no random numbers, or before ``build``)."""
+        return None if self._step_var is None else int(self._step_var.numpy())
+
+    def call(self, inputs, training=None):
         if _in_xla():
             raise ValueError(
                 f"HybridLayer {self.name} cannot be compiled by XLA (jit_compile=True): its "
@@ -270,8 +427,11 @@ class HybridLayer(keras.layers.Layer):
             x = tf.cast(x, dtype)
         if x.shape.rank is not None and x.shape.rank >= 1:
             self._inner_shape(x.shape)
-        weights = [tf.convert_to_tensor(w) for w in self.weights]
-        return self._hybrid(x, weights)
+        weights = [tf.convert_to_tensor(w) for w in self._param_vars]
+        if not self._options:
+            return self._hybrid(x, weights)
+        owner = f"HybridLayer {self.name} ({type(self.layer).__name__})"
+        return self._hybrid_options(x, weights, _mode(training, owner))
 
     def _hybrid(self, x, weights):
         layer, names = self.layer, self._param_names
@@ -295,19 +455,9 @@ class HybridLayer(keras.layers.Layer):
             else:
                 _, cache = layer.forward(params, xa)
             dx, grads = layer.backward(dy, cache, need_dx)
-            unknown = set(grads) - set(names)
-            if unknown:
-                raise ValueError(
-                    f"{owner}: backward returned gradients {sorted(unknown)} for parameters "
-                    f"it does not own ({sorted(names) or 'none'})"
-                )
-            results = [
-                _as_array(grads.get(n), np_dtype, f"d{n}", w.shape, owner)
-                for n, w in zip(names, ws, strict=True)
-            ]
-            if need_dx:
-                results.insert(0, _as_array(dx, np_dtype, "dx", (len(dy), *in_tail), owner))
-            return results
+            return _backward_results(
+                dx, grads, names, ws, need_dx, np_dtype, (len(dy), *in_tail), owner
+            )
 
         @tf.custom_gradient
         def hybrid(x, *ws):
@@ -323,21 +473,99 @@ class HybridLayer(keras.layers.Layer):
                 empty = tf.zeros([0], tf_dtype)
                 x_arg = x if (not fused or "x" in needs) else empty
                 out_arg = out if (fused and "out" in needs) else empty
-                touts = [tf_dtype] * (len(ws) + int(need_dx))
-                results = tf.numpy_function(
-                    numpy_backward, [dy, x_arg, out_arg, *ws], touts, name="hybrid_backward"
+                return _gradients(
+                    numpy_backward, [dy, x_arg, out_arg, *ws], x, ws, need_dx, tf_dtype
                 )
-                results = list(results) if isinstance(results, (list, tuple)) else [results]
-                dx = results.pop(0) if need_dx else None
-                if dx is not None:
-                    dx.set_shape(x.shape)
-                for result, w in zip(results, ws, strict=True):
-                    result.set_shape(w.shape)
-                return (dx, *results)
 
             return out, grad
 
         return hybrid(x, *weights)
+
+    def _hybrid_options(self, x, weights, training: bool):
+        """The forward and backward of a layer that takes training, state or rng: its NumPy
+        forward through tf.numpy_function, handed the mode, a copy of the state and the
+        generator of this call's step (the step and the state enter as explicit tensors);
+        a training call then stores the state the forward wrote, and moves the step on."""
+        layer, names, state_names = self.layer, self._param_names, self._state_names
+        np_dtype = np.dtype(self.compute_dtype)
+        tf_dtype = tf.as_dtype(self.compute_dtype)
+        owner = f"HybridLayer {self.name} ({type(layer).__name__})"
+        out_tail = self._out_shape
+        in_tail = tuple(layer.input_shape)
+        state_tails = [tuple(v.shape) for v in self._state_vars]
+        need_dx = self.input_gradient
+        seed, index, count = self.seed, self.rng_index, len(names)
+        writes = training and bool(state_names) and layer.takes("state")
+
+        state_in = [tf.convert_to_tensor(v) for v in self._state_vars]
+        if self._step_var is not None:
+            step = tf.identity(tf.convert_to_tensor(self._step_var))  # before it moves on
+            if training:
+                self._step_var.assign_add(1)
+        else:
+            step = tf.zeros([], tf.int64)
+
+        def run_forward(xa, step_value, args):
+            # A copy of the state: what the forward writes is kept only when it is returned.
+            state = {
+                n: np.array(v, dtype=np_dtype)
+                for n, v in zip(state_names, args[count:], strict=True)
+            }
+            options = call_options(
+                layer.forward,
+                training=training,
+                state=state,
+                rng=lambda: layer_rng(seed or 0, int(step_value), index),
+            )
+            out, cache = layer.forward(dict(zip(names, args[:count], strict=True)), xa, **options)
+            return out, cache, state
+
+        def numpy_forward(xa, step_value, *args):
+            out, _, state = run_forward(xa, step_value, args)
+            results = [
+                _as_array(out, np_dtype, "the output", (len(xa), *out_tail), owner, "forward")
+            ]
+            if writes:
+                results += [
+                    _as_array(state.get(n), np_dtype, f"state {n!r}", tail, owner, "forward")
+                    for n, tail in zip(state_names, state_tails, strict=True)
+                ]
+            return results
+
+        def numpy_backward(dy, xa, step_value, *args):
+            _, cache, _ = run_forward(xa, step_value, args)  # the state it writes is dropped
+            dx, grads = layer.backward(dy, cache, need_dx)
+            ws = args[:count]
+            return _backward_results(
+                dx, grads, names, ws, need_dx, np_dtype, (len(dy), *in_tail), owner
+            )
+
+        written = []
+
+        @tf.custom_gradient
+        def hybrid(x, *ws):
+            touts = [tf_dtype] * (1 + (len(state_names) if writes else 0))
+            results = tf.numpy_function(
+                numpy_forward, [x, step, *ws, *state_in], touts, name="hybrid_forward"
+            )
+            results = list(results) if isinstance(results, (list, tuple)) else [results]
+            out = tf.ensure_shape(results[0], [x.shape[0], *out_tail])
+            if writes:
+                for value, tail in zip(results[1:], state_tails, strict=True):
+                    value.set_shape(tail)
+                    written.append(value)
+
+            def grad(dy):
+                inputs = [dy, x, step, *ws, *state_in]
+                return _gradients(numpy_backward, inputs, x, ws, need_dx, tf_dtype)
+
+            return out, grad
+
+        out = hybrid(x, *weights)
+        if writes:  # a training call: the state its forward wrote
+            for variable, value in zip(self._state_vars, written, strict=True):
+                variable.assign(value)
+        return out
 
     # --- saving ------------------------------------------------------------------------
     def get_config(self):
@@ -359,6 +587,8 @@ class HybridLayer(keras.layers.Layer):
                 )
             inner = {"registered_name": registered, "config": layer.get_config()}
         config.update({"layer": inner, "seed": self.seed, "input_gradient": self.input_gradient})
+        if self.random:
+            config["rng_index"] = self.rng_index
         return config
 
     @classmethod
@@ -413,8 +643,11 @@ def to_keras(net, *, name: str | None = None) -> keras.Model:
     """A ``keras.Model`` (Functional) from a :class:`tfhybrid.Sequential`: images
     [N, *net.input_shape] to logits, every layer a :class:`HybridLayer` named as the
     network names its output (z1, s1, ...), with the network's parameters as initial
-    weights. The first layer computes no input gradient. Compile it with
-    :func:`keras_loss` for the network's own loss."""
+    weights and its state (``net.layer_state``) as the non-trainable weights. A layer
+    that draws random numbers gets the network's ``seed``, its place as ``rng_index`` and
+    the network's ``step``, so ``fit`` draws what tfhybrid's own loop draws. The first
+    layer computes no input gradient. Compile it with :func:`keras_loss` for the
+    network's own loss."""
     from tfhybrid.models.sequential import Sequential
 
     if not isinstance(net, Sequential):
@@ -429,14 +662,20 @@ def to_keras(net, *, name: str | None = None) -> keras.Model:
     inputs = keras.Input(shape=net.input_shape, dtype=dtype, name="images")
     h = inputs
     for index, layer in enumerate(net.layers):
+        state = net.layer_state(index)
+        random = "rng" in _options_of(layer)
         hybrid = HybridLayer(
             copy.deepcopy(layer),
             params={k: np.array(v) for k, v in net.layer_params(index).items()},
+            state={k: np.array(v) for k, v in state.items()} if state else None,
             input_gradient=index > 0,
             name=net.names[index],
             dtype=dtype,
+            **({"seed": net.seed, "rng_index": index} if random else {}),
         )
         h = hybrid(h)
+        if hybrid._step_var is not None:
+            hybrid._step_var.assign(net.step)
     return keras.Model(inputs, h, name=name or net.name.replace("-", "_"))
 
 
@@ -467,7 +706,11 @@ def _loss_name(model, loss: str | None) -> str:
 
 def to_sequential(model, *, loss: str | None = None):
     """The :class:`tfhybrid.Sequential` of a model of HybridLayers alone (``to_keras``'s
-    result, or your own), holding copies of the layers and the model's current weights.
+    result, or your own), holding copies of the layers and the model's current weights,
+    its layers' state as :attr:`~tfhybrid.Sequential.state`, and, when the layers that
+    draw random numbers share one seed and step and are numbered by their place (as
+    ``to_keras`` makes them), that seed and step (the network then draws what ``fit``
+    would draw next).
 
     ``loss``: the network's loss; default: the model's own when it was compiled with
     :class:`SigmoidCrossEntropy`, else the softmax cross-entropy."""
@@ -495,12 +738,25 @@ def to_sequential(model, *, loss: str | None = None):
         dtype=np.dtype(dtypes.pop()),
         name=model.name,
     )
-    params = {}
+    carry_weights(net, chain)
+    return net
+
+
+def carry_weights(net, chain: list[HybridLayer]) -> None:
+    """Copy the HybridLayers' weights, state and (when they agree) seed and step into
+    ``net``, the Sequential of the same layers."""
+    params, state = {}, {}
     for index, hybrid in enumerate(chain):
         for local, value in hybrid.params().items():
             params[net.param_keys[index][local]] = value
+        for local, value in hybrid.state().items():
+            state[net.state_keys[index][local]] = value
     net.params = params
-    return net
+    net.state = state
+    draws = {(hybrid.seed, hybrid.step) for index, hybrid in enumerate(chain) if hybrid.random}
+    placed = all(hybrid.rng_index == index for index, hybrid in enumerate(chain) if hybrid.random)
+    if len(draws) == 1 and placed:
+        net.seed, net.step = next(iter(draws))
 
 
 class AuditOutcome(float):
@@ -582,8 +838,11 @@ class AuditCallback(keras.callbacks.Callback):
     ``tf.GradientTape`` in float64 and float32 and finite differences. In a model that
     mixes HybridLayers with Keras layers, each HybridLayer is checked on its own
     (:func:`tfhybrid.audit.check_op`, its ``reference``'s tape and finite differences) at
-    its current weights and at the input it gets from ``x``; the first that fails is the
-    layer at fault (``y`` is not used then). The epoch's logs
+    its current weights and state and at the input it gets from ``x`` (the model run in
+    inference mode, which changes no state); the first that fails is the layer at fault
+    (``y`` is not used then). Either way the gradients are checked in training mode (batch
+    statistics, and one dropout draw replayed in every evaluation), and the audit changes
+    neither the weights, the state nor the step. The epoch's logs
     get ``audit_ok`` (1.0 or 0.0) and ``audit`` (an :class:`AuditOutcome`: the short
     outcome as text, the same 1/0 as a number), so History, CSVLogger and TensorBoard
     show them; ``self.reports`` keeps every report by epoch (0-based, as Keras counts).
@@ -657,18 +916,14 @@ class AuditCallback(keras.callbacks.Callback):
             return self._audit_layers()
         if self._net is None:
             self._net = to_sequential(self.model, loss=self.loss)
-        else:  # same layers: only the weights change
-            fresh = {}
-            for index, hybrid in enumerate(hybrid_chain(self.model)):
-                for local, value in hybrid.params().items():
-                    fresh[self._net.param_keys[index][local]] = value
-            self._net.params = fresh
+        else:  # same layers: only the weights, the state and the step change
+            carry_weights(self._net, hybrid_chain(self.model))
         y = self.y.astype(self._net.dtype)
         return audit(self._net, self.x, y, expect=self.expect, fd_samples=self.fd_samples)
 
     def _audit_layers(self) -> dict:
         from tfhybrid.audit import check_op
-        from tfhybrid.audit.ops import layer_pair
+        from tfhybrid.audit.ops import layer_pair, standalone_options
 
         seen = self._probe(self.x, training=False)
         seen = seen if isinstance(seen, (list, tuple)) else [seen]
@@ -680,15 +935,17 @@ class AuditCallback(keras.callbacks.Callback):
             params = {k: v.astype(np.float64) for k, v in hybrid.params().items()}
             if "x" in params:
                 raise ValueError(f"{type(layer).__name__} names a parameter 'x', its input's name")
-
-            forward, backward, reference = layer_pair(layer)
+            state = {k: v.astype(np.float64) for k, v in hybrid.state().items()}
+            options = standalone_options(layer, training=True, state=state)
+            mode = ", training mode" if "training" in _options_of(layer) else ""
+            forward, backward, reference = layer_pair(layer, options=options)
             reports[hybrid.name] = check_op(
                 forward,
                 backward,
                 {"x": np.asarray(x, np.float64), **params},
                 reference,
                 fd_samples=self.fd_samples,
-                name=f"{hybrid.name} ({type(layer).__name__})",
+                name=f"{hybrid.name} ({type(layer).__name__}{mode})",
             )
         return reports
 
