@@ -654,6 +654,7 @@ class Sequential:
         """One line per layer: output name, layer, output shape, parameters; a layer
         that describes its backward (a convolution's formulations) adds a line."""
         lines = []
+        width = max(10, *(len(type(layer).__name__) for layer in self.layers))
         for index, layer in enumerate(self.layers):
             params = ", ".join(
                 f"{k} {self.param_shapes[k]}" for k in self.param_keys[index].values()
@@ -662,7 +663,7 @@ class Sequential:
                 f"{k} {self.state_shapes[k]}" for k in self.state_keys[index].values()
             )
             lines.append(
-                f"{self.names[index]:>6}  {type(layer).__name__:<10} "
+                f"{self.names[index]:>6}  {type(layer).__name__:<{width}} "
                 f"[N,{','.join(map(str, layer.output_shape_))}]  {params}"
                 + (f"  state (not trained): {state}" if state else "")
             )
