@@ -326,3 +326,14 @@ def test_state_of_the_wrong_names_or_shapes_is_refused():
     bad = {"running_mean": np.zeros(2), "running_var": np.ones(3)}
     with pytest.raises(ValueError, match="state running_mean must have shape"):
         HybridLayer(BatchNormalization(), state=bad)(keras.Input(shape=(3,)))
+
+
+def test_the_docs_example_runs_and_prints_what_the_docs_show(capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "keras.md").read_text()
+    section = text[text.index("## Training mode, state and random draws") :]
+    code, shown = re.findall(r"```(?:python)?\n(.*?)```", section, flags=re.S)[:2]
+    exec(code, {})
+    assert capsys.readouterr().out.strip() == shown.strip()
