@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import inspect
 from collections.abc import Mapping
 
 from tfhybrid.choices import BIAS_GRAD_RULES, DROPOUT_RULES, DW_MODES, TIE_RULES, check_choice
@@ -113,6 +114,20 @@ def network(name: str):
             spec = model_spec(name)
             known = {option.keyword for option in OPTIONS}
             foreign = sorted(k for k in kwargs if k in known and k not in spec.option_keywords)
+            # The builder's own keywords (seed, dtype, params, hidden, init): the rest
+            # would vanish into **options, and a misspelt option silently do nothing.
+            extras = {
+                p.name
+                for p in inspect.signature(builder).parameters.values()
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            }
+            unknown = sorted(k for k in kwargs if k not in known and k not in extras)
+            if unknown:
+                raise ValueError(
+                    f"{name} takes no argument {', '.join(unknown)} (its options: "
+                    f"{', '.join(spec.option_keywords) or 'none'}; its other arguments: "
+                    f"{', '.join(sorted(extras))})"
+                )
             if foreign:
                 raise ValueError(
                     f"{name} takes no option {', '.join(foreign)} (its options: "

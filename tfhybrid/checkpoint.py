@@ -147,6 +147,11 @@ def load_checkpoint(
                 f"checkpoint {path}: state {key} has shape {layer_state[key].shape}, "
                 f"model {model!r} needs {tuple(shape)}; start a new run"
             )
+        if not np.all(np.isfinite(layer_state[key])):
+            raise CheckpointError(
+                f"checkpoint {path}: state {key} holds NaN or inf (the file is damaged); "
+                "start a new run"
+            )
     optim = {k.removeprefix("optim/"): v for k, v in arrays.items() if k.startswith("optim/")}
     fields = {f.name for f in dataclasses.fields(TrainingState)}
     kwargs = {k: v for k, v in meta.items() if k in fields}

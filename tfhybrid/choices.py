@@ -23,7 +23,11 @@ def check_number(name: str, value: object, low: float, high: float | None = None
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     ok = ok and math.isfinite(value) and value >= low and (high is None or value < high)
     if not ok:
-        wanted = f"in [{low:g}, {high:g})" if high is not None else f"a finite number >= {low:g}"
+        wanted = (
+            f"a number in [{low:g}, {high:g})"
+            if high is not None
+            else f"a finite number >= {low:g}"
+        )
         raise ValueError(f"{name} must be {wanted}, got {value!r}")
     return float(value)
 

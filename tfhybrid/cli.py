@@ -183,6 +183,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, dict]:
         from tfhybrid.checkpoint import read_checkpoint
 
         saved, _ = read_checkpoint(resume_dir)
+        trained = saved.get("config", {}).get("model")
+        if "model" in given and given["model"] != trained:
+            # First: the saved options of another model would be blamed instead.
+            raise ConfigError(
+                f"--model {given['model']} contradicts the run in {resume_dir}, which trained "
+                f"--model {trained}; resume it with its own model (leave out --model)"
+            )
         config = saved_config(saved.get("config", {}), **given, out=resume_dir)
         return config.validated(), {"workdir": resume_dir, "resume": True, "force": False}
     config = TrainConfig.for_model(given.pop("model", "seed-cnn"), **given).validated()

@@ -49,7 +49,9 @@ def plot_history(history: list[dict], path: str | Path, title: str = "") -> Path
     epochs = [row["epoch"] for row in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [row["loss"] for row in history], "o-", label="loss (minimised)")
-    if all("cost" in row for row in history):
+    # The cost differs from the loss only where the loss is the article's sigmoid one; for a
+    # softmax network it is the loss itself, and a second line would only hide the first.
+    if all("cost" in row for row in history) and any(r["cost"] != r["loss"] for r in history):
         ax_loss.plot(epochs, [row["cost"] for row in history], "s--", label="article's cost")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("mean over the epoch's batches")

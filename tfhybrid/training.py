@@ -276,7 +276,7 @@ def train_and_evaluate(
 
             def after_step(step, result, epoch=epoch, results=results):
                 _check_loss(result["loss"], state, epoch, step, config, out)
-                _check_params(model.params, epoch, step, config, out)
+                _check_params({**model.params, **model.state}, epoch, step, config, out)
                 state.step = step + 1
                 state.cost_sum += result["cost"]
                 state.loss_sum += result["loss"]
@@ -478,4 +478,4 @@ def _check_params(
 ) -> None:
     for key, value in params.items():
         if not np.isfinite(value).all():
-            raise _divergence(f"parameter {key} is no longer finite", epoch, step, config, out)
+            raise _divergence(f"{key} is no longer finite", epoch, step, config, out)

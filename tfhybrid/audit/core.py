@@ -92,7 +92,10 @@ def audit(
             layers=layers,
         )
     if step is not None and _draws(model):
-        note = f"random draws: those of training step {step}, replayed in every evaluation"
+        note = (
+            f"random draws: those of training step {step} (the network's next), replayed in "
+            "every evaluation"
+        )
         report = dataclasses.replace(report, notes=[*report.notes, note])
     return report
 
@@ -271,7 +274,9 @@ NETWORK_FRESH = (
 
 
 def _noise(item):
-    return dataclasses.replace(item, verdict=f"{NOT_CHECKED}: fresh random numbers", matches=False)
+    return dataclasses.replace(
+        item, verdict=f"{NOT_CHECKED}: fresh random numbers", matches=False, note="", cause=None
+    )
 
 
 def _layer_counts(model, batch: int) -> dict[str, dict[str, int]]:

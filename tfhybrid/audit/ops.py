@@ -65,8 +65,9 @@ FRESH_RANDOMNESS = (
     "the forward draws fresh random numbers on every call (two calls at the same point "
     "gave different outputs), so no difference of it means anything; draw them from an "
     "rng argument, which the check hands a generator in the same state on every call "
-    "(a layer: forward(params, x, *, rng) and reference alike; an op: forward(..., rng)), "
-    "or, for code that draws from NumPy's global generator, pass seed_global=True"
+    "(a layer: forward(params, x, *, rng) and reference alike, see tfhybrid.layers.Layer; "
+    "an op pair: forward(..., rng)); an op pair that draws from NumPy's global generator "
+    "can also be checked with check_op(..., seed_global=True)"
 )
 
 

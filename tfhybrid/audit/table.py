@@ -8,6 +8,8 @@ import numpy as np
 
 from tfhybrid.audit.judge import HEADER, aligned, notes, row
 
+DRAWS_NOTE = "random draws:"  # the note of an audit that replays one step's draw
+
 if TYPE_CHECKING:  # the report prints itself with format_table: no import cycle
     from tfhybrid.audit.report import AuditReport
 
@@ -17,6 +19,8 @@ __all__ = ["HEADER", "aligned", "format_table"]  # aligned: from judge, as befor
 def format_table(report: AuditReport) -> str:
     """Header lines, one row per tensor, the update check, the outcome and a legend."""
     settings = ", ".join(f"{k} {v}" for k, v in report.settings.items())
+    if report.problem:
+        return _not_checked(report, settings)
     loss = report.loss
     lines = [
         f"gradient audit: {report.model} ({settings}), batch of {report.batch}",
@@ -52,6 +56,7 @@ def format_table(report: AuditReport) -> str:
         + ("pass" if up.passed else f"FAIL for {', '.join(up.failing)}")
     )
     lines.append(_outcome(report))
+    lines += [f"note: {note}" for note in report.notes if note.startswith(DRAWS_NOTE)]
     lines += [
         "",
         *LEGEND.format(
@@ -61,6 +66,17 @@ def format_table(report: AuditReport) -> str:
         ).splitlines(),
     ]
     return "\n".join(lines)
+
+
+def _not_checked(report: AuditReport, settings: str) -> str:
+    """Nothing could be judged: the tensors, the layer whose own forward draws fresh numbers
+    (the loss, notes, the update check and the layers below would only compare noise)."""
+    lines = [f"gradient audit: {report.model} ({settings}), batch of {report.batch}", ""]
+    lines += aligned([HEADER] + [row(t) for t in report.tensors])
+    fault = report.layer_at_fault
+    if fault is not None:
+        lines += ["", f"layer at fault: {fault.describe()}: {fault.check.problem or 'wrong'}"]
+    return "\n".join([*lines, "", _outcome(report)])
 
 
 def _norms_line(norms: dict[str, list[float]]) -> str:

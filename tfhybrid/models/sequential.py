@@ -44,6 +44,13 @@ def batch_sum(per_example: np.ndarray) -> np.ndarray:
     return (ones @ per_example.reshape(n, -1)).reshape(per_example.shape[1:])
 
 
+def _checked_step_number(value, name: str = "step") -> int:
+    """A training step number: an integer >= 0; else one ValueError that says so."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0 (a training step), got {value!r}")
+    return int(value)
+
+
 def _checked_step(result, layer: Layer, index: int, need_dx: bool, batch: int):
     """A layer's backward result, (dx, grads), checked where it enters the network: one
     ValueError naming the layer, instead of an error deep inside the next layer."""
@@ -147,8 +154,14 @@ class Sequential:
         self.params = self._init_params(seed) if params is None else params
         self._state: dict[str, np.ndarray] = {}
         self.state = self.initial_state()
-        # Whole batches only, for a layer that mixes samples or draws a mask per batch.
-        self._unsplit = [layer for layer in layers if layer.couples_batch or layer.random]
+        # Whole batches only, for a layer that mixes samples or draws a mask per batch, or
+        # any layer with a mode, state or draw (a batch norm of one's own that does not
+        # say couples_batch would otherwise get statistics per piece).
+        self._unsplit = [
+            layer
+            for index, layer in enumerate(layers)
+            if layer.couples_batch or self._takes[index]["forward"]
+        ]
 
     # --- building --------------------------------------------------------------------
     def _build(self, shape: tuple) -> None:
@@ -164,10 +177,12 @@ class Sequential:
                     raise ValueError(f"two parameters named {global_name!r}")
                 self.param_shapes[global_name] = tuple(int(d) for d in local[name])
             self.param_keys.append(keys)
-            state = {name: f"{name}{count}" for name in layer.state_shapes(shape)}
-            for name, global_name in state.items():
-                if global_name in self.state_shapes or global_name in self.param_shapes:
-                    raise ValueError(f"two parameters or states named {global_name!r}")
+            state = {}
+            for name in layer.state_shapes(shape):
+                global_name = f"{name}{count}"
+                while global_name in self.state_shapes or global_name in self.param_shapes:
+                    global_name += "_"  # two stateful layers without parameters in a row
+                state[name] = global_name
                 self.state_shapes[global_name] = tuple(
                     int(d) for d in layer.state_shapes(shape)[name]
                 )
@@ -266,6 +281,8 @@ class Sequential:
                 raise ValueError(
                     f"state {key} must have shape {shape}, got {np.shape(values[key])}"
                 )
+            if not np.all(np.isfinite(values[key])):
+                raise ValueError(f"state {key} holds NaN or inf")
         self._state = {k: np.array(values[k], dtype=self.dtype) for k in self.state_shapes}
 
     def layer_state(self, index: int, state: dict | None = None) -> dict:
@@ -273,12 +290,21 @@ class Sequential:
         state = self._state if state is None else state
         return {local: state[key] for local, key in self.state_keys[index].items()}
 
+    @property
+    def step(self) -> int:
+        """The number of training passes so far: the next pass draws this step's numbers."""
+        return self._step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self._step = _checked_step_number(value, "step")
+
     @contextlib.contextmanager
     def replaying(self, step: int | None = None) -> Iterator[int]:
         """Within it, every pass (manual and reference) draws step ``step``'s random
         numbers (default: the next step's, :attr:`step`), and neither :attr:`step` nor
         :attr:`state` changes: what the audit needs to evaluate one function many times."""
-        step = self.step if step is None else int(step)
+        step = _checked_step_number(self.step if step is None else step)
         saved_step, saved_state, saved_replay = self.step, self._state, self._replay
         self._state = {k: v.copy() for k, v in saved_state.items()}
         self._replay = step
@@ -292,7 +318,7 @@ class Sequential:
         moves :attr:`step` past it."""
         if self._replay is not None:
             return self._replay
-        return self.step if step is None else int(step)
+        return _checked_step_number(self.step if step is None else step)
 
     def _rng_factory(self, step: int, index: int):
         return lambda: layer_rng(self.seed, step, index)
