@@ -340,11 +340,11 @@ MODELS = {
                 None,
                 100,
                 "adam",
-                0.001,
+                0.002,
                 None,
                 None,
                 None,
-                "ours: batch normalization after each convolution, 3 epochs, Adam 0.001",
+                "ours: batch normalization after each convolution, 3 epochs, Adam 0.002",
             ),
         ),
     )

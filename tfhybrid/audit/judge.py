@@ -503,13 +503,16 @@ def row(item: TensorCheck) -> tuple[str, ...]:
         compared = against is not None and against.count
         fd = f"{against.rel_error:.1e}" if compared else "n/a"
         fd = f"{fd} {item.fd_count}/{item.fd_not_comparable}"
+    # A gradient zero up to rounding has no direction or scale to compare: "~0" there,
+    # where the ratios of two rounding noises would read as an alarm (rel err 1, c 3e6).
+    zero = item.note == ZERO_NOTE
     return (
         item.label,
         shape,
         f"{m.max_abs_error:.2e}",
-        f"{m.rel_error:.1e}",
-        f"{m.cosine:.7f}",
-        readable_factor(m.scale),
+        "~0" if zero else f"{m.rel_error:.1e}",
+        "~0" if zero else f"{m.cosine:.7f}",
+        "~0" if zero else readable_factor(m.scale),
         str(m.worst_index),
         "-" if item.tape32 is None else f"{item.tape32.rel_error:.1e}",
         fd,

@@ -73,12 +73,16 @@ def bn_cnn(*, seed: int = 0, dtype=np.float32, params=None, **options) -> Sequen
 
         x [N,28,28,1] -> conv 3x3x32 pad 1, no bias -> batch norm -> ReLU -> max pool 2
           -> conv 3x3x64 pad 1, no bias -> batch norm -> ReLU -> max pool 2 [N,7,7,64]
-          -> flatten [N,3136] -> dense 128 -> ReLU -> dense 10 -> softmax cross-entropy
+          -> flatten [N,3136] -> dense 128 -> batch norm -> ReLU -> dropout 0.5 (inverted)
+          -> dense 10 -> softmax cross-entropy
 
     The convolutions have no bias: batch norm's beta replaces it (a bias before batch
-    norm is subtracted again with the mean, and its true gradient is zero). Two
-    convolutions, as few as reach 99 % on MNIST within 3 epochs; batch norm is what lets
-    Adam at 0.001 get there that fast.
+    norm is subtracted again with the mean). The dense layer keeps its bias, whose true
+    gradient is therefore zero: the audit shows it as zero up to rounding. Why this
+    design: two convolutions are the fewest that reach 99 % on MNIST within 3 epochs here;
+    batch norm lets Adam run at 0.002, twice its usual rate, and dropout before the last
+    layer closes the gap between training and test (without it and the dense batch norm,
+    at Adam 0.001: 98.11 % after 3 epochs).
     """
     conv = dict(kernel_init="he_normal", use_bias=False, **layer_options(Conv2D, options))
     return Sequential(
@@ -93,7 +97,9 @@ def bn_cnn(*, seed: int = 0, dtype=np.float32, params=None, **options) -> Sequen
             MaxPool2D(2),
             Flatten(),
             Dense(128),
+            BatchNormalization(),
             ReLU(),
+            Dropout(0.5),
             Dense(10),
         ],
         seed=seed,
