@@ -20,7 +20,7 @@ Two optional extras, which the built-in layers have:
       :class:`~tfhybrid.Sequential` then runs each run of consecutive fused layers as one
       compiled TensorFlow call (:mod:`tfhybrid.models.fusion`) instead of calling
       :meth:`forward`. A run is compiled only when it holds a layer with
-      ``needs_tf = True`` (a convolution, a max pool): a run without one stays in NumPy, through
+      ``needs_tf = True`` (a convolution): a run without one stays in NumPy, through
       :meth:`forward`. So whether a layer takes this path depends on its neighbours, and
       both paths must give the same cache.
   ``fused_needs``

@@ -73,9 +73,6 @@ class MaxPool2D(Layer):
 
     fused = True
     fused_needs = ("x", "out")
-    # A run with a max pool is compiled even without a convolution: NumPy's window max
-    # over a large feature map (bn-cnn's [N,14,14,64] after its batch norm) is slower.
-    needs_tf = True
     prefix = "p"
 
     def __init__(
