@@ -26,7 +26,22 @@ def _check_epsilon(epsilon) -> float:
     return check_number("epsilon", epsilon, 0.0)
 
 
-class BatchNormalization(Layer):
+class _ScaleShift(Layer):
+    """What both normalizations share: gamma (ones) and beta (zeros) over the last axis,
+    and an output of the input's shape."""
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        return {"gamma": (input_shape[-1],), "beta": (input_shape[-1],)}
+
+    def init_params(self, rng, input_shape):
+        channels = input_shape[-1]
+        return {"gamma": np.ones(channels), "beta": np.zeros(channels)}
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape)
+
+
+class BatchNormalization(_ScaleShift):
     """Batch normalization (Ioffe & Szegedy, 2015) over every axis but the last.
 
     Training mode: each channel normalized by the batch's mean and (biased) variance over
@@ -50,22 +65,12 @@ class BatchNormalization(Layer):
         self.momentum = check_number("momentum", momentum, 0.0, 1.0)
         self.epsilon = _check_epsilon(epsilon)
 
-    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
-        return {"gamma": (input_shape[-1],), "beta": (input_shape[-1],)}
-
-    def init_params(self, rng, input_shape):
-        channels = input_shape[-1]
-        return {"gamma": np.ones(channels), "beta": np.zeros(channels)}
-
     def state_shapes(self, input_shape: Shape) -> dict[str, Shape]:
         return {"running_mean": (input_shape[-1],), "running_var": (input_shape[-1],)}
 
     def init_state(self, input_shape):
         channels = input_shape[-1]
         return {"running_mean": np.zeros(channels), "running_var": np.ones(channels)}
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        return tuple(input_shape)
 
     def forward(self, params, x, *, training, state):
         gamma, beta = params["gamma"], params["beta"]
@@ -104,7 +109,7 @@ class BatchNormalization(Layer):
         )
 
 
-class LayerNormalization(Layer):
+class LayerNormalization(_ScaleShift):
     """Layer normalization (Ba, Kiros & Hinton, 2016) over the last axis: each sample's
     features (each position's channels, in NHWC) normalized by their own mean and
     variance, then ``gamma * xhat + beta``. The same in training and inference; the
@@ -116,16 +121,6 @@ class LayerNormalization(Layer):
     def __init__(self, epsilon: float = 1e-5, name: str | None = None):
         super().__init__(name)
         self.epsilon = _check_epsilon(epsilon)
-
-    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
-        return {"gamma": (input_shape[-1],), "beta": (input_shape[-1],)}
-
-    def init_params(self, rng, input_shape):
-        channels = input_shape[-1]
-        return {"gamma": np.ones(channels), "beta": np.zeros(channels)}
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        return tuple(input_shape)
 
     def forward(self, params, x):
         return layernorm_forward(x, params["gamma"], params["beta"], self.epsilon)
