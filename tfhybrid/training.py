@@ -276,7 +276,8 @@ def train_and_evaluate(
 
             def after_step(step, result, epoch=epoch, results=results):
                 _check_loss(result["loss"], state, epoch, step, config, out)
-                _check_params({**model.params, **model.state}, epoch, step, config, out)
+                _check_params(model.params, epoch, step, config, out)
+                _check_params(model.state, epoch, step, config, out, what="state")
                 state.step = step + 1
                 state.cost_sum += result["cost"]
                 state.loss_sum += result["loss"]
@@ -474,8 +475,13 @@ def _check_loss(
 
 
 def _check_params(
-    params: dict[str, np.ndarray], epoch: int, step: int, config: TrainConfig, out: Path
+    params: dict[str, np.ndarray],
+    epoch: int,
+    step: int,
+    config: TrainConfig,
+    out: Path,
+    what: str = "parameter",
 ) -> None:
     for key, value in params.items():
         if not np.isfinite(value).all():
-            raise _divergence(f"{key} is no longer finite", epoch, step, config, out)
+            raise _divergence(f"{what} {key} is no longer finite", epoch, step, config, out)
