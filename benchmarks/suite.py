@@ -38,8 +38,8 @@ def time_model(
 
     layers = build_model(model).layers
     if any(layer.couples_batch or layer.random for layer in layers):
-        # Batch norm couples the samples; dropout draws one mask per batch, which a
-        # one-sample tape cannot replay: neither has a per-example method to time.
+        # Batch norm couples the samples; dropout draws one mask per batch, which the
+        # TensorFlow peer (a one-sample tape per image) cannot replay: nothing to compare.
         left = [m for m in methods if m.startswith("per-example")]
         if left:
             log(

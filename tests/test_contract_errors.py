@@ -133,3 +133,48 @@ def test_resume_with_another_model_names_the_contradiction(mnist_like_dir, tmp_p
         "--resume", str(out), "--model", "dlfs-deep", "--data-dir", str(mnist_like_dir)
     )
     assert_one_line_error(resumed, "--model dlfs-deep contradicts", "--model two-layer-net")
+
+
+def test_the_per_example_audit_of_a_dropout_network_keeps_the_batch_whole():
+    from tfhybrid.layers import Dropout
+
+    net = Sequential(
+        [Flatten(), Dense(6), Dropout(0.5), Dense(3)], input_shape=(4, 4, 1), dtype=np.float64
+    )
+    x, y = small_batch(4)
+    report = audit(net, x, y, per_example=True, fd_samples=4)
+    assert report.ok, report.mismatches
+    assert {t.name for t in report.per_example} >= {"dw1:per-example", "dw2:sum"}
+
+
+class Rolled(Dense):
+    """Each sample's own gradient handed to its neighbour: the batch sum stays right."""
+
+    def backward_per_example(self, dout, cache, need_dx=True):
+        dx, grads = super().backward_per_example(dout, cache, need_dx)
+        return dx, {k: np.roll(v, 1, axis=0) for k, v in grads.items()}
+
+
+def test_a_per_example_bug_under_dropout_is_found():
+    from tfhybrid.layers import Dropout
+
+    net = Sequential(
+        [Flatten(), Rolled(6), Dropout(0.5), Dense(3)], input_shape=(4, 4, 1), dtype=np.float64
+    )
+    x, y = small_batch(4)
+    report = audit(net, x, y, per_example=True, fd_samples=4)
+    assert "dw1:per-example" in report.mismatches and "dw1:sum" not in report.mismatches
+
+
+def test_the_per_example_audit_under_dropout_needs_a_loss_linear_in_the_labels():
+    from tfhybrid.layers import Dropout
+
+    net = Sequential(
+        [Flatten(), Dense(6), Dropout(0.5), Dense(3)],
+        input_shape=(4, 4, 1),
+        dtype=np.float64,
+        loss="sigmoid_cross_entropy",
+    )
+    x, y = small_batch(4)
+    with pytest.raises(ValueError, match="needs the softmax cross-entropy"):
+        audit(net, x, y, per_example=True)

@@ -226,19 +226,21 @@ def check_mnist_shapes(model, name: str) -> None:
 
 
 def check_per_example(model, name: str) -> None:
-    """--per-example needs samples with gradients of their own and a one-sample tape."""
+    """--per-example needs samples with gradients of their own, and for a network that
+    draws one mask per batch, a loss linear in the labels (per_example.whole_batch_shares)."""
+    from tfhybrid.audit.per_example import whole_batch_shares
+
     for index, layer in enumerate(getattr(model, "layers", ())):
-        what = f"layer {index} ({type(layer).__name__})"
         if getattr(layer, "couples_batch", False):
             raise ConfigError(
-                f"--per-example: --model {name} has {what}, whose batch statistics couple "
-                "the samples, so no sample has a gradient of its own; leave out --per-example"
+                f"--per-example: --model {name} has layer {index} ({type(layer).__name__}), "
+                "whose batch statistics couple the samples, so no sample has a gradient of "
+                "its own; leave out --per-example"
             )
-        if getattr(layer, "random", False):
-            raise ConfigError(
-                f"--per-example: --model {name} has {what}, which draws one mask for the "
-                "batch that a one-sample tape cannot replay; leave out --per-example"
-            )
+    try:
+        whole_batch_shares(model)
+    except ValueError as err:
+        raise ConfigError(f"--per-example: {err}") from None
 
 
 def network(args: argparse.Namespace):

@@ -136,17 +136,10 @@ def _audit(
         raise ValueError(f"fd_samples must be an integer >= 1, got {fd_samples!r}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValueError("x or y holds NaN or inf: a gradient is checked at finite points")
-    if per_example and _draws(model):
-        random = next(
-            f"{i} ({type(layer).__name__})"
-            for i, layer in enumerate(model.layers)
-            if getattr(layer, "random", False)
-        )
-        raise ValueError(
-            f"the per-example audit is not available for a network whose layer {random} "
-            "draws random numbers: a one-sample tape cannot replay that sample's row of the "
-            "batch's draw; audit without per_example"
-        )
+    if per_example:
+        from tfhybrid.audit.per_example import whole_batch_shares
+
+        whole_batch_shares(model)  # one clear error before any work where it cannot be done
     # per_example only when asked: a model of one's own need not take the keyword
     extra = {"per_example": True} if per_example else {}
     manual = model.loss_and_gradients(x.copy(), y.copy(), **extra)

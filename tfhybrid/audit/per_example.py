@@ -5,6 +5,11 @@ its own gradient is the tape of ``reference_forward`` on that one sample, divide
 finite differences perturb the parameters for that sample alone. A bug that only moves
 gradient between samples (the sum still right) shows here and nowhere else; the sum over
 N is also judged against the batch gradient.
+
+A network whose layers draw one random mask for the whole batch (dropout) cannot be cut
+into one-sample batches: each would draw its own mask. There the batch stays whole and
+every label row but sample n's is zeroed: the softmax cross-entropy is linear in the
+labels, so that loss is exactly L_n / N, under the batch's own masks (replayed).
 """
 
 from __future__ import annotations
@@ -22,6 +27,35 @@ from tfhybrid.audit.judge import (
     judge_tensor,
 )
 from tfhybrid.audit.reference import TapeResult, tape_gradients
+
+
+def whole_batch_shares(model) -> bool:
+    """Whether sample shares must be taken on the whole batch (a layer draws random
+    numbers, one draw per batch); raises ValueError where that cannot be done (a loss
+    that is not linear in the labels)."""
+    random = [
+        f"{i} ({type(layer).__name__})"
+        for i, layer in enumerate(getattr(model, "layers", ()))
+        if getattr(layer, "random", False)
+    ]
+    if not random:
+        return False
+    if getattr(model, "loss", None) != "softmax_cross_entropy":
+        raise ValueError(
+            f"the per-example audit of a network whose layer {random[0]} draws one mask for "
+            "the batch needs the softmax cross-entropy (each sample's share is then the loss "
+            "with the other samples' labels zeroed); audit without per_example"
+        )
+    return True
+
+
+def _share(x: np.ndarray, y: np.ndarray, i: int, whole: bool):
+    """Inputs whose loss is sample i's (x, y, the divisor to its share L_i / N)."""
+    if not whole:
+        return x[i : i + 1], y[i : i + 1], len(x)
+    labels = np.zeros_like(y)
+    labels[i] = y[i]
+    return x, labels, 1
 
 
 def audit_per_example(
@@ -47,13 +81,18 @@ def audit_per_example(
     per_sample = manual["per_example_grads"]
     params = model.params
     n = len(x)
+    whole = whole_batch_shares(model)
+    shares = [_share(x, y, i, whole) for i in range(n)]  # (x, y, divisor): L_i / N
     refs = {
-        dtype: [tape_gradients(model, params, x[i : i + 1], y[i : i + 1], dtype) for i in range(n)]
+        dtype: [tape_gradients(model, params, xs, ys, dtype) for xs, ys, _ in shares]
         for dtype in (np.float64, np.float32)
     }
+    divisor = 1 if whole else n
     values64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-    tx = tf.constant(np.asarray(x, dtype=np.float64))
-    ty = tf.constant(np.asarray(y, dtype=np.float64))
+    tensors_of = [
+        (tf.constant(np.asarray(xs, dtype=np.float64)), tf.constant(np.asarray(ys, np.float64)))
+        for xs, ys, _ in shares
+    ]
 
     @tf.function(reduce_retracing=True)
     def sample_loss(tensors, xs, ys):
@@ -61,7 +100,7 @@ def audit_per_example(
 
     def loss_of(i: int, moved: dict[str, np.ndarray]) -> float:
         tensors = {k: tf.constant(v) for k, v in moved.items()}
-        return float(sample_loss(tensors, tx[i : i + 1], ty[i : i + 1])) / n
+        return float(sample_loss(tensors, *tensors_of[i])) / divisor
 
     base = [loss_of(i, values64) for i in range(n)]
     records, norms = [], {}
@@ -72,8 +111,8 @@ def audit_per_example(
                 f"per_example_grads[{key!r}] has shape {list(manual_n.shape)}, expected "
                 f"[{n}, {', '.join(map(str, np.shape(params[key])))}]"
             )
-        ref64 = np.stack([r.grads[key] / n for r in refs[np.float64]])
-        ref32 = np.stack([r.grads[key] / n for r in refs[np.float32]])
+        ref64 = np.stack([r.grads[key] / divisor for r in refs[np.float64]])
+        ref32 = np.stack([r.grads[key] / divisor for r in refs[np.float32]])
 
         def loss_at(point: dict[str, np.ndarray], key=key) -> float:
             shift = point[key]

@@ -674,7 +674,10 @@ class Sequential:
         if self.loss == "sigmoid_cross_entropy":
             per_output = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits)
             return tf.reduce_mean(tf.reduce_sum(per_output, axis=1))
-        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(y, logits))
+        # -sum y log softmax, not tf.nn.softmax_cross_entropy_with_logits: that op's
+        # gradient, softmax - y, holds only for label rows that sum to 1, and the
+        # per-example audit of a dropout network zeroes all rows but one.
+        return tf.reduce_mean(-tf.reduce_sum(y * tf.nn.log_softmax(logits), axis=1))
 
     def summary(self) -> str:
         """One line per layer: output name, layer, output shape, parameters; a layer
