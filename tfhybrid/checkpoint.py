@@ -73,6 +73,11 @@ def atomic_write(path: str | Path, write) -> Path:
 def read_checkpoint(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     """Read ``folder/checkpoint.npz`` -> (meta document, arrays); no model checks."""
     path = Path(folder) / CHECKPOINT_NAME
+    if Path(folder).is_file():
+        raise CheckpointError(
+            f"{folder} is a file; --resume takes the run's folder "
+            f"(the one holding {CHECKPOINT_NAME})"
+        )
     if not path.is_file():
         raise CheckpointError(
             f"no checkpoint in {folder} (expected {CHECKPOINT_NAME}); "
@@ -87,7 +92,7 @@ def read_checkpoint(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
         raise CheckpointError(
             f"checkpoint {path} is damaged or not a tfhybrid checkpoint "
-            f"({type(err).__name__}: {err}); start a new run"
+            f"({load_problem(err)}); start a new run"
         ) from None
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
@@ -95,6 +100,15 @@ def read_checkpoint(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
             f"this version reads {FORMAT_VERSION}; start a new run"
         )
     return meta, arrays
+
+
+def load_problem(err: Exception) -> str:
+    """What went wrong reading an .npz file, in words. NumPy says a file that is no .npz
+    archive "contains pickled data" and suggests allow_pickle=True: unsafe advice, and
+    wrong for a text file, so it is never passed on."""
+    if "allow_pickle" in str(err):
+        return "not a NumPy .npz archive"
+    return f"{type(err).__name__}: {err}"
 
 
 def load_checkpoint(

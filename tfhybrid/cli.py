@@ -192,7 +192,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, dict]:
             )
         config = saved_config(saved.get("config", {}), **given, out=resume_dir)
         return config.validated(), {"workdir": resume_dir, "resume": True, "force": False}
+    if "epochs" in given and "iterations" in given:
+        raise ConfigError(
+            f"--epochs {given['epochs']} and --iterations {given['iterations']} contradict each "
+            "other: a run counts epochs or updates; pass one of them"
+        )
     config = TrainConfig.for_model(given.pop("model", "seed-cnn"), **given).validated()
+    config.check_limits()
     workdir = config.out or default_workdir(config)
     return config, {"workdir": workdir, "resume": False, "force": force}
 

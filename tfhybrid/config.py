@@ -36,6 +36,7 @@ __all__ = [
 
 DATASETS = ("mnist", "fashion_mnist", "kmnist")
 MNIST_TRAIN_SIZE = 55_000  # tfds "train[5000:]"; "train[:5000]" is the validation set
+MNIST_TEST_SIZE = 10_000  # the same for every --dataset (MNIST, Fashion-MNIST, KMNIST)
 DATA_DIR_ENV = "TFHYBRID_DATA_DIR"
 
 
@@ -122,6 +123,22 @@ class _TrainConfigMethods:
         if self.audit_every is not None:
             _check_int("--audit-every", self.audit_every, minimum=1)
         return self
+
+    def check_limits(self) -> None:
+        """A new run's image limits within the data set, and no contradiction between
+        --epochs and --iterations; ConfigError otherwise. (A saved run is not held to
+        this: one saved with a larger limit trained on the whole set, and resumes.)"""
+        if self.train_limit is not None and self.train_limit > MNIST_TRAIN_SIZE:
+            raise ConfigError(
+                f"--train-limit must be at most {MNIST_TRAIN_SIZE} (the training images after "
+                f"the 5,000 kept for validation), got {self.train_limit}; leave it out to use "
+                "them all"
+            )
+        if self.test_limit is not None and self.test_limit > MNIST_TEST_SIZE:
+            raise ConfigError(
+                f"--test-limit must be at most {MNIST_TEST_SIZE} (the test images), got "
+                f"{self.test_limit}; leave it out to use them all"
+            )
 
     def resolved_data_dir(self) -> str | None:
         """The manual MNIST folder: ``--data-dir``, else ``$TFHYBRID_DATA_DIR``, else None."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -177,15 +178,24 @@ def prepare_workdir(workdir: str | Path, *, resume: bool = False, force: bool = 
             f"output folder {path} already holds a run ({', '.join(held)}); pass --resume {path} "
             "to continue it, --force to overwrite it, or choose another --out"
         )
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(
+            f"output folder {path} is a file, not a folder; "
+            + ("give --resume the run's folder" if resume else "choose another folder with --out")
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
+        fix = (
+            "make it writable again to resume the run saved there"
+            if resume
+            else "choose another folder with --out"
+        )
         raise CheckpointError(
-            f"cannot write to output folder {path} ({err.strerror}); "
-            "choose another folder with --out"
+            f"cannot write to output folder {path} ({err.strerror}); {fix}"
         ) from None
     return path
 
@@ -204,6 +214,8 @@ def train_and_evaluate(
     new run replace one already there. Returns the metrics written to metrics.json.
     """
     config = config.validated()
+    if not resume:
+        config.check_limits()
     out = prepare_workdir(workdir, resume=resume, force=force)
     if resume:  # settings first: a wrong folder should not cost a data load
         saved = read_checkpoint(out)
@@ -354,7 +366,7 @@ def train_and_evaluate(
     log(f"saved {out / 'metrics.json'} and {out / 'params.npz'}")
     if board is not None:
         board.close()
-        log(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
+        log(f"TensorBoard: tensorboard --logdir {shlex.quote(str(out / 'tensorboard'))}")
     if config.plot:
         from tfhybrid.plots import plot_filters, plot_history
 

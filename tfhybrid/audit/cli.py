@@ -141,8 +141,27 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise ConfigError(f"{flag}: the folder of {path!r} does not exist")
+        if path is not None:
+            _check_writable(flag, Path(path))
     args.data_dir = resolve_data_dir(args.data_dir)
     return args
+
+
+def _check_writable(flag: str, path: Path) -> None:
+    """Write the file once now, empty, so an unwritable place fails before the audit runs
+    (a file that was not there is removed again)."""
+    if path.is_dir():
+        raise ConfigError(f"{flag}: {str(path)!r} is a folder; give a file name")
+    existed = path.exists()
+    try:
+        with open(path, "a"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as err:
+        raise ConfigError(
+            f"{flag}: cannot write {str(path)!r} ({err.strerror}); choose another place"
+        ) from None
 
 
 def _check_model_name(name: str) -> None:
@@ -269,15 +288,26 @@ def check_gradients(args: argparse.Namespace, out=None):
         check_per_example(model, args.model)
     check_expect(args.expect, args.model, registry.gradient_names(model))
     x, y = mnist_batch(args.data_dir, args.batch)
-    report = audit(
-        model,
-        x,
-        y,
-        expect=args.expect,
-        seed=args.seed,
-        update_model=twin,
-        per_example=args.per_example,
-    )
+    try:
+        report = audit(
+            model,
+            x,
+            y,
+            expect=args.expect,
+            seed=args.seed,
+            update_model=twin,
+            per_example=args.per_example,
+        )
+    except Exception as err:
+        if args.external is None:
+            raise  # the project's own networks: a bug of ours, with its traceback
+        # A network of one's own whose code fails (a backward that raises, or returns dx of
+        # the wrong shape): one line that names it, as every other bad input gets.
+        raise ConfigError(
+            f"--model {args.model}: the network's own code failed in the audit "
+            f"({type(err).__name__}: {err}); fix it, then check its layers one by one with "
+            "tfhybrid.audit.check_layer"
+        ) from None
     if about:
         print(about, file=out)
     print(format_table(report), file=out)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tfhybrid.audit.registry import build
-from tfhybrid.checkpoint import CHECKPOINT_NAME, read_checkpoint
+from tfhybrid.checkpoint import CHECKPOINT_NAME, load_problem, read_checkpoint
 from tfhybrid.config import TrainConfig, saved_config
 from tfhybrid.errors import ConfigError, TfhybridError
 
@@ -78,9 +78,7 @@ def read_run(folder: str) -> SavedRun:
             with np.load(params_file, allow_pickle=False) as archive:
                 params = {k: archive[k] for k in archive.files}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
-            raise ConfigError(
-                f"{flag}: {params_file} is damaged ({type(err).__name__}: {err})"
-            ) from None
+            raise ConfigError(f"{flag}: {params_file} is damaged ({load_problem(err)})") from None
     elif arrays is not None:
         source = checkpoint
         params = {k.removeprefix("param/"): v for k, v in arrays.items() if k.startswith("param/")}
