@@ -94,3 +94,39 @@ def test_a_broken_network_of_ones_own_gets_one_line(name, needles, tmp_path, mni
         str(mnist_like_dir),
     )
     assert_one_line_error(result, "the network's own code failed", *needles)
+
+
+def test_a_run_folder_that_stops_taking_writes_is_one_line_and_resumable(
+    mnist_like_dir, tmp_path, monkeypatch
+):
+    from tfhybrid import training
+    from tfhybrid.config import TrainConfig
+    from tfhybrid.errors import CheckpointError
+
+    config = TrainConfig.for_model(
+        "two-layer-net",
+        epochs=3,
+        train_limit=200,
+        test_limit=50,
+        batch_size=50,
+        data_dir=str(mnist_like_dir),
+    )
+    saves = []
+    real_save = training.save_checkpoint
+
+    def full_disk_after_one(folder, state):
+        saves.append(state.epoch)
+        if len(saves) > 1:
+            raise PermissionError(13, "Permission denied")
+        return real_save(folder, state)
+
+    monkeypatch.setattr(training, "save_checkpoint", full_disk_after_one)
+    out = tmp_path / "run"
+    with pytest.raises(CheckpointError) as caught:
+        training.train_and_evaluate(config, out, log=lambda *_: None)
+    message = str(caught.value)
+    assert "at the end of epoch 2 (Permission denied)" in message
+    assert "the last checkpoint written is kept" in message and f"--resume {out}" in message
+    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    metrics = training.train_and_evaluate(config, out, log=lambda *_: None, resume=True)
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]

@@ -17,6 +17,7 @@ epoch's "seconds": see :class:`tfhybrid.audit.epoch.EpochAudit`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -279,7 +280,8 @@ def train_and_evaluate(
 
             def before_step(step, epoch=epoch):
                 if stop.requested:
-                    _save(out, state, optimizer, model)
+                    with _writing(out, f"at epoch {epoch}, step {step}"):
+                        _save(out, state, optimizer, model)
                     raise Interrupted(
                         f"interrupted at epoch {epoch}, step {step}; state saved in "
                         f"{out / CHECKPOINT_NAME}",
@@ -325,8 +327,9 @@ def train_and_evaluate(
                 news = auditor.news(epoch, row["audit"], state.history)
             state.history.append(row)
             state.epoch, state.step, state.cost_sum, state.loss_sum = epoch + 1, 0, 0.0, 0.0
-            _append_history(out, row)  # first: a kill before the save re-runs this epoch
-            _save(out, state, optimizer, model)
+            with _writing(out, f"at the end of epoch {epoch}"):
+                _append_history(out, row)  # first: a kill before the save re-runs this epoch
+                _save(out, state, optimizer, model)
             log(columns.row(row))
             if news:
                 log(news)
@@ -352,17 +355,18 @@ def train_and_evaluate(
     }
     if columns.article:
         metrics["article"] = {"cost": list(ARTICLE_COST), "test_accuracy": ARTICLE_TEST_ACCURACY}
-    # params.npz: the weights, and a network's running statistics as state/<key>
-    atomic_write(
-        out / "params.npz",
-        lambda handle: np.savez(
-            handle, **model.params, **{f"state/{k}": v for k, v in model.state.items()}
-        ),
-    )
-    atomic_write(
-        out / "metrics.json",
-        lambda handle: handle.write((json.dumps(metrics, indent=2) + "\n").encode()),
-    )
+    with _writing(out, "at the end of training"):
+        # params.npz: the weights, and a network's running statistics as state/<key>
+        atomic_write(
+            out / "params.npz",
+            lambda handle: np.savez(
+                handle, **model.params, **{f"state/{k}": v for k, v in model.state.items()}
+            ),
+        )
+        atomic_write(
+            out / "metrics.json",
+            lambda handle: handle.write((json.dumps(metrics, indent=2) + "\n").encode()),
+        )
     log(f"saved {out / 'metrics.json'} and {out / 'params.npz'}")
     if board is not None:
         board.close()
@@ -424,6 +428,24 @@ def _tensorboard(out: Path):
     from tfhybrid.tensorboard import TensorBoardLogger
 
     return TensorBoardLogger(out / "tensorboard")
+
+
+@contextlib.contextmanager
+def _writing(out: Path, when: str) -> Iterator[None]:
+    """A write into the run folder that fails (a full disk, permissions changed during
+    the run) becomes one CheckpointError saying what is kept and how to resume."""
+    try:
+        yield
+    except OSError as err:
+        kept = (
+            "the last checkpoint written is kept"
+            if (out / CHECKPOINT_NAME).exists()
+            else "no checkpoint had been written yet"
+        )
+        raise CheckpointError(
+            f"cannot write to the run folder {out} {when} ({err.strerror}); {kept}; make "
+            f"the folder writable (or free space) and resume the run with --resume {out}"
+        ) from None
 
 
 def _save(out: Path, state: TrainingState, optimizer, model) -> None:
