@@ -130,3 +130,10 @@ def test_a_run_folder_that_stops_taking_writes_is_one_line_and_resumable(
     monkeypatch.setattr(training, "save_checkpoint", real_save)
     metrics = training.train_and_evaluate(config, out, log=lambda *_: None, resume=True)
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]
+
+
+def test_a_rate_the_source_never_gave_is_called_the_default():
+    from tfhybrid.config import TrainConfig
+
+    assert TrainConfig.for_model("lenet5").lr_origin() == "lenet5's default rate for adam"
+    assert TrainConfig.for_model("seed-cnn").lr_origin() == "seed-cnn's source rate for sgd"

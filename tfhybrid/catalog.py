@@ -163,6 +163,7 @@ class TrainingDefaults:
     test_limit: int | None
     reported: float | None
     source: str
+    ours: bool = False  # the source gave no training settings: these are the project's
 
     def steps(self, train_size: int) -> int:
         """Number of updates: ``iterations``, or ``epochs`` passes of whole batches."""
@@ -232,7 +233,8 @@ def default_lr(model: str, optimizer: str) -> tuple[float, str]:
 
     training = MODELS[model].training
     if optimizer == training.optimizer:
-        return training.lr, f"{model}'s source rate for {optimizer}"
+        whose = "default" if training.ours else "source"
+        return training.lr, f"{model}'s {whose} rate for {optimizer}"
     divisor = OPTIMIZERS[optimizer].sgd_rate_divisor
     if divisor:
         sgd = training.lr if training.optimizer == "sgd" else CONVENTIONAL_LR["sgd"]
@@ -265,6 +267,7 @@ MODELS = {
                 None,
                 None,
                 "doc 000's TensorFlow sketch (no settings given: ours)",
+                ours=True,
             ),
         ),
         ModelSpec(
@@ -345,6 +348,7 @@ MODELS = {
                 None,
                 None,
                 "ours: batch normalization after each convolution, 3 epochs, Adam 0.002",
+                ours=True,
             ),
         ),
     )

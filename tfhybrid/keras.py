@@ -821,6 +821,8 @@ def summarise_layers(reports: dict) -> str:
     the layer at fault."""
     bad = {name: r for name, r in reports.items() if not r.ok}
     if not bad:
+        if len(reports) == 1:
+            return "ok: the hand-written backward of the hybrid layer matches"
         return f"ok: the hand-written backward of all {len(reports)} hybrid layers matches"
     name, report = next(iter(bad.items()))
     wrong = ", ".join(f"d{k} {v}" for k, v in report.verdicts.items() if k in report.mismatches)
