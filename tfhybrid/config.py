@@ -125,9 +125,9 @@ class _TrainConfigMethods:
         return self
 
     def check_limits(self) -> None:
-        """A new run's image limits within the data set, and no contradiction between
-        --epochs and --iterations; ConfigError otherwise. (A saved run is not held to
-        this: one saved with a larger limit trained on the whole set, and resumes.)"""
+        """A new run's image limits within the data set; ConfigError otherwise. (A saved
+        run is not held to this: one saved with a larger limit trained on the whole set,
+        and resumes.)"""
         if self.train_limit is not None and self.train_limit > MNIST_TRAIN_SIZE:
             raise ConfigError(
                 f"--train-limit must be at most {MNIST_TRAIN_SIZE} (the training images after "

@@ -51,7 +51,7 @@ from tfhybrid.layers import (
     Sigmoid,
     Tanh,
 )
-from tfhybrid.layers.base import accepted_options, call_options, layer_rng
+from tfhybrid.layers.base import accepted_options, call_options, layer_rng, output_shape_of
 
 # isort: split
 import keras  # Keras 3, as TensorFlow ships it: after TensorFlow's quiet import
@@ -301,21 +301,6 @@ class HybridLayer(keras.layers.Layer):
             )
         return np.dtype(compute)
 
-    def _output_shape_of(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        layer = self.layer
-        if hasattr(layer, "output_shape"):
-            return tuple(int(d) for d in layer.output_shape(shape))
-        with tf.init_scope():  # eagerly, also when the layer is first built inside fit's graph
-            zeros = {k: tf.zeros(s, tf.float64) for k, s in layer.param_shapes(shape).items()}
-            options = call_options(
-                layer.reference,
-                training=False,
-                state=dict(layer.init_state(shape)),
-                rng=lambda: np.random.default_rng(0),
-            )
-            out = layer.reference(zeros, tf.zeros((1, *shape), tf.float64), **options)
-        return tuple(int(d) for d in out.shape[1:])
-
     def _checked_values(self, kind: str, values, shapes: dict) -> None:
         if set(values) != set(shapes):
             raise ValueError(
@@ -339,7 +324,7 @@ class HybridLayer(keras.layers.Layer):
         if hasattr(layer, "choose_plan"):  # a convolution picks its backward's kernels, as
             layer.choose_plan(shape, dtype)  # tfhybrid.Sequential has it do
         shapes = {k: tuple(int(d) for d in s) for k, s in layer.param_shapes(shape).items()}
-        self._out_shape = self._output_shape_of(shape)
+        self._out_shape = output_shape_of(self.layer, shape)
         layer.output_shape_ = self._out_shape
         if self._initial is not None:
             values = self._initial
@@ -384,7 +369,7 @@ class HybridLayer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
-        out = self._out_shape or self._output_shape_of(self._inner_shape(shape))
+        out = self._out_shape or output_shape_of(self.layer, self._inner_shape(shape))
         return (shape[0], *out)
 
     # --- the forward and the hand-written backward ---------------------------------------

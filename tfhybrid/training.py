@@ -437,15 +437,18 @@ def _writing(out: Path, when: str) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        kept = (
-            "the last checkpoint written is kept"
-            if (out / CHECKPOINT_NAME).exists()
-            else "no checkpoint had been written yet"
-        )
         raise CheckpointError(
-            f"cannot write to the run folder {out} {when} ({err.strerror}); {kept}; make "
+            f"cannot write to the run folder {out} {when} ({err.strerror}); "
+            f"{_kept(out, 'the last checkpoint written')}; make "
             f"the folder writable (or free space) and resume the run with --resume {out}"
         ) from None
+
+
+def _kept(out: Path, which: str) -> str:
+    """What a run stopped by an error still has: "``which`` is kept", or no checkpoint."""
+    if (out / CHECKPOINT_NAME).exists():
+        return f"{which} is kept"
+    return "no checkpoint had been written yet"
 
 
 def _save(out: Path, state: TrainingState, optimizer, model) -> None:
@@ -479,13 +482,9 @@ def _check_resumable(meta: dict, config: TrainConfig, out: Path) -> None:
 def _divergence(
     what: str, epoch: int, step: int, config: TrainConfig, out: Path
 ) -> DivergenceError:
-    kept = (
-        "the last good checkpoint is kept"
-        if (out / CHECKPOINT_NAME).exists()
-        else "no checkpoint had been written yet"
-    )
     return DivergenceError(
-        f"training diverged at epoch {epoch}, step {step + 1}: {what}; {kept}; "
+        f"training diverged at epoch {epoch}, step {step + 1}: {what}; "
+        f"{_kept(out, 'the last good checkpoint')}; "
         f"lower --lr (got {config.lr}) and start a new run"
     )
 

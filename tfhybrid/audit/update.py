@@ -59,7 +59,6 @@ def update_check(
     finally:
         model.params = before
     taped = {k: np.array(v, copy=True) for k, v in before.items()}
-    steps = {k: np.array(v, copy=True) for k, v in before.items()}
     optimizer.update(taped, tape_grads)
     max_difference, allowed = {}, {}
     for key, weights in taped.items():
@@ -69,7 +68,7 @@ def update_check(
         max_difference[key] = float(diff.max(initial=0))
         allowed[key] = rtol * step + 2 * spacing
         if key in rounding_only:
-            moved = np.abs(manual[key].astype(np.float64) - steps[key].astype(np.float64))
+            moved = np.abs(manual[key].astype(np.float64) - before[key].astype(np.float64))
             allowed[key] += step + float(moved.max(initial=0))
     return UpdateCheck(
         lr=lr, max_difference=max_difference, allowed=allowed, settings=dict(settings)

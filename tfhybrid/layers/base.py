@@ -113,6 +113,25 @@ def call_options(
     return out
 
 
+def output_shape_of(layer: Layer, input_shape: Shape) -> Shape:
+    """The layer's own ``output_shape``, else its ``reference`` run once (eagerly) on one
+    zero input, in inference mode with its first state and a fixed generator."""
+    if hasattr(layer, "output_shape"):
+        return tuple(int(d) for d in layer.output_shape(input_shape))
+    from tfhybrid._tf import tf
+
+    with tf.init_scope():  # eagerly, also when first called inside a traced graph (Keras fit)
+        zeros = {k: tf.zeros(s, tf.float64) for k, s in layer.param_shapes(input_shape).items()}
+        options = call_options(
+            layer.reference,
+            training=False,
+            state=layer.init_state(input_shape),
+            rng=lambda: np.random.default_rng(0),
+        )
+        out = layer.reference(zeros, tf.zeros((1, *input_shape), tf.float64), **options)
+    return tuple(int(d) for d in out.shape[1:])
+
+
 class Layer:
     """Subclass this for a layer of your own; see the module docstring for the contract."""
 

@@ -24,7 +24,13 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from tfhybrid._tf import tf
-from tfhybrid.layers.base import Layer, accepted_options, call_options, layer_rng
+from tfhybrid.layers.base import (
+    Layer,
+    accepted_options,
+    call_options,
+    layer_rng,
+    output_shape_of,
+)
 from tfhybrid.models.fusion import plan_runs
 from tfhybrid.ops import buffers
 from tfhybrid.ops.losses import sigmoid_cross_entropy, softmax_cross_entropy
@@ -193,21 +199,8 @@ class Sequential:
             while name in self.names or name in self.param_shapes:
                 name += "_"  # gradients are named d + NAME: no output may share a parameter's
             self.names.append(name)
-            shape = tuple(int(d) for d in self._output_shape(layer, shape))
+            shape = output_shape_of(layer, shape)
             layer.output_shape_ = shape
-
-    def _output_shape(self, layer: Layer, shape: tuple) -> tuple:
-        """The layer's own ``output_shape``, else its reference run on one zero input."""
-        if hasattr(layer, "output_shape"):
-            return layer.output_shape(shape)
-        zeros = {k: tf.zeros(s, tf.float64) for k, s in layer.param_shapes(shape).items()}
-        options = call_options(
-            layer.reference,
-            training=False,
-            state=layer.init_state(shape),
-            rng=lambda: np.random.default_rng(0),
-        )
-        return tuple(layer.reference(zeros, tf.zeros((1, *shape), tf.float64), **options).shape[1:])
 
     def _init_params(self, seed: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
