@@ -51,7 +51,7 @@ from tfhybrid.layers import (
     Sigmoid,
     Tanh,
 )
-from tfhybrid.layers.base import accepted_options, call_options, layer_rng, output_shape_of
+from tfhybrid.layers.base import call_options, layer_rng, output_shape_of
 
 # isort: split
 import keras  # Keras 3, as TensorFlow ships it: after TensorFlow's quiet import
@@ -145,7 +145,7 @@ def _in_xla() -> bool:
 
 def _options_of(layer: Layer) -> frozenset[str]:
     """Which of ``training``, ``state`` and ``rng`` the layer's forward or reference takes."""
-    return accepted_options(layer.forward) | accepted_options(layer.reference)
+    return layer.options_taken("forward") | layer.options_taken("reference")
 
 
 def _mode(training, owner: str) -> bool:

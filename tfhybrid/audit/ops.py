@@ -620,10 +620,10 @@ def standalone_options(
     """method -> the keyword arguments a layer checked on its own gets on each call: the
     mode, a copy of ``state`` (default its :meth:`init_state`) and a generator seeded
     ``seed``, fresh every call (so every evaluation replays one draw)."""
-    from tfhybrid.layers.base import accepted_options, call_options
+    from tfhybrid.layers.base import call_options
 
     base = layer.init_state(layer.input_shape) if state is None else state
-    takes = {m: accepted_options(getattr(layer, m)) for m in ("forward", "reference")}
+    takes = {m: layer.options_taken(m) for m in ("forward", "reference")}
 
     def options(method: str) -> dict:
         return call_options(

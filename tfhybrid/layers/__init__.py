@@ -7,6 +7,7 @@ run in TensorFlow (output, dw, dx); every other gradient is NumPy written by han
 
 from tfhybrid.layers.activations import LeakyReLU, ReLU, Rescaling, Sigmoid, Tanh
 from tfhybrid.layers.base import Layer
+from tfhybrid.layers.composite import Branches, Composite, Residual
 from tfhybrid.layers.conv import Conv2D
 from tfhybrid.layers.dense import Dense, Flatten
 from tfhybrid.layers.dropout import Dropout
@@ -16,6 +17,8 @@ from tfhybrid.layers.pooling import AvgPool2D, MaxPool2D
 __all__ = [
     "AvgPool2D",
     "BatchNormalization",
+    "Branches",
+    "Composite",
     "Conv2D",
     "Dense",
     "Dropout",
@@ -25,6 +28,7 @@ __all__ = [
     "LeakyReLU",
     "MaxPool2D",
     "ReLU",
+    "Residual",
     "Rescaling",
     "Sigmoid",
     "Tanh",

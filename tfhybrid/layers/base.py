@@ -215,10 +215,15 @@ class Layer:
         tensors named in ``fused_needs`` (the others are None) and the batch size."""
         raise NotImplementedError(f"{type(self).__name__} is fused but has no cache_from")
 
+    def options_taken(self, method: str = "forward") -> frozenset[str]:
+        """Which of training, state and rng ``method`` ("forward" or "reference") takes:
+        those its signature names (a composite: those its layers take)."""
+        return accepted_options(getattr(self, method))
+
     def takes(self, option: str, method: str = "forward") -> bool:
         """Whether ``method`` ("forward" or "reference") takes ``option`` ("training",
         "state" or "rng")."""
-        return option in accepted_options(getattr(self, method))
+        return option in self.options_taken(method)
 
     @property
     def random(self) -> bool:

@@ -26,11 +26,11 @@ import numpy as np
 from tfhybrid._tf import tf
 from tfhybrid.layers.base import (
     Layer,
-    accepted_options,
     call_options,
     layer_rng,
     output_shape_of,
 )
+from tfhybrid.layers.composite import Composite, add_grads
 from tfhybrid.models.fusion import plan_runs
 from tfhybrid.ops import buffers
 from tfhybrid.ops.losses import sigmoid_cross_entropy, softmax_cross_entropy
@@ -76,6 +76,15 @@ def _checked_step(result, layer: Layer, index: int, need_dx: bool, batch: int):
     return dx, grads
 
 
+def _shared_shapes(layer: Layer, first: tuple, where: str, shape: tuple) -> str:
+    """The error for a layer used at two places with two input shapes."""
+    return (
+        f"{type(layer).__name__} is used at {first[1]} with input [N,"
+        f"{','.join(map(str, first[0]))}] and at {where} with input "
+        f"[N,{','.join(map(str, shape))}]; a shared layer needs one input shape"
+    )
+
+
 class Sequential:
     """A chain of layers from images [N, *input_shape] to logits [N, K].
 
@@ -111,8 +120,6 @@ class Sequential:
                 "Sequential needs a non-empty list of tfhybrid.layers.Layer "
                 f"instances, got {[type(x).__name__ for x in layers]}"
             )
-        if len({id(layer) for layer in layers}) != len(layers):
-            raise ValueError("a layer instance appears twice in the list; make a new one")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         shape = tuple(int(d) for d in input_shape)
@@ -147,8 +154,7 @@ class Sequential:
         self._pure = [layer.is_pure() for layer in layers]
         # What each layer's forward and reference take of training, state and rng.
         self._takes = [
-            {m: accepted_options(getattr(layer, m)) for m in ("forward", "reference")}
-            for layer in layers
+            {m: layer.options_taken(m) for m in ("forward", "reference")} for layer in layers
         ]
         self._offsets, at = {}, 0
         for key, shape in self.param_shapes.items():
@@ -171,27 +177,46 @@ class Sequential:
 
     # --- building --------------------------------------------------------------------
     def _build(self, shape: tuple) -> None:
+        """Shapes and names. Each layer with parameters (inside composites too, depth
+        first) takes the next number k: its parameters are NAMEk (w3), its state too
+        (running_mean4). A layer object used again shares the names of its first use."""
         count = 0
-        for layer in self.layers:
+        names: dict[int, tuple] = {}  # id(leaf) -> (its input shape, where, params, state)
+        for index, layer in enumerate(self.layers):
+            if id(layer) in names and names[id(layer)][0] != shape:
+                raise ValueError(_shared_shapes(layer, names[id(layer)], f"layer {index}", shape))
             layer.input_shape = shape
-            local = layer.param_shapes(shape)
-            if local:
-                count += 1
-            keys = {name: f"{name}{count}" for name in local}
-            for name, global_name in keys.items():
-                if global_name in self.param_shapes:
-                    raise ValueError(f"two parameters named {global_name!r}")
-                self.param_shapes[global_name] = tuple(int(d) for d in local[name])
+            leaves = layer.leaves() if isinstance(layer, Composite) else [("", layer)]
+            if isinstance(layer, Composite):
+                layer.build(shape)
+            keys, state = {}, {}
+            for prefix, leaf in leaves:
+                where = f"layer {index}" + (f" > {prefix[:-1]}" if prefix else "")
+                if id(leaf) in names:
+                    first_shape, _, leaf_keys, leaf_state = names[id(leaf)]
+                    if first_shape != leaf.input_shape:
+                        raise ValueError(
+                            _shared_shapes(leaf, names[id(leaf)], where, leaf.input_shape)
+                        )
+                else:
+                    local = leaf.param_shapes(leaf.input_shape)
+                    count += 1 if local else 0
+                    leaf_keys = {name: f"{name}{count}" for name in local}
+                    for name, global_name in leaf_keys.items():
+                        if global_name in self.param_shapes:
+                            raise ValueError(f"two parameters named {global_name!r}")
+                        self.param_shapes[global_name] = tuple(int(d) for d in local[name])
+                    leaf_state = {}
+                    for name, value in leaf.state_shapes(leaf.input_shape).items():
+                        global_name = f"{name}{count}"
+                        while global_name in self.state_shapes or global_name in self.param_shapes:
+                            global_name += "_"  # two stateful layers without parameters in a row
+                        leaf_state[name] = global_name
+                        self.state_shapes[global_name] = tuple(int(d) for d in value)
+                    names[id(leaf)] = (leaf.input_shape, where, leaf_keys, leaf_state)
+                keys.update({prefix + k: v for k, v in leaf_keys.items()})
+                state.update({prefix + k: v for k, v in leaf_state.items()})
             self.param_keys.append(keys)
-            state = {}
-            for name in layer.state_shapes(shape):
-                global_name = f"{name}{count}"
-                while global_name in self.state_shapes or global_name in self.param_shapes:
-                    global_name += "_"  # two stateful layers without parameters in a row
-                state[name] = global_name
-                self.state_shapes[global_name] = tuple(
-                    int(d) for d in layer.state_shapes(shape)[name]
-                )
             self.state_keys.append(state)
             name = layer.name or (
                 layer.prefix if layer.prefix == "flat" else f"{layer.prefix}{count}"
@@ -206,9 +231,11 @@ class Sequential:
         rng = np.random.default_rng(seed)
         params = {}
         for layer, keys in zip(self.layers, self.param_keys, strict=True):
-            if keys:
+            if keys and not all(key in params for key in keys.values()):
                 values = layer.init_params(rng, layer.input_shape)
-                params.update({keys[name]: values[name] for name in keys})
+                params.update(
+                    {keys[name]: values[name] for name in keys if keys[name] not in params}
+                )
         return params
 
     def __getattr__(self, name: str):
@@ -486,7 +513,8 @@ class Sequential:
                     f"{sorted(unknown)} for parameters it does not own "
                     f"({sorted(keys) or 'none'})"
                 )
-            grads.update({keys[name]: value for name, value in local.items()})
+            # A layer used at two places: the gradients of its uses add up.
+            add_grads(grads, {keys[name]: value for name, value in local.items()})
             if intermediates and need_dx and self.layers[index - 1].report_gradient:
                 inter["d" + self.names[index - 1]] = dout
         grads = {key: grads[key] for key in self.param_shapes if key in grads}
@@ -674,21 +702,20 @@ class Sequential:
 
     def summary(self) -> str:
         """One line per layer: output name, layer, output shape, parameters; a layer
-        that describes its backward (a convolution's formulations) adds a line."""
+        that describes its backward (a convolution's formulations) adds a line; the
+        layers inside a composite follow it, indented, by path."""
         lines = []
         width = max(10, *(len(type(layer).__name__) for layer in self.layers))
         for index, layer in enumerate(self.layers):
-            params = ", ".join(
-                f"{k} {self.param_shapes[k]}" for k in self.param_keys[index].values()
-            )
-            state = ", ".join(
-                f"{k} {self.state_shapes[k]}" for k in self.state_keys[index].values()
-            )
+            own = layer.leaves() if isinstance(layer, Composite) else []
+            keys = {} if own else self.param_keys[index]
+            state_keys = {} if own else self.state_keys[index]
             lines.append(
-                f"{self.names[index]:>6}  {type(layer).__name__:<{width}} "
-                f"[N,{','.join(map(str, layer.output_shape_))}]  {params}"
-                + (f"  state (not trained): {state}" if state else "")
+                f"{self.names[index]:>6}  "
+                + _layer_line(layer, width, keys, self.param_shapes, state_keys, self.state_shapes)
             )
+            if isinstance(layer, Composite):
+                lines.extend(_tree(layer, self.param_keys[index], self.state_keys[index], self, 8))
             note = layer.describe() if hasattr(layer, "describe") else ""
             if note:
                 lines.append(f"{'':>6}  backward: {note}")
@@ -699,4 +726,55 @@ class Sequential:
                     f"{'':>6}  forward: layers {run.start}-{run.stop - 1} in one compiled"
                     f" TensorFlow call{xla}"
                 )
-        return "\n".join(lines)
+        return "\n".join(line.rstrip() for line in lines)
+
+    def structure(self) -> str:
+        """The network's layers and how they connect, in one line (checkpoints keep it)."""
+        parts = []
+        seen: dict[int, int] = {}
+        for index, layer in enumerate(self.layers):
+            text = layer.structure() if isinstance(layer, Composite) else type(layer).__name__
+            if id(layer) in seen:
+                text += f"=layer {seen[id(layer)]}"
+            seen.setdefault(id(layer), index)
+            parts.append(text)
+        return ", ".join(parts)
+
+
+def _layer_line(layer, width, keys, param_shapes, state_keys, state_shapes) -> str:
+    params = ", ".join(f"{k} {param_shapes[k]}" for k in dict.fromkeys(keys.values()))
+    state = ", ".join(f"{k} {state_shapes[k]}" for k in dict.fromkeys(state_keys.values()))
+    return (
+        f"{type(layer).__name__:<{width}} [N,{','.join(map(str, layer.output_shape_))}]  "
+        f"{params}" + (f"  state (not trained): {state}" if state else "")
+    )
+
+
+def _tree(composite: Composite, keys: dict, state_keys: dict, net, indent: int) -> list[str]:
+    """The lines of a composite's layers, path by path, each under its path name."""
+    lines = []
+    for path, layers in composite.paths.items():
+        if not layers:
+            lines.append(f"{'':>{indent}}{path}: identity")
+        for position, child in enumerate(layers):
+            owner = composite._owner(child)
+            here = f"{path}.{position}"
+            inner = {k[len(owner) :]: v for k, v in keys.items() if k.startswith(owner)}
+            inner_state = {k[len(owner) :]: v for k, v in state_keys.items() if k.startswith(owner)}
+            shared = f"  (the layer of {owner[:-1]}: shared)" if owner != here + "." else ""
+            nested = isinstance(child, Composite)
+            lines.append(
+                f"{'':>{indent}}{here:<10} "
+                + _layer_line(
+                    child,
+                    18,
+                    {} if nested or shared else inner,
+                    net.param_shapes,
+                    {} if nested or shared else inner_state,
+                    net.state_shapes,
+                )
+                + shared
+            )
+            if nested and not shared:
+                lines.extend(_tree(child, inner, inner_state, net, indent + 4))
+    return lines
