@@ -1,5 +1,5 @@
-"""Runs with dropout and batch norm: Ctrl-C and kill -9 in the middle of an epoch, then
---resume, give the uninterrupted run bit for bit (weights, running statistics, history);
+"""Runs with dropout, batch norm and residual blocks: Ctrl-C and kill -9 in the middle of
+an epoch, then --resume, give the uninterrupted run bit for bit (weights, running statistics, history);
 a checkpoint whose layer state does not fit the network is refused in one line."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def start(model: str, out, data_dir):
 def reference(mnist_like_dir, tmp_path_factory):
     """model -> the folder of its uninterrupted run."""
     runs = {}
-    for model in ("dlfs-deep", "bn-cnn"):
+    for model in ("dlfs-deep", "bn-cnn", "resnet-mnist"):
         out = tmp_path_factory.mktemp(model) / "run"
         result = run_train_script(
             "--model", model, *ARGS, "--data-dir", str(mnist_like_dir), "--out", str(out)
@@ -45,7 +45,12 @@ def reference(mnist_like_dir, tmp_path_factory):
 
 @pytest.mark.parametrize(
     "model,sig",
-    [("dlfs-deep", signal.SIGINT), ("bn-cnn", signal.SIGINT), ("bn-cnn", signal.SIGKILL)],
+    [
+        ("dlfs-deep", signal.SIGINT),
+        ("bn-cnn", signal.SIGINT),
+        ("bn-cnn", signal.SIGKILL),
+        ("resnet-mnist", signal.SIGKILL),
+    ],
 )
 def test_interrupted_then_resumed_is_bit_identical(model, sig, mnist_like_dir, tmp_path, reference):
     import time
@@ -107,4 +112,31 @@ def test_a_checkpoint_whose_state_does_not_fit_is_refused(mnist_like_dir, tmp_pa
         "--resume", str(out), "--epochs", "2", "--data-dir", str(mnist_like_dir)
     )
     assert_one_line_error(resumed, "running_mean2")
+    assert (out / CHECKPOINT_NAME).exists(), "nothing saved is lost"
+
+
+def test_a_checkpoint_of_another_structure_is_refused(mnist_like_dir, tmp_path, reference):
+    """Names and shapes can agree while the layers connect otherwise: the structure the
+    checkpoint keeps is compared, and a mismatch is refused in one line."""
+    out = tmp_path / "run"
+    result = run_train_script(
+        "--model", "resnet-mnist", "--train-limit", "20", "--batch-size", "10", "--epochs", "1",
+        "--test-limit", "10", "--data-dir", str(mnist_like_dir), "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (out / "metrics.json").unlink()
+    meta, arrays = read_checkpoint(out)
+    assert meta["structure"].count("Residual(") == 3
+    from tfhybrid.checkpoint import TrainingState
+
+    params = {k.removeprefix("param/"): v for k, v in arrays.items() if k.startswith("param/")}
+    state = {k.removeprefix("state/"): v for k, v in arrays.items() if k.startswith("state/")}
+    fields = {k: v for k, v in meta.items() if k != "format_version"}
+    fields["structure"] = meta["structure"].replace("Residual(", "Branches(", 1)
+    save_checkpoint(out, TrainingState(params=params, layer_state=state, **fields))
+    resumed = run_train_script(
+        "--resume", str(out), "--epochs", "2", "--data-dir", str(mnist_like_dir)
+    )
+    assert_one_line_error(resumed, "another structure")
+    assert "Branches(" in resumed.stderr and "Residual(" in resumed.stderr
     assert (out / CHECKPOINT_NAME).exists(), "nothing saved is lost"

@@ -351,6 +351,24 @@ MODELS = {
                 ours=True,
             ),
         ),
+        ModelSpec(
+            "resnet-mnist",
+            "tfhybrid.models.resnet:resnet_mnist",
+            (DW_MODE,),
+            TrainingDefaults(
+                5,
+                None,
+                100,
+                "adam",
+                0.002,
+                None,
+                None,
+                None,
+                "ours: three stages of residual blocks with batch normalization, 5 epochs, "
+                "Adam 0.002",
+                ours=True,
+            ),
+        ),
     )
 }
 MODEL_NAMES = tuple(MODELS)

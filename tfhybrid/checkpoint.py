@@ -39,6 +39,9 @@ class TrainingState:
     first_loss: float | None = None  # the run's first loss, the divergence check's yardstick
     history: list = dataclasses.field(default_factory=list)
     layer_state: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    # The network's layers and how they connect (Sequential.structure()); None in
+    # checkpoints written before it was kept.
+    structure: str | None = None
 
 
 def save_checkpoint(folder: str | Path, state: TrainingState) -> Path:
@@ -117,9 +120,11 @@ def load_checkpoint(
     param_shapes: dict[str, tuple],
     read: tuple[dict, dict[str, np.ndarray]] | None = None,
     state_shapes: dict[str, tuple] | None = None,
+    structure: str | None = None,
 ) -> TrainingState:
     """Read ``folder/checkpoint.npz`` and check it belongs to ``model`` with these shapes
-    (``state_shapes``: the network's layer state, running statistics; default none).
+    (``state_shapes``: the network's layer state, running statistics; default none) and
+    this ``structure`` (:meth:`~tfhybrid.Sequential.structure`; None: not checked).
 
     ``read``: what :func:`read_checkpoint` already returned for this folder, if anything.
     """
@@ -129,6 +134,15 @@ def load_checkpoint(
         raise CheckpointError(
             f"checkpoint {path} is of model {meta.get('model')!r}, "
             f"not {model!r}; resume it with the model it was trained with"
+        )
+    saved = meta.get("structure")
+    if structure is not None and saved is not None and saved != structure:
+        # Parameter names and shapes can agree between two networks that connect their
+        # layers differently (a chain and a residual block of the same convolutions).
+        raise CheckpointError(
+            f"checkpoint {path} was saved by a network of another structure "
+            f"({_first_difference(saved, structure)}); resume it with the network it was "
+            "trained with, or start a new run"
         )
     params = {k.removeprefix("param/"): v for k, v in arrays.items() if k.startswith("param/")}
     missing = sorted(set(param_shapes) - set(params))
@@ -170,6 +184,20 @@ def load_checkpoint(
     fields = {f.name for f in dataclasses.fields(TrainingState)}
     kwargs = {k: v for k, v in meta.items() if k in fields}
     return TrainingState(params=params, optimizer_state=optim, layer_state=layer_state, **kwargs)
+
+
+def _first_difference(saved: str, wanted: str, context: int = 40) -> str:
+    """Where two structure strings first differ, each shown around that point."""
+    at = next((i for i, (a, b) in enumerate(zip(saved, wanted, strict=False)) if a != b), None)
+    at = min(len(saved), len(wanted)) if at is None else at
+    start = max(0, at - context)
+
+    def around(text: str) -> str:
+        return ("..." if start else "") + text[start : at + context] + (
+            "..." if at + context < len(text) else ""
+        )
+
+    return f"saved: {around(saved)}; this network: {around(wanted)}"
 
 
 def _same_bias(saved: tuple, wanted: tuple) -> bool:

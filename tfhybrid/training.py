@@ -242,7 +242,12 @@ def train_and_evaluate(
     if resume:
         shapes = {k: v.shape for k, v in model.params.items()}
         state = load_checkpoint(
-            out, config.model, shapes, read=saved, state_shapes=model.state_shapes
+            out,
+            config.model,
+            shapes,
+            read=saved,
+            state_shapes=model.state_shapes,
+            structure=model.structure(),
         )
         model.params = state.params
         model.state = state.layer_state
@@ -256,6 +261,7 @@ def train_and_evaluate(
         log(f"resuming {out} at epoch {state.epoch}, step {state.step}")
     else:
         state = TrainingState(model=config.model, config=config.to_dict(), params=model.params)
+    state.structure = model.structure()
     state.params = model.params  # the optimizer updates this very dict in place
 
     x_train, y_train = data.x_train, one_hot(data.y_train)

@@ -1,0 +1,215 @@
+"""Networks that fork and join: Residual, Branches, a composite of one's own and shared
+layers, against the float64 tape; the tree's names; errors where a network is built."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import assert_close
+from tfhybrid import Sequential
+from tfhybrid.layers import (
+    BatchNormalization,
+    Branches,
+    Composite,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+    ReLU,
+    Residual,
+    Tanh,
+)
+from tfhybrid.layers.composite import add_grads
+
+RTOL = 1e-10  # float64 manual against the float64 tape
+
+
+def tape_gradients(net: Sequential, x, y) -> tuple[float, dict]:
+    from tfhybrid._tf import tf
+
+    params = {k: tf.constant(v) for k, v in net.params.items()}
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        loss, _ = net.reference_forward(params, x, y)
+    return float(loss), {k: g.numpy() for k, g in tape.gradient(loss, params).items()}
+
+
+def assert_matches_tape(net: Sequential, x, y) -> dict:
+    with net.replaying():  # the dropout masks of one step, in both passes
+        result = net.loss_and_gradients(x, y)
+        loss, expected = tape_gradients(net, x, y)
+    assert result["loss"] == pytest.approx(loss, rel=RTOL)
+    assert set(result["grads"]) == set(expected)
+    for key, value in expected.items():
+        assert_close(f"d{key}", result["grads"][key], value, RTOL)
+    return result
+
+
+def batch(n: int, shape=(8, 8, 1), seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, *shape)), np.eye(10)[rng.integers(0, 10, n)]
+
+
+def nested_net(shared: Conv2D) -> Sequential:
+    return Sequential(
+        [
+            Conv2D(4, 3, padding=1),
+            ReLU(),
+            Residual([shared, BatchNormalization(), ReLU(), shared]),  # a layer used twice
+            Residual(
+                [
+                    Conv2D(6, 3, stride=2, padding=1),
+                    ReLU(),
+                    Residual([Conv2D(6, 3, padding=1), Dropout(0.3)]),  # two deep
+                ],
+                shortcut=[Conv2D(6, 1, stride=2)],  # projection with stride 2
+            ),
+            Branches({"a": [Conv2D(2, 1), Tanh()], "b": []}),
+            Branches({"p": [Conv2D(3, 1)], "q": [Conv2D(3, 3, padding=1)]}, join="sum"),
+            Flatten(),
+            Dense(10),
+        ],
+        input_shape=(8, 8, 1),
+        dtype=np.float64,
+        seed=1,
+    )
+
+
+def test_forks_nesting_and_a_shared_layer_match_the_tape():
+    net = nested_net(Conv2D(4, 3, padding=1))
+    x, y = batch(5)
+    assert_matches_tape(net, x, y)
+    # The shared convolution's parameters are named once, at its first use.
+    assert [k for k in net.params if k.startswith("w")] == [
+        f"w{i}" for i in (1, 2, 4, 5, 6, 7, 8, 9, 10)
+    ]
+
+
+def test_the_same_layer_at_two_places_of_a_chain_shares_and_adds():
+    dense = Dense(16)
+    net = Sequential(
+        [Flatten(), Dense(16), Tanh(), dense, Tanh(), dense, Dense(10)],
+        input_shape=(4, 4, 1),
+        dtype=np.float64,
+    )
+    assert list(net.params) == ["w1", "b1", "w2", "b2", "w3", "b3"]
+    x, y = batch(4, (4, 4, 1))
+    result = assert_matches_tape(net, x, y)
+    assert net.param_keys[3] == net.param_keys[5] == {"w": "w2", "b": "b2"}
+    assert np.abs(result["grads"]["w2"]).max() > 0
+
+
+def test_per_example_gradients_through_a_residual_block():
+    net = Sequential(
+        [
+            Conv2D(3, 3, padding=1),
+            Residual([Conv2D(3, 3, padding=1), ReLU(), Conv2D(3, 3, padding=1)]),
+            ReLU(),
+            Residual([MaxPool2D(2)], shortcut=[Conv2D(3, 2, stride=2)]),
+            Flatten(),
+            Dense(10),
+        ],
+        input_shape=(6, 6, 1),
+        dtype=np.float64,
+    )
+    x, y = batch(3, (6, 6, 1))
+    whole = net.loss_and_gradients(x, y, per_example=True)
+    for n in range(3):
+        alone = net.loss_and_gradients(x[n : n + 1], y[n : n + 1])["grads"]
+        for key, value in alone.items():
+            # the loss is a mean over the batch: one sample's share is its own gradient / N
+            assert_close(f"d{key}[{n}]", whole["per_example_grads"][key][n] * 3, value, RTOL)
+
+
+def test_running_statistics_inside_a_block_are_named_kept_and_updated():
+    net = Sequential(
+        [Conv2D(2, 3, padding=1), Residual([BatchNormalization()]), Flatten(), Dense(10)],
+        input_shape=(4, 4, 1),
+        dtype=np.float64,
+    )
+    assert net.state_keys[1] == {
+        "block.0.running_mean": "running_mean2",
+        "block.0.running_var": "running_var2",
+    }
+    x, y = batch(6, (4, 4, 1))
+    before = {k: v.copy() for k, v in net.state.items()}
+    net.logits(x)
+    assert all(np.array_equal(net.state[k], before[k]) for k in before), "inference wrote"
+    net.loss_and_gradients(x, y)
+    assert not np.array_equal(net.state["running_mean2"], before["running_mean2"])
+
+
+class Highway(Composite):
+    """A composite of one's own: out = gate(x) * x + (1 - gate(x)) * h(x), elementwise,
+    where gate is a path ending in a sigmoid (written with tanh: (1 + tanh) / 2)."""
+
+    def __init__(self, width: int):
+        super().__init__({"h": [Dense(width), Tanh()], "gate": [Dense(width), Tanh()]})
+
+    def forward(self, params, x, **options):
+        h, h_cache = self.path_forward("h", params, x, **options)
+        t, t_cache = self.path_forward("gate", params, x, **options)
+        g = (1 + t) / 2
+        return g * x + (1 - g) * h, (x, h, g, h_cache, t_cache)
+
+    def backward(self, dout, cache, need_dx=True):
+        x, h, g, h_cache, t_cache = cache
+        dh, grads = self.path_backward("h", dout * (1 - g), h_cache)
+        dt, gate_grads = self.path_backward("gate", dout * (x - h) / 2, t_cache)
+        add_grads(grads, gate_grads)
+        return dout * g + dh + dt, grads  # x feeds three terms: their gradients add
+
+    def reference(self, params, x, **options):
+        g = (1 + self.path_reference("gate", params, x, **options)) / 2
+        return g * x + (1 - g) * self.path_reference("h", params, x, **options)
+
+
+def test_a_composite_of_ones_own_trains_and_matches_the_tape():
+    net = Sequential(
+        [Flatten(), Dense(6), Highway(6), Highway(6), Dense(10)],
+        input_shape=(3, 3, 1),
+        dtype=np.float64,
+    )
+    x, y = batch(4, (3, 3, 1))
+    assert_matches_tape(net, x, y)
+    from tfhybrid.optimizers import build_optimizer
+
+    optimizer = build_optimizer("sgd", 0.5)
+    first = net.loss_and_gradients(x, y)["loss"]
+    for _ in range(20):
+        optimizer.update(net.params, net.gradients(x, y))
+    assert net.loss_and_gradients(x, y)["loss"] < first
+
+
+def test_summary_shows_the_tree_and_structure_names_it():
+    net = nested_net(Conv2D(4, 3, padding=1))
+    text = net.summary()
+    assert "block.3    Conv2D" in text and "(the layer of block.0: shared)" in text
+    assert "shortcut: identity" in text and "shortcut.0 Conv2D" in text
+    assert "    block.2    Residual" in text and "        block.0    Conv2D" in text
+    assert net.structure().startswith(
+        "Conv2D, ReLU, Residual(block: Conv2D, BatchNormalization, ReLU, Conv2D; "
+        "shortcut: identity), Residual(block: Conv2D, ReLU, Residual("
+    )
+
+
+def test_paths_of_different_shapes_are_refused_naming_both():
+    with pytest.raises(ValueError, match=r"block gives \[N,4,4,6\] and the shortcut \[N,8,8,1\]"):
+        Sequential(
+            [Residual([Conv2D(6, 3, stride=2, padding=1)]), Flatten(), Dense(10)],
+            input_shape=(8, 8, 1),
+        )
+    with pytest.raises(ValueError, match=r"path a gives \[N,6,6,2\] and path b gives \[N,8,8,1\]"):
+        Sequential(
+            [Branches({"a": [Conv2D(2, 3)], "b": []}), Flatten(), Dense(10)],
+            input_shape=(8, 8, 1),
+        )
+    shared = Conv2D(2, 3, padding=1)
+    with pytest.raises(ValueError, match=r"block.0 with input \[N,8,8,1\] and at block.1"):
+        Residual([shared, shared]).output_shape((8, 8, 1))
+    with pytest.raises(ValueError, match="must be a list of tfhybrid.layers.Layer"):
+        Residual(["conv"])
+    with pytest.raises(ValueError, match="join must be one of"):
+        Branches({"a": []}, join="max")
