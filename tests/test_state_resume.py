@@ -1,6 +1,7 @@
 """Runs with dropout, batch norm and residual blocks: Ctrl-C and kill -9 in the middle of
-an epoch, then --resume, give the uninterrupted run bit for bit (weights, running statistics, history);
-a checkpoint whose layer state does not fit the network is refused in one line."""
+an epoch, then --resume, give the uninterrupted run bit for bit (weights, running
+statistics, history); a checkpoint whose layer state or structure does not fit the
+network is refused in one line."""
 
 from __future__ import annotations
 
