@@ -213,3 +213,15 @@ def test_paths_of_different_shapes_are_refused_naming_both():
         Residual(["conv"])
     with pytest.raises(ValueError, match="join must be one of"):
         Branches({"a": []}, join="max")
+
+
+def test_a_copied_or_pickled_composite_works():
+    import copy
+    import pickle
+
+    block = Residual([Conv2D(2, 3, padding=1), ReLU()], shortcut=[Conv2D(2, 1)])
+    Sequential([block, Flatten(), Dense(10)], input_shape=(4, 4, 1))
+    for twin in (copy.deepcopy(block), pickle.loads(pickle.dumps(block))):
+        assert [prefix for prefix, _ in twin.leaves()] == ["block.0.", "block.1.", "shortcut.0."]
+        net = Sequential([twin, Flatten(), Dense(10)], input_shape=(4, 4, 1), dtype=np.float64)
+        assert_matches_tape(net, *batch(2, (4, 4, 1)))

@@ -193,8 +193,10 @@ def _first_difference(saved: str, wanted: str, context: int = 40) -> str:
     start = max(0, at - context)
 
     def around(text: str) -> str:
-        return ("..." if start else "") + text[start : at + context] + (
-            "..." if at + context < len(text) else ""
+        return (
+            ("..." if start else "")
+            + text[start : at + context]
+            + ("..." if at + context < len(text) else "")
         )
 
     return f"saved: {around(saved)}; this network: {around(wanted)}"

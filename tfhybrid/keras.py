@@ -19,7 +19,9 @@ NumPy ``forward`` through ``tf.numpy_function``, run again in the backward pass 
 the cache. A layer whose forward takes ``training``, ``state`` or ``rng`` always runs its
 NumPy forward: it gets Keras's ``training``, its state from non-trainable Keras weights
 (stored back after a training call) and a generator derived from a step counter (a
-non-trainable weight), the same one in the forward and the backward's re-run. The
+non-trainable weight), the same one in the forward and the backward's re-run. A
+composite (Residual, Branches) is one HybridLayer, so its hand-written fork and join are
+its gradient; a layer at two places of a network is one HybridLayer called twice. The
 problems people meet putting NumPy into Keras, and how each is met here, are in
 docs/keras.md.
 
@@ -30,6 +32,7 @@ Importing this module imports TensorFlow and Keras, and registers :class:`Hybrid
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -38,6 +41,8 @@ from tfhybrid._tf import tf  # TensorFlow first, without its start-up log lines
 from tfhybrid.layers import (
     AvgPool2D,
     BatchNormalization,
+    Branches,
+    Composite,
     Conv2D,
     Dense,
     Dropout,
@@ -48,6 +53,7 @@ from tfhybrid.layers import (
     MaxPool2D,
     ReLU,
     Rescaling,
+    Residual,
     Sigmoid,
     Tanh,
 )
@@ -61,9 +67,13 @@ __all__ = [
     "AuditOutcome",
     "HybridLayer",
     "SigmoidCrossEntropy",
+    "carry_weights",
+    "hybrid_chain",
     "keras_loss",
+    "keras_weight_name",
     "to_keras",
     "to_sequential",
+    "tfhybrid_weight_name",
 ]
 
 DTYPES = ("float32", "float64")  # what tfhybrid computes in
@@ -112,6 +122,31 @@ BUILTIN = {
 }
 
 
+# Composites saved by their tree: each path a list of layer configurations, a layer used
+# again a reference to the place of its first use (so a load shares it again).
+COMPOSITES = {"Residual": Residual, "Branches": Branches}
+
+# A tfhybrid name Keras takes as it is: every built-in layer's ("w", "running_mean") and a
+# composite's ("block.0.w"). Keras 3 refuses "/" in a weight name (it separates the path).
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.]+")
+_ESCAPED = re.compile(r"-([0-9a-f]{1,6})-")
+
+
+def keras_weight_name(name: str) -> str:
+    """The Keras weight name of a tfhybrid parameter or state name: the name itself when
+    it is made of letters, digits, "_" and "." (a composite's ``block.0.w`` included),
+    else each other character as ``-hex-`` ("a/b" -> "a-2f-b"), which Keras accepts.
+    :func:`tfhybrid_weight_name` reverses it."""
+    if _PLAIN_NAME.fullmatch(name):
+        return name
+    return "".join(c if _PLAIN_NAME.fullmatch(c) else f"-{ord(c):x}-" for c in name)
+
+
+def tfhybrid_weight_name(keras_name: str) -> str:
+    """The tfhybrid name of a Keras weight name made by :func:`keras_weight_name`."""
+    return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), keras_name)
+
+
 def _defines(layer: Layer, method: str) -> bool:
     """Whether the layer's class overrides ``method`` of the base class."""
     return getattr(type(layer), method, None) is not getattr(Layer, method)
@@ -132,6 +167,10 @@ def _check_wrappable(layer, where: str = "HybridLayer", what: str | None = None)
             "and backward (NumPy) and reference (the same function in TensorFlow ops: it "
             "gives the output shape and the audit's tape); define it"
         )
+    if isinstance(layer, Composite):  # its forward, backward and reference call its layers'
+        for path, position, child in layer.uses():
+            inner = f"{what} > {path}.{position} ({type(child).__name__})"
+            _check_wrappable(child, where, inner)
 
 
 def _in_xla() -> bool:
@@ -234,6 +273,14 @@ class HybridLayer(keras.layers.Layer):
     construction), so the forward and the backward's re-run of one call draw the same
     numbers and each call draws new ones.
 
+    A composite (:class:`~tfhybrid.layers.Residual`, :class:`~tfhybrid.layers.Branches`,
+    your own :class:`~tfhybrid.layers.Composite`) is one HybridLayer: its gradient is its
+    hand-written ``backward``, fork and join included. Its weights and state are named as
+    it names them (``block.0.w``, ``block.1.running_mean``), through
+    :func:`keras_weight_name`; its layers that draw random numbers draw from generators
+    derived from the layer's (as in :class:`tfhybrid.Sequential`). One HybridLayer called
+    at two places of a model shares its weights, as any Keras layer does.
+
     Keras's dtype policy must be float32 or float64 (variables and computation alike).
     """
 
@@ -321,9 +368,10 @@ class HybridLayer(keras.layers.Layer):
         dtype = self._check_dtype()
         layer = self.layer
         layer.input_shape = shape  # the built-in layers' cache_from reads it
+        # (A composite's param_shapes gives its layers their input shapes: before the plan.)
+        shapes = {k: tuple(int(d) for d in s) for k, s in layer.param_shapes(shape).items()}
         if hasattr(layer, "choose_plan"):  # a convolution picks its backward's kernels, as
             layer.choose_plan(shape, dtype)  # tfhybrid.Sequential has it do
-        shapes = {k: tuple(int(d) for d in s) for k, s in layer.param_shapes(shape).items()}
         self._out_shape = output_shape_of(self.layer, shape)
         layer.output_shape_ = self._out_shape
         if self._initial is not None:
@@ -336,7 +384,10 @@ class HybridLayer(keras.layers.Layer):
         self._param_vars = []
         for name, param_shape in shapes.items():
             variable = self.add_weight(
-                name=name, shape=param_shape, initializer="zeros", dtype=self.variable_dtype
+                name=keras_weight_name(name),
+                shape=param_shape,
+                initializer="zeros",
+                dtype=self.variable_dtype,
             )
             variable.assign(np.asarray(values[name], dtype=dtype))
             self._param_vars.append(variable)
@@ -352,7 +403,7 @@ class HybridLayer(keras.layers.Layer):
         self._state_vars = []
         for name, state_shape in state_shapes.items():
             variable = self.add_weight(
-                name=name,
+                name=keras_weight_name(name),
                 shape=state_shape,
                 initializer="zeros",
                 dtype=self.variable_dtype,
@@ -369,8 +420,24 @@ class HybridLayer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
+        self._check_same_shape(shape)
         out = self._out_shape or output_shape_of(self.layer, self._inner_shape(shape))
         return (shape[0], *out)
+
+    def _check_same_shape(self, shape) -> None:
+        """One clear error for a built layer called (again) on inputs of another shape:
+        its weights, and a composite's plan, are made for the first."""
+        if self._out_shape is None or len(shape) < 2:
+            return
+        inner = tuple(shape)[1:]
+        built = tuple(self.layer.input_shape)
+        if None not in inner and tuple(int(d) for d in inner) != built:
+            raise ValueError(
+                f"HybridLayer {self.name} ({type(self.layer).__name__}) was built for "
+                f"inputs [N,{','.join(map(str, built))}] and is called on "
+                f"[N,{','.join(map(str, inner))}]; a layer called at two places (its "
+                "weights shared) needs one input shape there"
+            )
 
     # --- the forward and the hand-written backward ---------------------------------------
     def params(self) -> dict[str, np.ndarray]:
@@ -412,6 +479,7 @@ class HybridLayer(keras.layers.Layer):
             x = tf.cast(x, dtype)
         if x.shape.rank is not None and x.shape.rank >= 1:
             self._inner_shape(x.shape)
+            self._check_same_shape(tuple(x.shape))
         weights = [tf.convert_to_tensor(w) for w in self._param_vars]
         if not self._options:
             return self._hybrid(x, weights)
@@ -481,6 +549,7 @@ class HybridLayer(keras.layers.Layer):
         need_dx = self.input_gradient
         seed, index, count = self.seed, self.rng_index, len(names)
         writes = training and bool(state_names) and layer.takes("state")
+        wanted = layer.options_taken("forward")  # a composite: those its layers take
 
         state_in = [tf.convert_to_tensor(v) for v in self._state_vars]
         if self._step_var is not None:
@@ -501,6 +570,7 @@ class HybridLayer(keras.layers.Layer):
                 training=training,
                 state=state,
                 rng=lambda: layer_rng(seed or 0, int(step_value), index),
+                wanted=wanted,
             )
             out, cache = layer.forward(dict(zip(names, args[:count], strict=True)), xa, **options)
             return out, cache, state
@@ -555,23 +625,13 @@ class HybridLayer(keras.layers.Layer):
     # --- saving ------------------------------------------------------------------------
     def get_config(self):
         config = super().get_config()
-        layer = self.layer
-        name = type(layer).__name__
-        if name in BUILTIN and type(layer) is BUILTIN[name][0]:
-            inner = {"builtin": name, "config": {**BUILTIN[name][1](layer), "name": layer.name}}
-        else:
-            registered = keras.saving.get_registered_name(type(layer))
-            if not hasattr(layer, "get_config") or registered == name:
-                raise ValueError(
-                    f"model.save cannot store HybridLayer {self.name}: a .keras file holds a "
-                    f"layer's configuration, not its Python code, and {name} is your own "
-                    "layer; give it get_config() (its constructor's arguments) and decorate "
-                    "its class with @keras.saving.register_keras_serializable(), or save "
-                    "the weights alone with model.save_weights('model.weights.h5') and "
-                    "rebuild the model in code"
-                )
-            inner = {"registered_name": registered, "config": layer.get_config()}
-        config.update({"layer": inner, "seed": self.seed, "input_gradient": self.input_gradient})
+        config.update(
+            {
+                "layer": _layer_config(self.layer, self.name, {}, ""),
+                "seed": self.seed,
+                "input_gradient": self.input_gradient,
+            }
+        )
         if self.random:
             config["rng_index"] = self.rng_index
         return config
@@ -579,21 +639,75 @@ class HybridLayer(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        inner = config.pop("layer")
-        if "builtin" in inner:
-            layer = BUILTIN[inner["builtin"]][0](**inner["config"])
-        else:
-            layer_cls = keras.saving.get_registered_object(inner["registered_name"])
-            if layer_cls is None:
-                raise ValueError(
-                    f"the saved model holds a HybridLayer of {inner['registered_name']!r}, "
-                    "a layer of your own that is not registered here; import the module that "
-                    "defines it (decorated with @keras.saving.register_keras_serializable()) "
-                    "before loading, or pass custom_objects= to keras.models.load_model"
-                )
-            made = getattr(layer_cls, "from_config", None)
-            layer = made(inner["config"]) if made else layer_cls(**inner["config"])
+        layer = _layer_from_config(config.pop("layer"), {}, "")
         return cls(layer, **config)
+
+
+def _layer_config(layer: Layer, owner: str, seen: dict[int, str], where: str) -> dict:
+    """The saved configuration of the layer a HybridLayer wraps: a built-in layer's
+    arguments, a built-in composite's tree (a layer used again: ``{"same_as": place}``,
+    its first use's place), else a registered layer's own ``get_config()``.
+    ``where``: the place inside the wrapped composite ("block.2."), for the error."""
+    name = type(layer).__name__
+    if name in BUILTIN and type(layer) is BUILTIN[name][0]:
+        return {"builtin": name, "config": {**BUILTIN[name][1](layer), "name": layer.name}}
+    if name in COMPOSITES and type(layer) is COMPOSITES[name]:
+        paths = {}
+        for path, layers in layer.paths.items():
+            paths[path] = []
+            for position, child in enumerate(layers):
+                place = f"{where}{path}.{position}"
+                if id(child) in seen:
+                    paths[path].append({"same_as": seen[id(child)]})
+                else:
+                    seen[id(child)] = place
+                    paths[path].append(_layer_config(child, owner, seen, place + "."))
+        config = {"name": layer.name, **({"join": layer.join} if name == "Branches" else {})}
+        return {"composite": name, "paths": paths, "config": config}
+    registered = keras.saving.get_registered_name(type(layer))
+    if not hasattr(layer, "get_config") or registered == name:
+        at = f" (at {where[:-1]})" if where else ""
+        raise ValueError(
+            f"model.save cannot store HybridLayer {owner}: a .keras file holds a "
+            f"layer's configuration, not its Python code, and {name}{at} is your own "
+            "layer; give it get_config() (its constructor's arguments) and decorate "
+            "its class with @keras.saving.register_keras_serializable(), or save "
+            "the weights alone with model.save_weights('model.weights.h5') and "
+            "rebuild the model in code"
+        )
+    return {"registered_name": registered, "config": layer.get_config()}
+
+
+def _layer_from_config(inner: dict, made: dict[str, Layer], where: str) -> Layer:
+    """The layer of a configuration :func:`_layer_config` wrote; ``made``: the layers made
+    so far by place, for a later use of one of them."""
+    if "builtin" in inner:
+        return BUILTIN[inner["builtin"]][0](**inner["config"])
+    if "composite" in inner:
+        paths = {}
+        for path, items in inner["paths"].items():
+            paths[path] = []
+            for position, item in enumerate(items):
+                place = f"{where}{path}.{position}"
+                if "same_as" in item:  # the same object again: its parameters are shared
+                    paths[path].append(made[item["same_as"]])
+                else:
+                    made[place] = _layer_from_config(item, made, place + ".")
+                    paths[path].append(made[place])
+        config = inner["config"]
+        if inner["composite"] == "Residual":
+            return Residual(paths["block"], paths["shortcut"], name=config["name"])
+        return Branches(paths, join=config["join"], name=config["name"])
+    layer_cls = keras.saving.get_registered_object(inner["registered_name"])
+    if layer_cls is None:
+        raise ValueError(
+            f"the saved model holds a HybridLayer of {inner['registered_name']!r}, "
+            "a layer of your own that is not registered here; import the module that "
+            "defines it (decorated with @keras.saving.register_keras_serializable()) "
+            "before loading, or pass custom_objects= to keras.models.load_model"
+        )
+    made_by = getattr(layer_cls, "from_config", None)
+    return made_by(inner["config"]) if made_by else layer_cls(**inner["config"])
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -627,12 +741,20 @@ def keras_loss(net) -> keras.losses.Loss:
 def to_keras(net, *, name: str | None = None) -> keras.Model:
     """A ``keras.Model`` (Functional) from a :class:`tfhybrid.Sequential`: images
     [N, *net.input_shape] to logits, every layer a :class:`HybridLayer` named as the
-    network names its output (z1, s1, ...), with the network's parameters as initial
+    network names its output (z1, s1, res3, ...), with the network's parameters as initial
     weights and its state (``net.layer_state``) as the non-trainable weights. A layer
     that draws random numbers gets the network's ``seed``, its place as ``rng_index`` and
     the network's ``step``, so ``fit`` draws what tfhybrid's own loop draws. The first
     layer computes no input gradient. Compile it with :func:`keras_loss` for the
-    network's own loss."""
+    network's own loss.
+
+    A composite (a residual block, branches) becomes one HybridLayer: its fork and join
+    run in its own forward and hand-written backward. A layer object at two top-level
+    places becomes one HybridLayer called twice (one set of weights, as in Keras; the
+    gradients of its uses add). Raises ValueError for what has no honest Keras form:
+    two different top-level layers sharing a layer inside (each would get its own
+    weights), or one layer that draws random numbers at two places (one HybridLayer
+    would draw one mask for both, and move its step twice a step)."""
     from tfhybrid.models.sequential import Sequential
 
     if not isinstance(net, Sequential):
@@ -643,41 +765,97 @@ def to_keras(net, *, name: str | None = None) -> keras.Model:
     for index, layer in enumerate(net.layers):
         what = f"layer {index} ({type(layer).__name__})"
         _check_wrappable(layer, f"to_keras cannot convert {net.name}", what)
+    places = _check_sharing(net)
     dtype = net.dtype.name
     inputs = keras.Input(shape=net.input_shape, dtype=dtype, name="images")
     h = inputs
+    made: dict[int, HybridLayer] = {}
     for index, layer in enumerate(net.layers):
-        state = net.layer_state(index)
-        random = "rng" in _options_of(layer)
-        hybrid = HybridLayer(
-            copy.deepcopy(layer),
-            params={k: np.array(v) for k, v in net.layer_params(index).items()},
-            state={k: np.array(v) for k, v in state.items()} if state else None,
-            input_gradient=index > 0,
-            name=net.names[index],
-            dtype=dtype,
-            **({"seed": net.seed, "rng_index": index} if random else {}),
-        )
+        hybrid = made.get(id(layer))
+        if hybrid is None:
+            state = net.layer_state(index)
+            random = "rng" in _options_of(layer)
+            hybrid = made[id(layer)] = HybridLayer(
+                copy.deepcopy(layer),
+                params={k: np.array(v) for k, v in net.layer_params(index).items()},
+                state={k: np.array(v) for k, v in state.items()} if state else None,
+                # The images need no gradient; a layer used again later gets one there.
+                input_gradient=places[id(layer)][-1] > 0,
+                name=net.names[index],
+                dtype=dtype,
+                **({"seed": net.seed, "rng_index": index} if random else {}),
+            )
         h = hybrid(h)
         if hybrid._step_var is not None:
             hybrid._step_var.assign(net.step)
     return keras.Model(inputs, h, name=name or net.name.replace("-", "_"))
 
 
+def _check_sharing(net) -> dict[int, list[int]]:
+    """The top-level places of each layer object of ``net`` ({id: [index, ...]}), after
+    one clear error for a sharing that one HybridLayer per layer object cannot carry."""
+    places: dict[int, list[int]] = {}
+    for index, layer in enumerate(net.layers):
+        places.setdefault(id(layer), []).append(index)
+    owner: dict[str, int] = {}  # a parameter's or state's network name -> its first layer
+    for index, layer in enumerate(net.layers):
+        names = [*net.param_keys[index].values(), *net.state_keys[index].values()]
+        for other in dict.fromkeys(owner[n] for n in names if n in owner):
+            if net.layers[other] is layer:
+                continue
+            shared = [n for n in dict.fromkeys(names) if owner.get(n) == other]
+            raise ValueError(
+                f"to_keras cannot convert {net.name}: layer {other} "
+                f"({type(net.layers[other]).__name__}) and layer {index} ({type(layer).__name__}) "
+                f"share {', '.join(shared)} (one layer object used inside both), and each "
+                "becomes its own HybridLayer with its own Keras weights; use one object at "
+                "both top-level places (one HybridLayer called twice), or put both uses "
+                "inside one composite"
+            )
+        for n in names:
+            owner.setdefault(n, index)
+    for layer_places in places.values():
+        layer = net.layers[layer_places[0]]
+        if len(layer_places) > 1 and "rng" in _options_of(layer):
+            at = " and ".join(map(str, layer_places))
+            raise ValueError(
+                f"to_keras cannot convert {net.name}: layers {at} are one "
+                f"{type(layer).__name__} that draws random numbers; tfhybrid draws each "
+                "place's own numbers, but one HybridLayer called at both places would draw "
+                "from one step counter that moves at each call; give each place its own "
+                "object for the layer that draws (a Dropout has no weights to share)"
+            )
+    return places
+
+
 def hybrid_chain(model) -> list[HybridLayer] | None:
-    """The model's layers when they are HybridLayers alone, one after the other; else None."""
+    """The HybridLayers the model calls from its input to its output, one after the
+    other, when it is made of them alone (a layer called at two places is listed at
+    each, as it is in ``net.layers``); else None."""
     layers = [lyr for lyr in model.layers if not isinstance(lyr, keras.layers.InputLayer)]
     if not layers or not all(isinstance(lyr, HybridLayer) for lyr in layers):
         return None
     try:
-        if layers[0].input is not model.inputs[0]:
-            return None
-        for before, after in zip(layers, layers[1:], strict=False):
-            if after.input is not before.output:
-                return None
-    except (AttributeError, ValueError, IndexError):  # a layer called twice, or not yet
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):  # not built yet
         return None
-    return layers
+    if len(inputs or ()) != 1 or len(outputs or ()) != 1:
+        return None
+    # Back from the output: each tensor is made by one call of one layer on one tensor.
+    chain, tensor = [], outputs[0]
+    while tensor is not inputs[0]:
+        history = getattr(tensor, "_keras_history", None)
+        if history is None or not isinstance(history.operation, HybridLayer):
+            return None
+        node = history.operation._inbound_nodes[history.node_index]
+        if len(node.input_tensors) != 1:
+            return None
+        chain.append(history.operation)
+        tensor = node.input_tensors[0]
+    chain.reverse()
+    if {id(lyr) for lyr in chain} != {id(lyr) for lyr in layers}:
+        return None  # a layer off the path from the input to the output
+    return chain
 
 
 def _loss_name(model, loss: str | None) -> str:
@@ -713,9 +891,12 @@ def to_sequential(model, *, loss: str | None = None):
     dtypes = {lyr.compute_dtype for lyr in chain}
     if len(dtypes) != 1:
         raise ValueError(f"the HybridLayers of {model.name} mix dtypes {sorted(dtypes)}")
-    layers = [copy.deepcopy(lyr.layer) for lyr in chain]
-    for layer, hybrid in zip(layers, chain, strict=True):
-        layer.name = hybrid.name if hybrid.name.isidentifier() else None
+    copies: dict[int, Layer] = {}  # a HybridLayer called twice: one layer, twice
+    for hybrid in chain:
+        if id(hybrid) not in copies:
+            copies[id(hybrid)] = copy.deepcopy(hybrid.layer)
+            copies[id(hybrid)].name = hybrid.name if hybrid.name.isidentifier() else None
+    layers = [copies[id(hybrid)] for hybrid in chain]
     net = Sequential(
         layers,
         input_shape=chain[0].layer.input_shape,
@@ -729,7 +910,9 @@ def to_sequential(model, *, loss: str | None = None):
 
 def carry_weights(net, chain: list[HybridLayer]) -> None:
     """Copy the HybridLayers' weights, state and (when they agree) seed and step into
-    ``net``, the Sequential of the same layers."""
+    ``net``, the Sequential of the same layers (``chain``: :func:`hybrid_chain`'s list,
+    one entry per layer of ``net``; a layer at two places is carried twice, the same
+    values under the same network names)."""
     params, state = {}, {}
     for index, hybrid in enumerate(chain):
         for local, value in hybrid.params().items():
@@ -742,6 +925,33 @@ def carry_weights(net, chain: list[HybridLayer]) -> None:
     placed = all(hybrid.rng_index == index for index, hybrid in enumerate(chain) if hybrid.random)
     if len(draws) == 1 and placed:
         net.seed, net.step = next(iter(draws))
+
+
+def _as_keywords(forward, backward, reference, params: dict) -> tuple:
+    """A layer's op pair and reference, and its parameters, under names check_op can pass
+    as keywords: a composite's ``block.0.w`` as ``block_0_w`` (another name, made unique,
+    for a clash); a plain layer's names are kept."""
+    names: dict[str, str] = {}  # keyword -> the layer's own name
+    for name in params:
+        key = re.sub(r"\W", "_", name)
+        while key in names or key == "x":
+            key += "_"
+        names[key] = name
+    keys = {name: key for key, name in names.items()}
+
+    # check_op also hands a function with **keywords an ``rng`` of its own: not a
+    # parameter (the layer's options already bring its generator), so it is left out.
+    def keyword_forward(x, **p):
+        return forward(x, **{names[k]: v for k, v in p.items() if k in names})
+
+    def keyword_backward(dout, cache):
+        return {keys.get(k, k): v for k, v in backward(dout, cache).items()}
+
+    def keyword_reference(x, **p):
+        return reference(x, **{names[k]: v for k, v in p.items() if k in names})
+
+    keyword_params = {key: params[name] for key, name in names.items()}
+    return keyword_forward, keyword_backward, keyword_reference, keyword_params
 
 
 class AuditOutcome(float):
@@ -925,7 +1135,9 @@ class AuditCallback(keras.callbacks.Callback):
             state = {k: v.astype(np.float64) for k, v in hybrid.state().items()}
             options = standalone_options(layer, training=True, state=state)
             mode = ", training mode" if "training" in _options_of(layer) else ""
-            forward, backward, reference = layer_pair(layer, options=options)
+            forward, backward, reference, params = _as_keywords(
+                *layer_pair(layer, options=options), params
+            )
             reports[hybrid.name] = check_op(
                 forward,
                 backward,

@@ -91,6 +91,11 @@ class Composite(Layer):
             raise ValueError(f"{type(self).__name__} cannot hold itself")
         self._per_example = False
 
+    def __getstate__(self) -> dict:
+        # The cache of name prefixes is keyed by the children's ids, which a copy or a
+        # pickle does not keep: it is rebuilt on first use.
+        return {k: v for k, v in self.__dict__.items() if k != "_owners"}
+
     # --- the tree ------------------------------------------------------------------------
     def children(self) -> list[Layer]:
         """Every use of a layer in the paths, in path order (a shared layer, each time)."""
