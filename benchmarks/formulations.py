@@ -11,8 +11,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def conv_layers(net) -> list[tuple[int, object]]:
-    return [(i, layer) for i, layer in enumerate(net.layers) if hasattr(layer, "plan")]
+def conv_layers(net) -> list[tuple[int, str, object]]:
+    """(index of the layer in the network, a name, the convolution) for every convolution,
+    those inside composites too (named by their path: ``res6.block.0``)."""
+    from tfhybrid.layers import Composite
+
+    found = []
+    for i, layer in enumerate(net.layers):
+        inner = layer.leaves() if isinstance(layer, Composite) else [("", layer)]
+        for prefix, leaf in inner:
+            if hasattr(leaf, "plan"):
+                found.append((i, f"{net.names[i]}.{prefix[:-1]}" if prefix else net.names[i], leaf))
+    return found
 
 
 def label(row: dict) -> str:
@@ -27,8 +37,8 @@ def plans(model: str) -> list[dict]:
 
     net = build_model(model, dtype=np.float32)
     return [
-        {"layer": net.names[i], "index": i, **layer.plan.as_dict(), "text": layer.plan.describe()}
-        for i, layer in conv_layers(net)
+        {"layer": name, "index": i, **layer.plan.as_dict(), "text": layer.plan.describe()}
+        for i, name, layer in conv_layers(net)
     ]
 
 
@@ -40,7 +50,7 @@ def time_formulations(model: str, batch: int, repeats: int = 10, seed: int = 0) 
 
     net = build_model(model, dtype=np.float32)
     rows = []
-    for index, layer in conv_layers(net):
+    for index, name, layer in conv_layers(net):
         shape = layer.input_shape
         w_shape = layer.param_shapes(shape)["w"]
         need_dx = index > net.first
@@ -78,7 +88,7 @@ def time_formulations(model: str, batch: int, repeats: int = 10, seed: int = 0) 
             rows.append(
                 {
                     "model": model,
-                    "layer": net.names[index],
+                    "layer": name,
                     "input": list(shape),
                     "filter": list(w_shape),
                     "stride": layer.stride,

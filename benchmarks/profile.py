@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from benchmarks.formulations import conv_layers
+
 
 def profile(model: str, batch: int, steps: int, warmup: int = 5, seed: int = 0) -> dict:
     from benchmarks.steps import make_step, random_batch
@@ -153,11 +155,7 @@ def profile(model: str, batch: int, steps: int, warmup: int = 5, seed: int = 0) 
         "model": model,
         "batch": batch,
         "steps": steps,
-        "plans": {
-            net.names[i]: layer.plan.describe()
-            for i, layer in enumerate(net.layers)
-            if hasattr(layer, "plan")
-        },
+        "plans": {name: layer.plan.describe() for _, name, layer in conv_layers(net)},
         "parts": {
             name: {k: v for k, v in s.items() if k != "times_ms"} for name, s in summary.items()
         },

@@ -6,7 +6,9 @@ number of terms averaged: the batch N, the Ho*Wo output positions (the article's
 1/400 = 1/(20*20)), a pooling window's area, the channels; an input used twice and
 overwritten loses a factor 2. A kernel gradient convolved the wrong way round comes out
 rotated 180 degrees; an index off by one shifts it; a sum over the wrong axis leaves a
-tensor constant along an axis where the true one varies.
+tensor constant along an axis where the true one varies. A fork's backward that drops a
+path, or a shared layer's that keeps one use, gives a tensor the caller can compute: such
+candidates are named by :func:`candidate_cause`.
 """
 
 from __future__ import annotations
@@ -109,6 +111,23 @@ def transform_cause(manual: np.ndarray, true: np.ndarray, rtol: float) -> str | 
                 f"constant along axis {axis}, where the true gradient varies "
                 "(a sum or broadcast over the wrong axis)"
             )
+    return None
+
+
+def candidate_cause(
+    manual: np.ndarray, true: np.ndarray, candidates: Mapping[str, np.ndarray], rtol: float
+) -> str | None:
+    """The description of the first candidate ``manual`` equals ({description: array},
+    such as a fork's dx without one path's share). A candidate the true gradient equals
+    is passed over: it could not tell a bug from rounding."""
+    m = np.asarray(manual, dtype=np.float64)
+    t = np.asarray(true, dtype=np.float64)
+    for description, value in candidates.items():
+        value = np.asarray(value, dtype=np.float64)
+        if value.shape != m.shape or compare(value, t, rtol).matches:
+            continue
+        if compare(m, value, rtol).matches:
+            return description
     return None
 
 

@@ -148,11 +148,13 @@ def _audit(
     key = "logits" if "logits" in manual and "logits" in again else "loss"
     fresh = not np.array_equal(np.asarray(manual[key]), np.asarray(again[key]), equal_nan=True)
     sequential = layers and hasattr(model, "layers") and hasattr(model, "param_keys")
-    layer_checks = []
+    layer_checks, shared = [], {}
     if sequential:  # first: a layer that computes in float32 sets the network's tolerance
-        from tfhybrid.audit.layers import check_layers
+        from tfhybrid.audit.layers import check_layers, shared_candidates
 
         layer_checks = check_layers(model, x, y, seed=seed, per_example=per_example)
+        # A layer used at several places: its gradient with one use's share alone.
+        shared = shared_candidates(layer_checks, model)
     dtype = np.result_type(*params.values())
     if any(np.asarray(v).dtype == np.float32 for v in _arrays(manual)) or any(
         item.check.precision != "float64" for item in layer_checks
@@ -179,6 +181,7 @@ def _audit(
             fd_samples=fd_samples,
             manual_rtol=rtol,
             counts=counts.get(f"d{key}"),
+            candidates=shared.get(key),
         )
         for key in params
     ]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from tfhybrid.audit import tolerances as tol
-from tfhybrid.audit.causes import factor_cause, transform_cause
+from tfhybrid.audit.causes import candidate_cause, factor_cause, transform_cause
 from tfhybrid.audit.compare import (
     FACTOR,
     MATCH,
@@ -87,7 +87,9 @@ class TensorCheck:
     coordinates that are comparable (``fd_not_comparable`` of them across a kink).
     ``kinks``: the one-sided and directional tests at kink coordinates; ``departures``:
     coordinates where a valid subgradient differs from TensorFlow's. ``cause``: the
-    likely cause of a mismatch. ``per_example_norms``: each sample's gradient norm.
+    likely cause of a mismatch; ``cause_equals``: the cause is a tensor the manual one
+    equals (one of the caller's candidates), whatever the verdict. ``per_example_norms``:
+    each sample's gradient norm.
     """
 
     name: str
@@ -105,6 +107,7 @@ class TensorCheck:
     kinks: KinkCheck | None = None
     departures: int = 0
     cause: str | None = None
+    cause_equals: bool = False
     per_example_norms: tuple[float, ...] = ()
     point: str = ""  # which input the check ran at, where it ran at several
     note: str = ""  # a line for the table's notes (why a departure from the tape matches)
@@ -169,6 +172,7 @@ def judge_tensor(
     fd_only_rtol: float | None = None,
     atol: float = 0.0,
     counts: Mapping[str, int] | None = None,
+    candidates: Mapping[str, np.ndarray] | None = None,
 ) -> TensorCheck:
     """Judge ``manual`` against ``tape64`` (whole tensor; ``tape32`` beside it) and
     finite differences of ``probe`` (sampled coordinates), or against the finite
@@ -176,7 +180,10 @@ def judge_tensor(
     (the precision the manual code computed in); ``fd_only_rtol``: the tolerance when
     the differences are the only reference (default: their own accuracy); ``atol``:
     differences up to this match. ``counts``: the layer's quantities a factor may equal
-    (:func:`tfhybrid.audit.causes.quantities`)."""
+    (:func:`tfhybrid.audit.causes.quantities`). ``candidates``: {description: array}, the
+    gradients a known slip would give (a fork's dx without one path's share); the one a
+    mismatching manual gradient equals is its likely cause when no factor or transform
+    of the true gradient is."""
     manual = np.asarray(manual, dtype=np.float64)
     shape = tuple(manual.shape)
     if manual.size == 0:
@@ -187,7 +194,15 @@ def judge_tensor(
     )
     t32 = compare(tape32, tape64, tol.RTOL_FLOAT32) if tape32 is not None else None
     finish = functools.partial(
-        _finish, name, kind, shape, manual=manual, tape64=tape64, rtol=manual_rtol, counts=counts
+        _finish,
+        name,
+        kind,
+        shape,
+        manual=manual,
+        tape64=tape64,
+        rtol=manual_rtol,
+        counts=counts,
+        candidates=candidates,
     )
     if _zero_up_to_rounding(vs_tape, t32) or _float32_noise_only(vs_tape, t32, tape64):
         # The true gradient is zero up to rounding (the float32 tape is all rounding error
@@ -327,15 +342,18 @@ def judge_tensor(
 
 
 def _finish(
-    name, kind, shape, judged, t32, the_vote, *, manual, tape64, rtol, counts, **extra
+    name, kind, shape, judged, t32, the_vote, *, manual, tape64, rtol, counts, candidates, **extra
 ) -> TensorCheck:
     matches = the_vote.unanimous if the_vote is not None else judged.verdict == MATCH
-    cause = None
+    cause, equals = None, False
     if not matches:
         if judged.verdict in (FACTOR, SIGN):
             cause = factor_cause(judged.scale, counts or {})
         elif judged.verdict == WRONG and tape64 is not None:
             cause = transform_cause(manual, tape64, max(rtol, tol.RTOL_FLOAT32))
+        if cause is None and candidates and tape64 is not None:
+            cause = candidate_cause(manual, tape64, candidates, max(rtol, tol.RTOL_FLOAT32))
+            equals = cause is not None
     return TensorCheck(
         name,
         kind,
@@ -346,6 +364,7 @@ def _finish(
         tape32=t32,
         vote=the_vote,
         cause=cause,
+        cause_equals=equals,
         **extra,
     )
 
@@ -546,11 +565,13 @@ def notes(items: list[TensorCheck]) -> list[str]:
                     "one-sided and directional differences (a valid subgradient)"
                 )
         if item.cause and not item.matches:
-            lines.append(f"likely cause: {item.label} {_cause_text(item)}")
+            lines.append(f"likely cause: {item.label} {cause_text(item)}")
     return lines
 
 
-def _cause_text(item: TensorCheck) -> str:
-    if item.verdict.startswith((FACTOR, SIGN)):
+def cause_text(item: TensorCheck) -> str:
+    """What follows a tensor's name on a "likely cause:" line: "is off by 1/400 = ..." (a
+    factor) or "equals the true gradient rotated ..."."""
+    if item.verdict.startswith((FACTOR, SIGN)) and not item.cause_equals:
         return f"is off by {item.cause}"
     return f"equals {item.cause}"

@@ -8,17 +8,28 @@ tape of its own ``reference`` and finite differences of its own ``forward`` (the
 :func:`~tfhybrid.audit.check_op`). The first layer in backward order whose own backward
 is wrong is at fault; a layer below it whose own backward is right but whose gradients
 in the network are wrong inherits its error.
+
+Through forks: every layer inside a composite is checked so too, at its input and the
+tape's upstream gradient at its output inside the composite (:mod:`tfhybrid.audit.forks`),
+nested composites included, and each composite as a whole. A composite whose own
+backward is wrong while every layer inside it matches has its fault in its join (how it
+hands dout to its paths and adds their dx at the fork); one with a wrong layer inside
+merely holds that layer's fault. A layer inside is named by its path from the network's
+layer: ``3 (Residual, output res3) > block > 1 (Conv2D)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 
 from tfhybrid.audit import tolerances as tol
 from tfhybrid.audit.causes import quantities
 from tfhybrid.audit.compare import MATCH
+from tfhybrid.audit.forks import fork_causes, share_causes, shared_layers, trace, use_share
 from tfhybrid.audit.judge import (
     MANUAL,
     PER_EXAMPLE,
@@ -26,30 +37,64 @@ from tfhybrid.audit.judge import (
     TAPE32,
     TAPE64,
     TensorCheck,
+    cause_text,
     judge_tensor,
 )
 from tfhybrid.audit.ops import OpReport, layer_pair, run_check
 from tfhybrid.audit.vote import unanimous
+from tfhybrid.layers.composite import Composite
 
 LAYER_FD_SAMPLES = 12  # coordinates per tensor of one layer (the network's table has more)
 OK, AT_FAULT, INHERITS, ALSO_WRONG = "ok", "at fault", "inherits", "also wrong"
+HOLDS = "holds the fault"  # a composite whose own backward is wrong by a layer inside it
+NETWORK_UPSTREAM = "the float64 tape's upstream gradient (dL/d its output in the network)"
+JOIN_AT_FAULT = (
+    "every layer inside matches on its own, so the fault is in its join (how its backward "
+    "hands dout to each path and adds the paths' gradients at the fork)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Place:
+    """One step into a composite: the child at ``position`` of path ``path``, of class
+    ``layer``."""
+
+    path: str
+    position: int
+    layer: str
+
+    def __str__(self) -> str:
+        return f"{self.path} > {self.position} ({self.layer})"
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerVerdict:
-    """Layer ``index`` (``layer``: its class, ``output``: its output's name): ``status``
-    ok, at fault, also wrong (its own backward is wrong too, below the one at fault) or
-    inherits; ``check``: its own backward's check (inputs x and its parameters under
-    their layer names); ``per_example``: its per-example gradients against per-sample
-    tapes; ``network``: its tensors that mismatch in the network's audit."""
+    """Layer ``index`` (``output``: its output's name; ``outer``: its class), or a layer
+    ``inside`` it (the steps down the composites), of class ``layer``: ``status`` ok, at
+    fault, also wrong (its own backward is wrong too, below the one at fault), inherits
+    or holds the fault (a composite with a wrong layer inside); ``check``: its own
+    backward's check (inputs x and its parameters under their layer names);
+    ``per_example``: its per-example gradients against per-sample tapes; ``network``: its
+    tensors that mismatch in the network's audit. ``joins``: a composite checked as a
+    whole (its join and fork included); ``prefix``: its parameters' names inside layer
+    ``index`` ("block.0."); ``shares``: for a layer used at several places, this use's
+    share of each parameter's gradient, named inside layer ``index``. ``index`` is None
+    for a composite checked on its own (:func:`~tfhybrid.audit.check_layer`)."""
 
-    index: int
+    index: int | None
     layer: str
     output: str
     status: str
     check: OpReport
     per_example: tuple[TensorCheck, ...] = ()
     network: tuple[str, ...] = ()
+    outer: str = ""
+    inside: tuple[Place, ...] = ()
+    joins: bool = False
+    prefix: str = ""
+    shares: dict[str, np.ndarray] = dataclasses.field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def own_ok(self) -> bool:
@@ -62,7 +107,24 @@ class LayerVerdict:
         return out
 
     def describe(self) -> str:
-        return f"{self.index} ({self.layer}, output {self.output})"
+        """ "2 (ReLU, output a1)", or "3 (Residual, output res3) > block > 1 (Conv2D)"."""
+        top = self.outer or self.layer
+        head = top if self.index is None else f"{self.index} ({top}, output {self.output})"
+        return " > ".join([head, *map(str, self.inside)])
+
+    def short(self) -> str:
+        """The name on a "likely cause:" line: "2", or "3 > block > 1 (Conv2D)"."""
+        head = (self.outer or self.layer) if self.index is None else str(self.index)
+        return " > ".join([head, *map(str, self.inside)])
+
+    def contains(self, other: LayerVerdict) -> bool:
+        """Whether ``other`` is a layer inside this one (a composite)."""
+        depth = len(self.inside)
+        return (
+            other.index == self.index
+            and len(other.inside) > depth
+            and other.inside[:depth] == self.inside
+        )
 
     def __str__(self) -> str:
         return f"layer {self.describe()}: {self.status}\n{self.check}"
@@ -72,6 +134,9 @@ class LayerVerdict:
             "index": self.index,
             "layer": self.layer,
             "output": self.output,
+            "where": self.describe(),
+            "inside": [dataclasses.asdict(step) for step in self.inside],
+            "joins": self.joins,
             "status": self.status,
             "own_ok": self.own_ok,
             "own_verdicts": self.own_verdicts,
@@ -81,10 +146,42 @@ class LayerVerdict:
         }
 
 
+@dataclasses.dataclass(frozen=True)
+class At:
+    """Where a use sits: in layer ``index`` (``output``, class ``outer``) of a network, or
+    in the composite checked on its own (``index`` None), the steps ``inside``; its
+    parameters are named ``prefix`` + their own names inside that layer."""
+
+    index: int | None
+    output: str
+    outer: str
+    inside: tuple[Place, ...] = ()
+    prefix: str = ""
+
+    def down(self, composite: Composite, path: str, position: int, layer) -> At:
+        step = Place(path, position, type(layer).__name__)
+        return dataclasses.replace(
+            self, inside=(*self.inside, step), prefix=self.prefix + composite._owner(layer)
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Scope:
+    """What every check of one audit shares: the ids of the layers used at several places
+    (their shares are kept), whether per-example gradients are checked, where the
+    upstream gradient comes from (for the table's header) and the coordinates per tensor."""
+
+    shared: frozenset[int] = frozenset()
+    per_example: bool = False
+    upstream: str = NETWORK_UPSTREAM
+    fd_samples: int = LAYER_FD_SAMPLES
+
+
 def check_layers(
     model, x: np.ndarray, y: np.ndarray, *, seed: int = 0, per_example: bool = False
 ) -> list[LayerVerdict]:
-    """Each layer from the first with parameters on, in backward order (last first)."""
+    """Each layer from the first with parameters on, in backward order (last first); a
+    composite's own check is followed by those of the layers inside it."""
     from tfhybrid._tf import tf
 
     params = {k: np.asarray(v, dtype=np.float64) for k, v in model.params.items()}
@@ -100,23 +197,20 @@ def check_layers(
         loss = model.reference_loss(h, tf.constant(np.asarray(y, dtype=np.float64)))
     upstream = tape.gradient(loss, outputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
+    scope = Scope(frozenset(shared_layers(model.layers)), per_example)
     verdicts = []
     for index in range(len(model.layers) - 1, model.first - 1, -1):
         layer = model.layers[index]
-        need_dx = index > model.first
-        x_in = inputs[index].numpy()
-        dout = upstream[index].numpy()
-        local = model.layer_params(index, params)
-        check = _own_check(layer, x_in, local, dout, need_dx, seed + index, model, index)
-        extra = ()
-        if per_example and local:
-            extra = tuple(
-                _per_example(
-                    layer, x_in, local, dout, need_dx, model.param_keys[index], model, index
-                )
-            )
-        verdicts.append(
-            LayerVerdict(index, type(layer).__name__, model.names[index], OK, check, extra)
+        verdicts += check_use(
+            layer,
+            model.layer_params(index, params),
+            inputs[index].numpy(),
+            upstream[index].numpy(),
+            _network_options(model, index),
+            At(index, model.names[index], type(layer).__name__),
+            scope,
+            need_dx=index > model.first,
+            seed=seed + index,
         )
     return verdicts
 
@@ -128,11 +222,121 @@ def _options(model, index: int, method: str = "reference") -> dict:
     return call(index, method) if callable(call) else {}
 
 
-def _own_check(layer, x_in, local, dout, need_dx, seed, model, index) -> OpReport:
-    values = {"x": np.array(x_in), **{k: np.array(v) for k, v in local.items()}}
-    forward, backward, reference = layer_pair(
-        layer, need_dx, options=lambda method: _options(model, index, method)
+def _network_options(model, index: int) -> Callable[[str], dict]:
+    return lambda method: _options(model, index, method)
+
+
+def check_use(
+    layer,
+    params: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    dout: np.ndarray,
+    options: Callable[[str], dict],
+    at: At,
+    scope: Scope,
+    *,
+    need_dx: bool = True,
+    seed: int = 0,
+) -> list[LayerVerdict]:
+    """One use of ``layer`` checked on its own at input x [N, *S], upstream gradient dout
+    [N, *T] and ``params`` (its own names): its verdict, and for a composite the verdicts
+    of the layers inside it after it (:func:`check_inside`)."""
+    inside = Inside([], {}, False)
+    if isinstance(layer, Composite):
+        inside = check_inside(layer, params, x, dout, options, at, scope, seed=seed)
+    check = _own_check(layer, x, params, dout, need_dx, seed, options, scope, inside.candidates)
+    extra = ()
+    if scope.per_example and params:
+        extra = tuple(_per_example(layer, x, params, dout, need_dx, options))
+    shares = {}
+    if id(layer) in scope.shared:  # its uses' gradients add: keep this one's share
+        found = use_share(layer, params, x, dout, options)
+        shares = {at.prefix + k: v for k, v in found.items()}
+    verdict = LayerVerdict(
+        at.index,
+        type(layer).__name__,
+        at.output,
+        OK,
+        check,
+        extra,
+        outer=at.outer,
+        inside=at.inside,
+        joins=inside.complete,
+        prefix=at.prefix,
+        shares=shares,
     )
+    return [verdict, *inside.verdicts]
+
+
+class Inside(NamedTuple):
+    """The layers inside one call of a composite, each checked on its own (in backward
+    order), the candidates of the composite's likely causes ({input: {description:
+    gradient}}), and whether every use inside was traced (else nothing is claimed of
+    them: a reference of one's own that does not run its paths through path_reference)."""
+
+    verdicts: list[LayerVerdict]
+    candidates: dict[str, dict[str, np.ndarray]]
+    complete: bool
+
+
+def check_inside(
+    composite: Composite,
+    params: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    dout: np.ndarray,
+    options: Callable[[str], dict],
+    at: At,
+    scope: Scope,
+    *,
+    seed: int = 0,
+) -> Inside:
+    """Each use of a layer inside ``composite`` checked on its own, fed the float64 tape's
+    upstream gradient at its output for the composite's upstream dout [N, *T] at input x
+    [N, *S], in backward order (the last path's last layer first); and the candidates the
+    composite's own check names as likely causes: {input: {description: gradient}} (dx
+    with the fork's rule broken, a shared parameter's gradient of one use alone)."""
+    traced = trace(composite, params, x, dout, options)
+    if len(traced.uses) != len(composite.uses()):
+        return Inside([], {}, False)
+    inner: list[LayerVerdict] = []
+    for number in range(len(traced.uses) - 1, -1, -1):
+        use = traced.uses[number]
+        inner += check_use(
+            use.layer,
+            composite._local(use.layer, params),
+            use.x,
+            use.dout,
+            use.options,
+            at.down(composite, use.path, use.position, use.layer),
+            scope,
+            seed=seed + 1 + number,
+        )
+    depth = len(at.inside)
+    shares = [
+        (name[len(at.prefix) :], " > ".join(map(str, item.inside[depth:])), share)
+        for item in inner
+        for name, share in item.shares.items()
+        if name.startswith(at.prefix)
+    ]
+    return Inside(inner, {"x": fork_causes(composite, traced), **share_causes(shares)}, True)
+
+
+def shared_candidates(verdicts: list[LayerVerdict], model) -> dict[str, dict[str, np.ndarray]]:
+    """{network parameter: {description: one use's share}} for each parameter of a layer
+    used at several places: what its gradient is when one use's overwrote the others'."""
+    shares = [
+        (model.param_keys[item.index][name], f"layer {item.describe()}", share)
+        for item in verdicts
+        for name, share in item.shares.items()
+    ]
+    return share_causes(shares)
+
+
+def _own_check(
+    layer, x_in, local, dout, need_dx, seed, options, scope: Scope, candidates
+) -> OpReport:
+    values = {"x": np.array(x_in), **{k: np.array(v) for k, v in local.items()}}
+    forward, backward, reference = layer_pair(layer, need_dx, options=options)
     return run_check(
         forward,
         backward,
@@ -140,19 +344,20 @@ def _own_check(layer, x_in, local, dout, need_dx, seed, model, index) -> OpRepor
         reference,
         rng=np.random.default_rng(seed),
         dout=dout,
-        fd_samples=LAYER_FD_SAMPLES,
+        fd_samples=scope.fd_samples,
         name=type(layer).__name__,
         seed=seed,
         counts=quantities(x_in.shape, dout.shape, getattr(layer, "cause_counts", None)),
-        upstream="the float64 tape's upstream gradient (dL/d its output in the network)",
+        upstream=scope.upstream,
+        candidates=candidates,
     )
 
 
-def _per_example(layer, x_in, local, dout, need_dx, keys, model, index) -> list[TensorCheck]:
+def _per_example(layer, x_in, local, dout, need_dx, options) -> list[TensorCheck]:
     """Each sample's own parameter gradients of the layer against per-sample tapes."""
     from tfhybrid._tf import tf
 
-    _, cache = layer.forward(local, np.array(x_in), **_options(model, index, "forward"))
+    _, cache = layer.forward(local, np.array(x_in), **options("forward"))
     _, manual = layer.backward_per_example(np.array(dout), cache, need_dx)
     refs = {dtype: {k: [] for k in local} for dtype in (tf.float64, tf.float32)}
     for n in range(len(x_in)):
@@ -161,9 +366,7 @@ def _per_example(layer, x_in, local, dout, need_dx, keys, model, index) -> list[
             with tf.GradientTape() as tape:
                 tape.watch(tensors)
                 out = layer.reference(
-                    tensors,
-                    tf.constant(x_in[n : n + 1], dtype=dtype),
-                    **_options(model, index),
+                    tensors, tf.constant(x_in[n : n + 1], dtype=dtype), **options("reference")
                 )
                 target = tf.reduce_sum(out * tf.constant(dout[n : n + 1], dtype=dtype))
             grads = tape.gradient(
@@ -210,7 +413,7 @@ def explained_by_layers(
     (a ReLU'(0) = 1, a tie shared), the tensor follows their valid choices: it matches,
     with a note. Intermediates have no finite differences of their own; this is how
     their departures are judged."""
-    own = {v.index: v for v in verdicts}
+    own = {v.index: v for v in verdicts if not v.inside}  # each network layer as a whole
     departing = {
         v.index for v in verdicts if any(r.departures for r in (*v.check.inputs, *v.per_example))
     }
@@ -249,27 +452,49 @@ def explained_by_layers(
 
 def locate_fault(verdicts: list[LayerVerdict], model, mismatched: set[str]) -> list[LayerVerdict]:
     """Statuses from the layers' own checks and the network's mismatching tensors."""
+    return locate(
+        verdicts,
+        lambda item: tuple(name for name in _network_names(item, model) if name in mismatched),
+    )
+
+
+def locate(
+    verdicts: list[LayerVerdict], network: Callable[[LayerVerdict], tuple[str, ...]]
+) -> list[LayerVerdict]:
+    """Statuses, in backward order: the first layer whose own backward is wrong is at
+    fault, a later one also wrong, and one that matches but whose tensors ``network(item)``
+    mismatch in the network inherits; a composite whose own check fails by a wrong layer
+    inside it holds that fault (the layer inside is named instead)."""
     out, fault_seen = [], False
-    for item in verdicts:  # backward order
-        index = item.index
-        own = [f"d{key}" for key in model.param_keys[index].values()]
-        own += [
-            f"d{key}{suffix}"
-            for key in model.param_keys[index].values()
-            for suffix in (PER_EXAMPLE_SUFFIX, ":sum")
-        ]
-        if index > model.first and model.layers[index - 1].report_gradient:
-            own.append("d" + model.names[index - 1])
-        network = tuple(name for name in own if name in mismatched)
+    for item in verdicts:
+        found = network(item)
         if not item.own_ok:
-            status = ALSO_WRONG if fault_seen else AT_FAULT
-            fault_seen = True
-        elif network and fault_seen:
+            inside = [v for v in verdicts if item.contains(v) and not v.own_ok]
+            if item.joins and inside:
+                status = HOLDS
+            else:
+                status = ALSO_WRONG if fault_seen else AT_FAULT
+                fault_seen = True
+        elif found and fault_seen:
             status = INHERITS
         else:
             status = OK
-        out.append(dataclasses.replace(item, status=status, network=network))
+        out.append(dataclasses.replace(item, status=status, network=found))
     return out
+
+
+def _network_names(item: LayerVerdict, model) -> list[str]:
+    """The network's tensors a layer's backward computes: its parameters' gradients (a
+    layer inside a composite: those named under its prefix), with their per-example
+    records, and a network layer's dx (the gradient of the output below it)."""
+    keys = model.param_keys[item.index]
+    keys = [key for name, key in keys.items() if name.startswith(item.prefix)]
+    own = [f"d{key}" for key in dict.fromkeys(keys)]
+    own += [f"{name}{suffix}" for name in list(own) for suffix in (PER_EXAMPLE_SUFFIX, ":sum")]
+    index = item.index
+    if not item.inside and index > model.first and model.layers[index - 1].report_gradient:
+        own.append("d" + model.names[index - 1])
+    return own
 
 
 def fault_lines(verdicts: list[LayerVerdict], any_mismatch: bool) -> list[str]:
@@ -283,7 +508,11 @@ def fault_lines(verdicts: list[LayerVerdict], any_mismatch: bool) -> list[str]:
                 "layer at fault: none; every layer's own backward matches at these inputs "
                 "(look at the loss, or at how the network joins its layers)"
             ]
-        return ["layers: each layer's own backward matches (fed the tape's upstream gradient)"]
+        inside = any(v.joins for v in verdicts)
+        return [
+            "layers: each layer's own backward matches (fed the tape's upstream gradient)"
+            + (", inside composites too, and so does each composite's join" if inside else "")
+        ]
     lines = []
     for item in verdicts:
         if item.status == AT_FAULT:
@@ -296,20 +525,23 @@ def fault_lines(verdicts: list[LayerVerdict], any_mismatch: bool) -> list[str]:
                 f"its gradients in the network ({', '.join(item.network)}) do not"
             )
     for item in verdicts:
+        if item.status == HOLDS:
+            continue  # its gradients are wrong by the layer inside: their causes are not its
         for record in (*item.check.inputs, *item.per_example):
             if record.cause and not record.matches:
-                verb = "is off by" if record.verdict.startswith(("off", "sign")) else "equals"
                 lines.append(
-                    f"  likely cause: layer {item.index} {_local_name(record.label)} {verb} "
-                    f"{record.cause}"
+                    f"  likely cause: layer {item.short()} {_local_name(record.label)} "
+                    f"{cause_text(record)}"
                 )
     return lines
 
 
 def fault_text(item: LayerVerdict) -> str:
     """ "2 (ReLU, output a1): its own backward gives dx wrong": what follows
-    "layer at fault:"."""
-    return f"{item.describe()}: its own backward gives {_wrong(item)}"
+    "layer at fault:"; a composite whose layers inside all match adds that its join is
+    at fault."""
+    text = f"{item.describe()}: its own backward gives {_wrong(item)}"
+    return f"{text}; {JOIN_AT_FAULT}" if item.joins else text
 
 
 def _wrong(item: LayerVerdict) -> str:
@@ -323,3 +555,27 @@ def _wrong(item: LayerVerdict) -> str:
 def _local_name(name: str) -> str:
     """A layer's own tensor as a gradient: x -> dx, w -> dw, "w per example" -> dw ..."""
     return "d" + name
+
+
+def _root(report: OpReport) -> LayerVerdict:
+    """A composite checked on its own (:func:`~tfhybrid.audit.check_layer`) as the verdict
+    above its parts': at fault when it is wrong and every layer inside matches. Its
+    causes are left out here: the table's notes under its own rows show them."""
+    name = report.parts[0].outer
+    inputs = [dataclasses.replace(item, cause=None) for item in report.inputs]
+    check = dataclasses.replace(report, inputs=inputs, parts=())
+    status = OK
+    if not report.ok:
+        status = HOLDS if any(not v.own_ok for v in report.parts) else AT_FAULT
+    return LayerVerdict(None, name, "", status, check, outer=name, joins=True)
+
+
+def composite_fault(report: OpReport) -> LayerVerdict | None:
+    """The layer at fault of a composite checked on its own: a layer inside it, or the
+    composite itself (its join); None when nothing is wrong."""
+    return next((v for v in (_root(report), *report.parts) if v.status == AT_FAULT), None)
+
+
+def composite_lines(report: OpReport) -> list[str]:
+    """The ``layer at fault:`` lines of a composite checked on its own."""
+    return fault_lines([_root(report), *report.parts], not report.ok)

@@ -76,7 +76,10 @@ class OpReport:
     """What :func:`check_op` measured; ``print(report)`` shows the table.
 
     ``precision``: the dtype the user's code computed in (its output's and gradients'),
-    whose tolerances judged it."""
+    whose tolerances judged it. ``parts``: for a composite checked by
+    :func:`check_layer`, each layer inside it checked on its own (a
+    :class:`~tfhybrid.audit.layers.LayerVerdict` each, nested composites included), which
+    name the layer at fault, or the composite's join when they all match."""
 
     op: str
     reference: str  # "tf.GradientTape (float64, float32)" or "finite differences only"
@@ -86,6 +89,7 @@ class OpReport:
     precision: str = "float64"
     upstream: str = ""  # where dout came from, when not drawn at random
     problem: str = ""  # why nothing could be checked (a forward that is not a function)
+    parts: tuple = ()
 
     @property
     def verdicts(self) -> dict[str, str]:
@@ -132,6 +136,16 @@ class OpReport:
             "verdicts": self.verdicts,
             "tolerances": self.tolerances,
             "inputs": [i.to_dict() for i in self.inputs],
+            **(self._parts_dict() if self.parts else {}),
+        }
+
+    def _parts_dict(self) -> dict:
+        from tfhybrid.audit.layers import composite_fault
+
+        fault = composite_fault(self)
+        return {
+            "layer_at_fault": None if fault is None else fault.describe(),
+            "layers": [item.to_dict() for item in self.parts],
         }
 
     def to_json(self) -> str:
@@ -167,6 +181,10 @@ def format_op_table(report: OpReport) -> str:
     extra = notes(report.inputs)
     if extra:
         lines += ["", *extra]
+    if report.parts:  # a composite: the layer inside at fault, or its join
+        from tfhybrid.audit.layers import composite_lines
+
+        lines += ["", *composite_lines(report)]
     if report.reference == FD_ONLY:
         legend = (
             "rel err, cosine, scale c and worst index compare the manual gradient with "
@@ -301,11 +319,14 @@ def run_check(
     counts: Mapping[str, int] | None = None,
     upstream: str = "",
     cause_counts: Mapping[str, float] | None = None,
+    candidates: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> OpReport:
     """:func:`check_op` on checked float64 ``values``; ``dout``: the upstream gradient
     (default: drawn from ``rng``), as the per-layer checks of a network pass the tape's.
     ``counts``: the quantities a factor may be named after (default: those of the input
-    and output shapes, and ``cause_counts``, a layer's own)."""
+    and output shapes, and ``cause_counts``, a layer's own). ``candidates``: {input:
+    {description: gradient}}, what a known slip would give for that input (a composite's
+    dx without one path's share), named as the likely cause when the manual one equals it."""
     out, cache, out_dtype = _run_forward(forward, values)
     again = _run_forward(forward, values)[0]
     if _differs(out, again):  # not a function of its inputs: nothing can be differentiated
@@ -368,6 +389,7 @@ def run_check(
                 fd_only_rtol=rtol,
                 atol=atol,
                 counts=counts,
+                candidates=(candidates or {}).get(key),
             )
         )
     label = (
@@ -406,14 +428,19 @@ def _check_tolerances(rtol, atol, fd_samples) -> None:
         raise ValueError(f"fd_samples must be an integer >= 1, got {fd_samples!r}")
 
 
-def _checked_inputs(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _checked_inputs(
+    inputs: Mapping[str, np.ndarray], identifiers: bool = True
+) -> dict[str, np.ndarray]:
+    """Float64 copies of ``inputs``, each checked; ``identifiers``: names must be Python
+    names (a user's function takes them as keywords; a layer's pair takes a composite's
+    "block.0.w" in ``**params``)."""
     if not isinstance(inputs, Mapping) or not inputs:
         raise ValueError(
             f"inputs must be a non-empty dict of name -> float array, got {type(inputs).__name__}"
         )
     values = {}
     for key, value in inputs.items():
-        if not isinstance(key, str) or not key.isidentifier():
+        if not isinstance(key, str) or (identifiers and not key.isidentifier()):
             raise ValueError(
                 f"input names must be identifiers (they are passed as keywords), got {key!r}"
             )
@@ -691,8 +718,17 @@ def check_layer(
     ``training``; normalization is checked in training mode by default). A layer that takes
     ``rng`` gets a generator seeded ``seed`` on every call, so each evaluation replays the
     same draw; one that takes ``state`` gets a copy of its :meth:`init_state` each call.
+
+    A composite (a Residual, Branches, one's own) is checked as a whole, its parameters
+    named by their paths (block.0.w), and each layer inside it on its own at every point,
+    fed the float64 tape's upstream gradient at its output inside the composite (nested
+    composites too): the report's ``parts``, and a ``layer at fault:`` line naming the
+    layer inside (``Residual > block > 1 (Conv2D)``) or, when they all match, the
+    composite's join. Its likely causes include a path's gradient not added at the fork
+    or counted twice, and a shared layer's gradient of one use only.
     """
     from tfhybrid.layers.base import Layer
+    from tfhybrid.layers.composite import Composite
 
     if not isinstance(layer, Layer):
         raise ValueError(
@@ -755,21 +791,19 @@ def check_layer(
             (f"{label}, fused path" if label else "fused path", point, fused_forward)
             for label, point in points
         ]
+    inside = _Inside(layer, options, seed, fd_samples) if isinstance(layer, Composite) else None
+    settings = dict(seed=seed, rtol=rtol, atol=atol, fd_samples=fd_samples, name=name)
     reports = [
-        run_check(
-            path,
-            backward,
-            _checked_inputs({"x": np.asarray(point, dtype=np.float64), **params}),
-            reference,
-            rng=np.random.default_rng(seed + index % len(points)),
-            seed=seed,
-            rtol=rtol,
-            atol=atol,
-            fd_samples=fd_samples,
-            name=name,
-            cause_counts=getattr(layer, "cause_counts", None),
+        _check_point(
+            layer,
+            (path, backward, reference),
+            _checked_inputs({"x": np.asarray(point, dtype=np.float64), **params}, False),
+            np.random.default_rng(seed + index % len(points)),
+            label,
+            inside,
+            **settings,
         )
-        for index, (_, point, path) in enumerate(runs)
+        for index, (label, point, path) in enumerate(runs)
     ]
     rows = [
         dataclasses.replace(item, point=label)
@@ -781,4 +815,131 @@ def check_layer(
         first,
         inputs=rows,
         precision=max((r.precision for r in reports), key=lambda p: p != "float64"),
+        parts=inside.parts() if inside is not None else (),
     )
+
+
+def check_layer_at(
+    layer,
+    x: np.ndarray,
+    params: Mapping[str, np.ndarray],
+    *,
+    options: Callable[[str], dict] | None = None,
+    seed: int = 0,
+    rtol: float | None = None,
+    atol: float = 0.0,
+    fd_samples: int = OP_FD_SAMPLES,
+    name: str | None = None,
+) -> OpReport:
+    """One built layer checked at the input x [N, *S] and parameters ``params`` (its own
+    names; a composite's "block.0.w" included) it is given, as a layer taken out of a
+    network is (the Keras bridge's): :func:`check_layer` at one point, against a random
+    upstream gradient (seed ``seed``), a composite's layers inside and its join included
+    (``parts``). ``options(method)``: what its forward and reference take (default
+    :func:`standalone_options`, training mode)."""
+    from tfhybrid.layers.composite import Composite
+
+    _check_tolerances(rtol, atol, fd_samples)
+    values = _checked_inputs({"x": x, **params}, False)
+    layer.input_shape = tuple(values["x"].shape[1:])  # as check_layer does
+    options = options or standalone_options(layer, seed=seed)
+    inside = _Inside(layer, options, seed, fd_samples) if isinstance(layer, Composite) else None
+    report = _check_point(
+        layer,
+        layer_pair(layer, options=options),
+        values,
+        np.random.default_rng(seed),
+        "",
+        inside,
+        seed=seed,
+        rtol=rtol,
+        atol=atol,
+        fd_samples=fd_samples,
+        name=name or type(layer).__name__,
+    )
+    return dataclasses.replace(report, parts=inside.parts() if inside is not None else ())
+
+
+def _check_point(
+    layer, pair: tuple, values: dict, rng: np.random.Generator, label: str, inside, **settings
+) -> OpReport:
+    """:func:`run_check` of a layer's (forward, backward, reference) ``pair`` at one point;
+    for a composite (``inside``), its layers inside checked first at the same upstream
+    gradient, which also gives the candidates of its likely causes."""
+    dout = candidates = None
+    if inside is not None:  # the draw run_check would make, made here to share it
+        shape = layer.output_shape(tuple(values["x"].shape[1:]))
+        dout = rng.standard_normal((len(values["x"]), *shape))
+        candidates = inside.check(label, values, dout)
+    forward, backward, reference = pair
+    return run_check(
+        forward,
+        backward,
+        values,
+        reference,
+        rng=rng,
+        dout=dout,
+        cause_counts=getattr(layer, "cause_counts", None),
+        candidates=candidates,
+        **settings,
+    )
+
+
+class _Inside:
+    """The layers inside a composite checked on its own at each point of
+    :func:`check_layer`: fed the float64 tape's upstream gradient at their outputs for the
+    composite's upstream gradient there; their rows are labelled by point, as the
+    composite's own."""
+
+    def __init__(self, composite, options: Callable[[str], dict], seed: int, fd_samples: int):
+        from tfhybrid.audit.forks import shared_layers
+        from tfhybrid.audit.layers import At, Scope
+
+        self.composite, self.options, self.seed = composite, options, seed
+        self.at = At(None, "", type(composite).__name__)
+        self.scope = Scope(
+            frozenset(shared_layers([composite])),
+            upstream="the float64 tape's upstream gradient (dL/d its output inside the "
+            "composite, for the composite's random upstream gradient)",
+            fd_samples=fd_samples,
+        )
+        self.points: list[tuple[str, list]] = []
+        self.complete = True  # every use inside traced at every point
+
+    def check(self, label: str, values: dict, dout: np.ndarray) -> dict:
+        """Check the layers inside at this point; the candidates of the composite's own
+        check there ({input: {description: gradient}})."""
+        from tfhybrid.audit.layers import check_inside
+
+        params = {k: v for k, v in values.items() if k != "x"}
+        found = check_inside(
+            self.composite,
+            params,
+            values["x"],
+            dout,
+            self.options,
+            self.at,
+            self.scope,
+            seed=self.seed,
+        )
+        self.points.append((label, found.verdicts))
+        self.complete = self.complete and found.complete
+        return found.candidates
+
+    def parts(self) -> tuple:
+        """Each layer inside, its rows from every point, with its status; none where
+        some use could not be traced (nothing is then said of the inside)."""
+        from tfhybrid.audit.layers import locate
+
+        if not self.complete:
+            return ()
+        merged = []
+        for found in zip(*(inner for _, inner in self.points), strict=True):
+            rows = [
+                dataclasses.replace(row, point=label)
+                for (label, _), item in zip(self.points, found, strict=True)
+                for row in item.check.inputs
+            ]
+            check = dataclasses.replace(found[0].check, inputs=rows)
+            merged.append(dataclasses.replace(found[0], check=check))
+        return tuple(locate(merged, lambda item: ()))

@@ -151,6 +151,8 @@ class AuditReport:
             "notes": self.notes,
             "tensors": [t.to_dict() for t in self.tensors],
             "layer_at_fault": None if fault is None else fault.index,
+            # where it is: "3 (Residual, output res3) > block > 1 (Conv2D)" inside a composite
+            "layer_at_fault_where": None if fault is None else fault.describe(),
             "layers": [v.to_dict() for v in self.layers],
             "per_example": [t.to_dict() for t in self.per_example],
             "per_example_norms": self.per_example_norms,
