@@ -225,3 +225,43 @@ def test_a_copied_or_pickled_composite_works():
         assert [prefix for prefix, _ in twin.leaves()] == ["block.0.", "block.1.", "shortcut.0."]
         net = Sequential([twin, Flatten(), Dense(10)], input_shape=(4, 4, 1), dtype=np.float64)
         assert_matches_tape(net, *batch(2, (4, 4, 1)))
+
+
+def _section_blocks(heading: str, stop: str) -> list[str]:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "layers.md").read_text()
+    section = text[text.index(heading) : text.index(stop)]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def test_the_docs_blocks_on_forks_run_and_the_forgotten_shortcut_is_named():
+    """docs/layers.md's residual network, its residual block by hand and its audit run as
+    written; the block with the shortcut's term forgotten is caught at its join."""
+    space = {}
+    for code in _section_blocks("## Networks that fork and join", "### A composite of your own"):
+        exec(code, space)
+    assert space["net"].names[2:4] == ["res4", "res7"]
+    x, y = batch(4, (28, 28, 1))
+    space.update(x=x.astype(np.float32), y=y.astype(np.float32))
+    layer_code, audit_code = _section_blocks("### A composite of your own", "## A fused layer")
+    exec(layer_code, space)
+    exec(audit_code, space)
+    assert space["report"].ok, space["report"].mismatches
+
+    class Forgetful(space["MyResidual"]):
+        def backward(self, dout, cache, need_dx=True):
+            dx_block, grads = self.path_backward("block", dout, cache)
+            return dx_block, grads  # the shortcut's dout forgotten
+
+    from tfhybrid.audit import audit, format_table
+
+    block = [Conv2D(4, 3, padding=1), ReLU(), Conv2D(4, 3, padding=1)]
+    net = Sequential([Conv2D(4, 3, padding=1), ReLU(), Forgetful(block), Flatten(), Dense(10)])
+    text = format_table(audit(net, space["x"], space["y"]))
+    assert "layer at fault: 2 (Forgetful, output h3): its own backward gives dx wrong" in text
+    assert (
+        "likely cause: layer 2 dx equals path block's gradient alone: the gradient from one "
+        "path was not added at the fork (the identity path shortcut's)" in text
+    )
