@@ -15,8 +15,8 @@ from tests.test_audit_cli import random_images  # noqa: F401 (a fixture)
 from tfhybrid.audit import audit, check_layer, cli
 from tfhybrid.audit.forks import NOT_ADDED, ONE_USE, TWICE
 from tfhybrid.audit.judge import INPUT, judge_tensor
+from tfhybrid.audit.layer_check import check_layer_at
 from tfhybrid.audit.layers import AT_FAULT, HOLDS, INHERITS, OK
-from tfhybrid.audit.ops import check_layer_at
 from tfhybrid.layers import Branches, Conv2D, Dense, Flatten, ReLU, Residual
 from tfhybrid.layers.composite import add_grads
 

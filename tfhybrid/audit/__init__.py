@@ -12,7 +12,8 @@ Importing this package does not import TensorFlow; :func:`audit` does, when call
 """
 
 from tfhybrid.audit.core import audit
-from tfhybrid.audit.ops import OpReport, check_layer, check_op
+from tfhybrid.audit.layer_check import check_layer
+from tfhybrid.audit.ops import OpReport, check_op
 from tfhybrid.audit.plots import plot_report
 from tfhybrid.audit.registry import RULES
 from tfhybrid.audit.report import AuditReport, TensorAudit
