@@ -164,6 +164,7 @@ class TrainingDefaults:
     reported: float | None
     source: str
     ours: bool = False  # the source gave no training settings: these are the project's
+    lr_schedule: str = "constant"  # tfhybrid.schedules: how the rate moves over the run
 
     def steps(self, train_size: int) -> int:
         """Number of updates: ``iterations``, or ``epochs`` passes of whole batches."""
@@ -365,8 +366,9 @@ MODELS = {
                 None,
                 None,
                 "ours: three stages of residual blocks with batch normalization, 5 epochs, "
-                "Adam 0.002",
+                "Adam 0.002 with cosine decay",
                 ours=True,
+                lr_schedule="cosine",
             ),
         ),
     )

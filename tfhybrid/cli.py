@@ -23,6 +23,7 @@ from tfhybrid.errors import (
     TfhybridError,
 )
 from tfhybrid.optimizers import optimizer_names
+from tfhybrid.schedules import SCHEDULES
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -114,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         "SGD rate / 10; else the optimizer's conventional rate ("
         + ", ".join(f"{k} {v:g}" for k, v in CONVENTIONAL_LR.items())
         + ")",
+    )
+    parser.add_argument(
+        "--lr-schedule",
+        metavar="|".join(SCHEDULES),
+        help="how the rate moves over the run: constant (the sources'), or cosine: from "
+        "--lr down to 0 at the last update; default: the model's (cosine for resnet-mnist)",
     )
     parser.add_argument(
         "--seed",

@@ -23,6 +23,7 @@ from tfhybrid.catalog import (
 from tfhybrid.catalog import TIE_RULES as POOL_TIE_RULES
 from tfhybrid.errors import ConfigError
 from tfhybrid.optimizers import optimizer_names
+from tfhybrid.schedules import SCHEDULES
 
 __all__ = [
     "BIAS_GRAD_RULES",
@@ -59,6 +60,7 @@ class _TrainConfigMethods:
             "batch_size": source.batch_size,
             "optimizer": source.optimizer,
             "lr": source.lr,
+            "lr_schedule": source.lr_schedule,
             "train_limit": source.train_limit,
             "test_limit": source.test_limit,
         }
@@ -107,6 +109,7 @@ class _TrainConfigMethods:
             raise ConfigError(f"--lr must be a number, got {self.lr!r}")
         if not math.isfinite(self.lr) or self.lr <= 0:
             raise ConfigError(f"--lr must be a finite number > 0, got {self.lr!r}")
+        _check_choice("--lr-schedule", self.lr_schedule, SCHEDULES)
         _check_int("--seed", self.seed, minimum=0)
         _check_choice("--optimizer", self.optimizer, optimizer_names())
         for option in OPTIONS:
@@ -177,6 +180,7 @@ _FIELDS = [
     ("batch_size", int, 100),
     ("optimizer", str, "sgd"),
     ("lr", float, 0.1),
+    ("lr_schedule", str, "constant"),
     ("seed", int, 0),
     *((option.keyword, "str | None", _option_default(option)) for option in OPTIONS),
     ("dataset", str, "mnist"),
@@ -199,7 +203,9 @@ TrainConfig.__doc__ = """Everything that defines a training run; saved whole int
 
 Defaults are the source article's program: batch 100, plain SGD with lr 0.1, 10 epochs
 over 55,000 images. :meth:`for_model` gives another network its own source's settings.
-``iterations``, when set, counts updates instead of epochs. One field per model option
+``iterations``, when set, counts updates instead of epochs. ``lr_schedule``: how the
+rate moves from ``lr`` over the run (:mod:`tfhybrid.schedules`; runs saved before it
+existed are "constant"). One field per model option
 of :data:`tfhybrid.catalog.OPTIONS` (``dw_mode``, ``bias_grad``, ``pool_ties``), None
 for a model that does not have it. ``audit_every``: audit the gradients after every
 N-th epoch (None: never); it changes no computation.

@@ -43,6 +43,7 @@ from tfhybrid.errors import CheckpointError, DivergenceError, Interrupted
 from tfhybrid.interrupt import StopRequest
 from tfhybrid.optimizers import build_optimizer
 from tfhybrid.progress import ProgressBar
+from tfhybrid.schedules import learning_rate
 
 # The article's printed per-epoch Cost and final test accuracy, for comparison.
 ARTICLE_COST = (0.7286, 0.3221, 0.2614, 0.2179, 0.1860, 0.1640, 0.1461, 0.1331, 0.1222, 0.1137)
@@ -231,7 +232,9 @@ def train_and_evaluate(
     )
     log(
         f"model {config.model}, optimizer {config.optimizer}, lr {config.lr:g} "
-        f"({config.lr_origin()}), batch {config.batch_size}, seed {config.seed}"
+        f"({config.lr_origin()})"
+        + (f", {config.lr_schedule} decay to 0" if config.lr_schedule != "constant" else "")
+        + f", batch {config.batch_size}, seed {config.seed}"
     )
     from tfhybrid.runtime import tune_for_training
 
@@ -285,6 +288,10 @@ def train_and_evaluate(
             results = []
 
             def before_step(step, epoch=epoch):
+                # The schedule reads the global step alone: a resumed run sets each rate
+                # as the uninterrupted run did.
+                at = (epoch - 1) * per_epoch + step
+                optimizer.lr = learning_rate(config.lr_schedule, config.lr, at, total)
                 if stop.requested:
                     with _writing(out, f"at epoch {epoch}, step {step}"):
                         _save(out, state, optimizer, model)
