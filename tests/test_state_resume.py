@@ -141,3 +141,30 @@ def test_a_checkpoint_of_another_structure_is_refused(mnist_like_dir, tmp_path, 
     assert_one_line_error(resumed, "another structure")
     assert "Branches(" in resumed.stderr and "Residual(" in resumed.stderr
     assert (out / CHECKPOINT_NAME).exists(), "nothing saved is lost"
+
+
+def test_resuming_with_a_copy_in_another_order_is_refused(data_dir, tmp_path):
+    """The original .gz files come through tensorflow-datasets, in its order; a copy that is
+    not byte-identical (here one file recompressed) is read in file order: the same images,
+    other batches. Resuming across the two is refused in one line."""
+    import gzip
+
+    from tests.test_data_validation import TRAIN_LABELS, link_originals, original_raw
+
+    out = tmp_path / "run"
+    small = ["--model", "two-layer-net", "--epochs", "1", "--train-limit", "300"]
+    result = run_train_script(*small, "--test-limit", "10", "--data-dir", str(data_dir),
+                              "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert read_checkpoint(out)[0]["data_order"] == "tensorflow-datasets"
+    copy = tmp_path / "copy"
+    link_originals(data_dir, copy, skip={TRAIN_LABELS})
+    with gzip.open(copy / TRAIN_LABELS, "wb", compresslevel=1) as handle:
+        handle.write(original_raw(data_dir, TRAIN_LABELS))
+    resumed = run_train_script("--resume", str(out), "--epochs", "2", "--data-dir", str(copy))
+    # The loader's notice (why the copy is read in file order), then the one error line.
+    notice, error = resumed.stderr.strip().splitlines()
+    assert resumed.returncode == 2 and notice.startswith("notice:") and "SHA-256" in notice
+    assert error.startswith("error: the run in") and "tensorflow-datasets' order" in error
+    assert "the files' own order" in error and "resume with the copy" in error
+    assert (out / CHECKPOINT_NAME).exists(), "nothing saved is lost"

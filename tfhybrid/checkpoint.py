@@ -42,6 +42,9 @@ class TrainingState:
     # The network's layers and how they connect (Sequential.structure()); None in
     # checkpoints written before it was kept.
     structure: str | None = None
+    # The order the training images came in (tfhybrid.data.Splits.order); None in
+    # checkpoints written before it was kept.
+    data_order: str | None = None
 
 
 def save_checkpoint(folder: str | Path, state: TrainingState) -> Path:

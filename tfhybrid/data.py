@@ -55,9 +55,17 @@ FIX_HINT = (
 )
 
 
+ORDER_TFDS = "tensorflow-datasets"  # tfds shuffles the examples as it prepares them
+ORDER_FILE = "file"
+
+
 @dataclasses.dataclass(frozen=True)
 class Splits:
-    """Images as float32 [N, 28, 28, 1] in [0, 1]; labels as int64 [N] in 0..9."""
+    """Images as float32 [N, 28, 28, 1] in [0, 1]; labels as int64 [N] in 0..9.
+
+    ``order``: the order of the training images, ORDER_TFDS (tensorflow-datasets', from
+    the original files) or ORDER_FILE (the files' own: Keras's mnist.npz, a recompressed or
+    synthetic copy). The same images in another order are another run's data order."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -65,6 +73,7 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    order: str = ORDER_TFDS
 
 
 def read_idx(path: Path, kind: str) -> np.ndarray:
@@ -545,6 +554,7 @@ def _splits_from_arrays(parsed: dict, train_limit: int | None) -> Splits:
         train_labels[:VALIDATION_SIZE].astype(np.int64),
         _as_float_images(test_images),
         test_labels.astype(np.int64),
+        ORDER_FILE,
     )
 
 
@@ -587,7 +597,7 @@ def _load_with_tfds(data_dir: str | None, train_limit: int | None, dataset: str)
     for images, labels in tfds.as_numpy(loaded):
         arrays.append(_as_float_images(images))
         arrays.append(labels.astype(np.int64))
-    return Splits(*arrays)
+    return Splits(*arrays, ORDER_TFDS)
 
 
 def _is_prepared(tfds, dataset: str) -> bool:

@@ -38,7 +38,7 @@ from tfhybrid.checkpoint import (
     save_checkpoint,
 )
 from tfhybrid.config import TrainConfig
-from tfhybrid.data import load_mnist, one_hot
+from tfhybrid.data import ORDER_FILE, ORDER_TFDS, load_mnist, one_hot
 from tfhybrid.errors import CheckpointError, DivergenceError, Interrupted
 from tfhybrid.interrupt import StopRequest
 from tfhybrid.optimizers import build_optimizer
@@ -53,6 +53,11 @@ ARTICLE_TEST_ACCURACY = 0.9695
 DIVERGENCE_FACTOR = 100.0
 RUN_FILES = (CHECKPOINT_NAME, "metrics.json")  # history.jsonl is a log a new run rewrites
 # Settings that do not change the computation, so a resumed run may give new values.
+_ORDER_NAMES = {
+    ORDER_TFDS: "tensorflow-datasets' order (the original .gz files)",
+    ORDER_FILE: "the files' own order (a copy not byte-identical to the originals, or "
+    "Keras's mnist.npz)",
+}
 RESUME_MAY_CHANGE = ("epochs", "data_dir", "out", "plot", "tensorboard", "audit_every")
 # --audit-every: a fixed batch (the first validation images), so audits compare over epochs.
 AUDIT_IMAGES = 8
@@ -252,6 +257,15 @@ def train_and_evaluate(
             state_shapes=model.state_shapes,
             structure=model.structure(),
         )
+        if state.data_order is not None and state.data_order != data.order:
+            # The same images in another order: the rest of the run would see other batches.
+            saved_order = _ORDER_NAMES.get(state.data_order, state.data_order)
+            raise CheckpointError(
+                f"the run in {out} trained on the images in {saved_order}, but "
+                f"{config.resolved_data_dir() or 'the data'} gives them in "
+                f"{_ORDER_NAMES.get(data.order, data.order)}, which would change the rest "
+                "of the run's batches; resume with the copy of the data the run used"
+            )
         model.params = state.params
         model.state = state.layer_state
         try:
@@ -265,6 +279,7 @@ def train_and_evaluate(
     else:
         state = TrainingState(model=config.model, config=config.to_dict(), params=model.params)
     state.structure = model.structure()
+    state.data_order = data.order
     state.params = model.params  # the optimizer updates this very dict in place
 
     x_train, y_train = data.x_train, one_hot(data.y_train)
