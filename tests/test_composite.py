@@ -186,9 +186,21 @@ def test_a_composite_of_ones_own_trains_and_matches_the_tape():
 def test_summary_shows_the_tree_and_structure_names_it():
     net = nested_net(Conv2D(4, 3, padding=1))
     text = net.summary()
-    assert "block.3    Conv2D" in text and "(the layer of block.0: shared)" in text
-    assert "shortcut: identity" in text and "shortcut.0 Conv2D" in text
-    assert "    block.2    Residual" in text and "        block.0    Conv2D" in text
+    assert "  block.3 Conv2D" in text and "(the layer of block.0: shared)" in text
+    assert "  shortcut: identity" in text and "  shortcut.0 Conv2D" in text
+    assert "\n    res6    Residual" not in text  # output names start the line
+    assert "  block.2 Residual" in text and "    block.0 Conv2D" in text  # nested, deeper
+    assert "state running_mean3 4, running_var3 4" in text
+    assert text.splitlines()[0].split() == [
+        "output",
+        "layer",
+        "output",
+        "shape",
+        "parameters",
+        "count",
+    ]
+    trained = sum(v.size for v in net.params.values())
+    assert f"total: {trained:,} trained parameters, 8 state values (not trained)" in text
     assert net.structure().startswith(
         "Conv2D, ReLU, Residual(block: Conv2D, BatchNormalization, ReLU, Conv2D; "
         "shortcut: identity), Residual(block: Conv2D, ReLU, Residual("

@@ -700,33 +700,14 @@ class Sequential:
         # per-example audit of a dropout network zeroes all rows but one.
         return tf.reduce_mean(-tf.reduce_sum(y * tf.nn.log_softmax(logits), axis=1))
 
-    def summary(self) -> str:
-        """One line per layer: output name, layer, output shape, parameters; a layer
-        that describes its backward (a convolution's formulations) adds a line; the
-        layers inside a composite follow it, indented, by path."""
-        lines = []
-        width = max(10, *(len(type(layer).__name__) for layer in self.layers))
-        for index, layer in enumerate(self.layers):
-            own = layer.leaves() if isinstance(layer, Composite) else []
-            keys = {} if own else self.param_keys[index]
-            state_keys = {} if own else self.state_keys[index]
-            lines.append(
-                f"{self.names[index]:>6}  "
-                + _layer_line(layer, width, keys, self.param_shapes, state_keys, self.state_shapes)
-            )
-            if isinstance(layer, Composite):
-                lines.extend(_tree(layer, self.param_keys[index], self.state_keys[index], self, 8))
-            note = layer.describe() if hasattr(layer, "describe") else ""
-            if note:
-                lines.append(f"{'':>6}  backward: {note}")
-            run = self._run_at.get(index)
-            if run is not None:
-                xla = f", XLA up to batch {run.xla_max_batch}" if run.xla_max_batch else ""
-                lines.append(
-                    f"{'':>6}  forward: layers {run.start}-{run.stop - 1} in one compiled"
-                    f" TensorFlow call{xla}"
-                )
-        return "\n".join(line.rstrip() for line in lines)
+    def summary(self, plan: bool = True) -> str:
+        """The network for a reader: one row per layer (output name, class, output shape,
+        parameters, their count; the layers inside a composite under it, by path), the
+        totals, then (``plan``) how each step runs: each convolution's backward
+        formulations and the compiled forward calls (:mod:`tfhybrid.models.summary`)."""
+        from tfhybrid.models.summary import summary
+
+        return summary(self, plan)
 
     def structure(self) -> str:
         """The network's layers and how they connect, in one line (checkpoints keep it)."""
@@ -739,42 +720,3 @@ class Sequential:
             seen.setdefault(id(layer), index)
             parts.append(text)
         return ", ".join(parts)
-
-
-def _layer_line(layer, width, keys, param_shapes, state_keys, state_shapes) -> str:
-    params = ", ".join(f"{k} {param_shapes[k]}" for k in dict.fromkeys(keys.values()))
-    state = ", ".join(f"{k} {state_shapes[k]}" for k in dict.fromkeys(state_keys.values()))
-    return (
-        f"{type(layer).__name__:<{width}} [N,{','.join(map(str, layer.output_shape_))}]  "
-        f"{params}" + (f"  state (not trained): {state}" if state else "")
-    )
-
-
-def _tree(composite: Composite, keys: dict, state_keys: dict, net, indent: int) -> list[str]:
-    """The lines of a composite's layers, path by path, each under its path name."""
-    lines = []
-    for path, layers in composite.paths.items():
-        if not layers:
-            lines.append(f"{'':>{indent}}{path}: identity")
-        for position, child in enumerate(layers):
-            owner = composite._owner(child)
-            here = f"{path}.{position}"
-            inner = {k[len(owner) :]: v for k, v in keys.items() if k.startswith(owner)}
-            inner_state = {k[len(owner) :]: v for k, v in state_keys.items() if k.startswith(owner)}
-            shared = f"  (the layer of {owner[:-1]}: shared)" if owner != here + "." else ""
-            nested = isinstance(child, Composite)
-            lines.append(
-                f"{'':>{indent}}{here:<10} "
-                + _layer_line(
-                    child,
-                    18,
-                    {} if nested or shared else inner,
-                    net.param_shapes,
-                    {} if nested or shared else inner_state,
-                    net.state_shapes,
-                )
-                + shared
-            )
-            if nested and not shared:
-                lines.extend(_tree(child, inner, inner_state, net, indent + 4))
-    return lines
