@@ -395,9 +395,19 @@ def test_a_changed_verdict_is_one_line():
     ]  # not audited: the comparison is with epoch 2
     now = {"dw1": item("match"), "db1": item("wrong"), "dz1": item("off by a constant factor 3")}
     assert EpochAudit.news(4, now, history) == "audit: epoch 4: db1 changed from match to wrong"
-    assert EpochAudit.news(4, {**now, "db1": item("match")}, history) is None
+    steady = "audit: epoch 4: every gradient matches but those the model's own rules change"
+    # nothing changed (a drifting factor is no change): said so, with what stays off
+    assert EpochAudit.news(4, {**now, "db1": item("match")}, history) == (
+        "audit: epoch 4: no verdict changed; still mismatched: dz1 (off by a constant factor 3)"
+    )
     # the model's own rules: expected, so not a change
-    assert EpochAudit.news(4, {**now, "db1": item("wrong", expected=True)}, history) is None
+    well = {"dw1": item("match"), "db1": item("match"), "dz1": item("match")}
+    calm = {**well, "db1": item("wrong", expected=True)}
+    before = [{"epoch": 3, "audit": well}]
+    assert EpochAudit.news(4, calm, before) == f"{steady}, as expected: db1 (wrong)"
+    assert EpochAudit.news(4, well, before) == (
+        "audit: epoch 4: every gradient matches (3 tensors)"
+    )
     both = {**now, "dw1": item("sign flipped")}
     assert EpochAudit.news(4, both, history) == (
         "audit: epoch 4: dw1 changed from match to sign flipped; db1 changed from match to wrong"
@@ -407,4 +417,7 @@ def test_a_changed_verdict_is_one_line():
 def test_the_first_audit_names_unexpected_mismatches_only():
     first = {"dw1": item("wrong"), "db1": item("off by a constant factor 1/400", True)}
     assert EpochAudit.news(1, first, []) == "audit: epoch 1: unexpected mismatch: dw1 (wrong)"
-    assert EpochAudit.news(1, {"db1": first["db1"]}, [{"epoch": 0}]) is None
+    assert EpochAudit.news(1, {"db1": first["db1"]}, [{"epoch": 0}]) == (
+        "audit: epoch 1: every gradient matches but those the model's own rules change, as "
+        "expected: db1 (off by a constant factor 1/400)"
+    )

@@ -1,5 +1,5 @@
 """``train.py --audit-every N``: the gradient audit of the training model at an epoch's
-end, and the one line a change of verdict is worth."""
+end, and its one line: what changed, or that all is as before."""
 
 from __future__ import annotations
 
@@ -79,27 +79,40 @@ class EpochAudit:
         return [name for name, a, b in pairs if not compare(a, b, rtol).matches]
 
     @staticmethod
-    def news(epoch: int, audit: dict, history: list) -> str | None:
-        """One line when a tensor's verdict differs from the previous audit's (or, at the
-        run's first audit, when a tensor the rules do not explain mismatches); else None."""
+    def news(epoch: int, audit: dict, history: list) -> str:
+        """The audit's one line: the tensors whose verdict differs from the previous
+        audit's (at the run's first audit, those the rules do not explain that mismatch);
+        else that all is as before: every gradient matches, or which mismatches remain."""
         previous = next((row["audit"] for row in reversed(history) if "audit" in row), None)
-        if previous is None:
-            wrong = [
-                f"{name} ({item['verdict']})"
-                for name, item in audit.items()
-                if item["verdict"] != MATCH and not item["expected"]
-            ]
-            return (
-                f"audit: epoch {epoch}: unexpected mismatch: {', '.join(wrong)}" if wrong else None
-            )
+        wrong = [
+            f"{name} ({item['verdict']})"
+            for name, item in audit.items()
+            if item["verdict"] != MATCH and not item["expected"]
+        ]
+        if previous is None and wrong:
+            return f"audit: epoch {epoch}: unexpected mismatch: {', '.join(wrong)}"
         changes = []
-        for name, item in audit.items():
+        for name, item in audit.items() if previous is not None else ():
             before = previous.get(name)
             if before is None or item["expected"] or before.get("expected"):
                 continue
             if _verdict_kind(before["verdict"]) != _verdict_kind(item["verdict"]):
                 changes.append(f"{name} changed from {before['verdict']} to {item['verdict']}")
-        return f"audit: epoch {epoch}: {'; '.join(changes)}" if changes else None
+        if changes:
+            return f"audit: epoch {epoch}: {'; '.join(changes)}"
+        if wrong:
+            return f"audit: epoch {epoch}: no verdict changed; still mismatched: {', '.join(wrong)}"
+        expected = [
+            f"{name} ({item['verdict']})"
+            for name, item in audit.items()
+            if item["verdict"] != MATCH and item["expected"]
+        ]
+        if expected:
+            return (
+                f"audit: epoch {epoch}: every gradient matches but those the model's own "
+                f"rules change, as expected: {', '.join(expected)}"
+            )
+        return f"audit: epoch {epoch}: every gradient matches ({len(audit)} tensors)"
 
 
 def _verdict_kind(verdict: str) -> str:
