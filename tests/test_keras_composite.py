@@ -249,8 +249,57 @@ def test_the_audit_callback_checks_composites_in_a_chain_and_in_a_mixed_model():
         audit = AuditCallback(x, y, fd_samples=2)
         history = model.fit(x, y, batch_size=4, epochs=1, callbacks=[audit], verbose=0)
         assert history.history["audit_ok"] == [1.0], str(history.history["audit"][0])
-    # Checked on its own, a composite's parameters are named as keywords can be.
-    assert set(audit.reports[0]["res"].verdicts) >= {"x", "block_0_w", "shortcut_0_b"}
+    # Checked on its own, a composite's parameters are named by their paths, and each
+    # layer inside it is checked too (its join with them).
+    report = audit.reports[0]["res"]
+    assert set(report.verdicts) >= {"x", "block.0.w", "shortcut.0.b"}
+    assert [p.describe() for p in report.parts] == [
+        "Residual > shortcut > 0 (Dense)",
+        "Residual > block > 2 (ReLU)",
+        "Residual > block > 1 (BatchNormalization)",
+        "Residual > block > 0 (Dense)",
+    ]
+
+
+class Forgetful(Residual):
+    """Its backward returns the block's dx alone: the shortcut's is not added at the fork."""
+
+    def backward(self, dout, cache, need_dx=True):
+        dx_block, grads = self.path_backward("block", dout, cache[0])
+        return dx_block, grads
+
+
+def test_the_audit_callback_names_the_join_of_a_residual_that_forgets_the_shortcut():
+    from tfhybrid.audit.forks import NOT_ADDED
+    from tfhybrid.keras import AuditCallback
+
+    x, y = batch()
+    keras.utils.set_random_seed(0)
+    mixed = keras.Sequential(
+        [
+            keras.Input(shape=(8, 8, 1), dtype="float64"),
+            keras.layers.Flatten(dtype="float64"),
+            keras.layers.Dense(4, dtype="float64"),
+            HybridLayer(Forgetful([Dense(4), ReLU()]), name="res", dtype="float64"),
+            keras.layers.Dense(5, dtype="float64"),
+        ]
+    )
+    mixed.compile(keras.optimizers.SGD(0.1), keras.losses.CategoricalCrossentropy(True))
+    audit = AuditCallback(x, y, fd_samples=2)
+    history = mixed.fit(x, y, batch_size=4, epochs=1, callbacks=[audit], verbose=0)
+    assert history.history["audit_ok"] == [0.0]
+    outcome = str(history.history["audit"][0])
+    assert outcome.startswith(
+        "mismatch in res; layer at fault: res (Forgetful): its own backward gives dx wrong; "
+        "every layer inside matches on its own, so the fault is in its join"
+    ), outcome
+    assert (
+        f"likely cause: dx equals path block's gradient alone: {NOT_ADDED} "
+        "(the identity path shortcut's)"
+    ) in outcome
+    report = audit.reports[0]["res"]
+    assert {p.status for p in report.parts} == {"ok"}  # the layers inside match
+    assert report.to_dict()["layer_at_fault"] == "Forgetful"
 
 
 def test_the_docs_example_runs_and_prints_what_the_docs_show(capsys):

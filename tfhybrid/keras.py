@@ -929,8 +929,9 @@ def carry_weights(net, chain: list[HybridLayer]) -> None:
 
 def _as_keywords(forward, backward, reference, params: dict) -> tuple:
     """A layer's op pair and reference, and its parameters, under names check_op can pass
-    as keywords: a composite's ``block.0.w`` as ``block_0_w`` (another name, made unique,
-    for a clash); a plain layer's names are kept."""
+    as keywords: a name that is no Python identifier (``a.b``, in a layer of one's own) as
+    ``a_b`` (another name, made unique, for a clash); every built-in layer's are kept. (A
+    composite is checked with its own names, by check_layer_at.)"""
     names: dict[str, str] = {}  # keyword -> the layer's own name
     for name in params:
         key = re.sub(r"\W", "_", name)
@@ -1013,16 +1014,43 @@ def summarise(report) -> str:
 
 def summarise_layers(reports: dict) -> str:
     """The short outcome of each HybridLayer checked on its own: the first that fails is
-    the layer at fault."""
+    the layer at fault; in a composite, the layer inside it at fault or its join (named
+    by its path, ``res (Residual) > block > 1 (Conv2D)``), and its likely causes."""
     bad = {name: r for name, r in reports.items() if not r.ok}
     if not bad:
         if len(reports) == 1:
             return "ok: the hand-written backward of the hybrid layer matches"
         return f"ok: the hand-written backward of all {len(reports)} hybrid layers matches"
     name, report = next(iter(bad.items()))
-    wrong = ", ".join(f"d{k} {v}" for k, v in report.verdicts.items() if k in report.mismatches)
-    text = f"mismatch in {', '.join(bad)}; {LAYER_AT_FAULT} {name}: its own backward gives {wrong}"
-    return text
+    text = f"mismatch in {', '.join(bad)}; {LAYER_AT_FAULT} "
+    fault = _inner_fault(report)
+    if fault is None:
+        wrong = ", ".join(f"d{k} {v}" for k, v in report.verdicts.items() if k in report.mismatches)
+        return f"{text}{name}: its own backward gives {wrong}"
+    from tfhybrid.audit.judge import cause_text
+    from tfhybrid.audit.layers import fault_text
+
+    # The composite itself (its join) or a layer inside: the records its causes are in.
+    records = report.inputs if not fault.inside else fault.check.inputs
+    causes = dict.fromkeys(
+        f"likely cause: d{item.name} {cause_text(item)}"
+        for item in records
+        if item.cause and not item.matches
+    )
+    head = fault.outer or fault.layer  # fault_text starts with it: the composite's class
+    where = f"{name} ({head}){fault_text(fault)[len(head) :]}"
+    return "; ".join([f"{text}{where}", *causes])
+
+
+def _inner_fault(report):
+    """The layer at fault of a composite checked on its own (a layer inside it, or the
+    composite itself when its join is at fault), its path starting at its class; None for
+    another layer, or a composite whose inside could not be traced."""
+    if not getattr(report, "parts", ()):
+        return None
+    from tfhybrid.audit.layers import composite_fault
+
+    return composite_fault(report)
 
 
 class AuditCallback(keras.callbacks.Callback):
@@ -1037,12 +1065,17 @@ class AuditCallback(keras.callbacks.Callback):
     (:func:`tfhybrid.audit.check_op`, its ``reference``'s tape and finite differences) at
     its current weights and state and at the input it gets from ``x`` (the model run in
     inference mode, which changes no state); the first that fails is the layer at fault
-    (``y`` is not used then). Either way the gradients are checked in training mode (batch
-    statistics, and one dropout draw replayed in every evaluation), and the audit changes
-    neither the weights, the state nor the step. The epoch's logs
-    get ``audit_ok`` (1.0 or 0.0) and ``audit`` (an :class:`AuditOutcome`: the short
-    outcome as text, the same 1/0 as a number), so History, CSVLogger and TensorBoard
-    show them; ``self.reports`` keeps every report by epoch (0-based, as Keras counts).
+    (``y`` is not used then). A composite is checked with
+    :func:`tfhybrid.audit.layer_check.check_layer_at`: each layer inside it on its own too,
+    and its join, so the outcome names the layer inside at fault by its path
+    (``res (Residual) > block > 1 (Conv2D)``) or the composite's join, with the likely
+    cause (a path's gradient not added at the fork, ...). Either way the gradients are
+    checked in training mode (batch statistics, and one dropout draw replayed in every
+    evaluation), and the audit changes neither the weights, the state nor the step. The
+    epoch's logs get ``audit_ok`` (1.0 or 0.0) and ``audit`` (an :class:`AuditOutcome`:
+    the short outcome as text, the same 1/0 as a number), so History, CSVLogger and
+    TensorBoard show them; ``self.reports`` keeps every report by epoch (0-based, as
+    Keras counts).
     ``expect``: gradient names whose mismatch is known (the article's "db1");
     ``loss``: the network's loss for the audit (default: the model's, see
     :func:`to_sequential`); ``verbose``: print the outcome line.
@@ -1120,6 +1153,7 @@ class AuditCallback(keras.callbacks.Callback):
 
     def _audit_layers(self) -> dict:
         from tfhybrid.audit import check_op
+        from tfhybrid.audit.layer_check import check_layer_at
         from tfhybrid.audit.ops import layer_pair, standalone_options
 
         seen = self._probe(self.x, training=False)
@@ -1135,16 +1169,23 @@ class AuditCallback(keras.callbacks.Callback):
             state = {k: v.astype(np.float64) for k, v in hybrid.state().items()}
             options = standalone_options(layer, training=True, state=state)
             mode = ", training mode" if "training" in _options_of(layer) else ""
+            name = f"{hybrid.name} ({type(layer).__name__}{mode})"
+            x = np.asarray(x, np.float64)
+            if isinstance(layer, Composite):  # its layers inside and its join checked too
+                reports[hybrid.name] = check_layer_at(
+                    layer, x, params, options=options, fd_samples=self.fd_samples, name=name
+                )
+                continue
             forward, backward, reference, params = _as_keywords(
                 *layer_pair(layer, options=options), params
             )
             reports[hybrid.name] = check_op(
                 forward,
                 backward,
-                {"x": np.asarray(x, np.float64), **params},
+                {"x": x, **params},
                 reference,
                 fd_samples=self.fd_samples,
-                name=f"{hybrid.name} ({type(layer).__name__}{mode})",
+                name=name,
             )
         return reports
 
