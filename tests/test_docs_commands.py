@@ -221,3 +221,33 @@ def test_a_rejected_option_is_named(script, args, option):
     message = rejection(script, args)
     assert message is not None
     assert rejected_option(message) == option, message
+
+
+def test_the_audit_python_api_block_runs_and_says_what_it_prints(tmp_path, monkeypatch):
+    """docs/audit.md's "Python API" block, run as written: each value its comments state."""
+    import re
+
+    import numpy as np
+
+    from tfhybrid.data import one_hot
+
+    text = (ROOT / "docs" / "audit.md").read_text()
+    section = text[text.index("## Python API") :]
+    code = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    rng = np.random.default_rng(0)
+    space = {
+        "x": rng.random((8, 28, 28, 1)).astype(np.float32),
+        "y": one_hot(rng.integers(0, 10, 8)),
+    }
+    monkeypatch.chdir(tmp_path)  # plot_report writes audit.png here
+    exec(code, space)
+    report = space["report"]
+    assert (report.ok, report.mismatches) == (False, ["db1", "update"])
+    assert report.tensor("db1").verdict == "off by a constant factor 1/400"
+    assert report.tensor("db1").cause == "1/400 = 1/Ho*Wo (20x20 output positions)"
+    assert report.layer_at_fault.index == 0
+    assert sorted(space["result"]["intermediates"]) == ["dL1", "ds1", "dz1", "dz2"]
+    assert (tmp_path / "audit.png").exists()
+    from tfhybrid.audit import audit
+
+    assert audit(space["exact"], space["x"], space["y"]).ok
