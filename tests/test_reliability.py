@@ -265,3 +265,27 @@ def test_checkpoint_of_the_previous_layout_resumes(mnist_like_dir, tmp_path):
     assert [row["epoch"] for row in metrics["epochs"]] == [2]
     with np.load(tmp_path / "params.npz", allow_pickle=False) as saved:
         assert saved["b1"].shape == (1, 6) and saved["b2"].shape == (1, 16)
+
+
+def test_ctrl_c_during_tensorflows_import_shows_none_of_its_notices():
+    """TensorFlow's start-up notices are held back while it imports (tfhybrid/_tf.py); a
+    Ctrl-C landing in that import must not replay them: they would explain nothing."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    program = (
+        "import os, signal, threading\n"
+        "threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+        "from tfhybrid import _tf\n"
+        "print('imported before the signal')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    if "imported before the signal" in result.stdout:
+        pytest.skip("TensorFlow imported within 0.5 s: the signal missed the import")
+    assert "KeyboardInterrupt" in result.stderr and "tensorflow" in result.stderr, result.stderr
+    for notice in ("oneDNN", "cudart", "absl::InitializeLog"):
+        assert notice not in result.stderr, result.stderr
