@@ -359,14 +359,14 @@ MODELS = {
             TrainingDefaults(
                 5,
                 None,
-                100,
+                50,
                 "adam",
                 0.002,
                 None,
                 None,
                 None,
                 "ours: three stages of residual blocks with batch normalization, 5 epochs, "
-                "Adam 0.002 with cosine decay",
+                "batch 50, Adam 0.002 with cosine decay",
                 ours=True,
                 lr_schedule="cosine",
             ),
