@@ -47,6 +47,7 @@ def run_audit(name, images, batch, dtype=np.float32, seed=0, **rules):
         ("numpy-cnn", 1, np.float64),
         ("bn-cnn", 4, np.float32),  # float32 batch norm: the sums accumulate in float64
         ("dlfs-deep", 2, np.float32),  # one step's dropout masks, replayed
+        ("resnet-mnist", 2, np.float32),  # through the forks: each layer inside, each join
     ],
 )
 def test_true_rules_pass_on_real_images(mnist_images, name, batch, dtype):
