@@ -277,3 +277,48 @@ def test_the_docs_blocks_on_forks_run_and_the_forgotten_shortcut_is_named():
         "likely cause: layer 2 dx equals path block's gradient alone: the gradient from one "
         "path was not added at the fork (the identity path shortcut's)" in text
     )
+
+
+def test_per_example_audit_of_a_block_with_dropout_finds_nothing_wrong():
+    """Dropout draws one mask for the whole batch: a layer inside a block is checked per
+    example against the whole batch's tape (one sample alone would draw its own mask)."""
+    from tfhybrid.audit import audit
+
+    net = Sequential(
+        [
+            Conv2D(2, 3, padding=1),
+            Residual([Conv2D(2, 3, padding=1), ReLU(), Dropout(0.3)]),
+            Flatten(),
+            Dense(10),
+        ],
+        input_shape=(6, 6, 1),
+    )
+    x, y = batch(3, (6, 6, 1))
+    report = audit(net, x.astype(np.float32), y.astype(np.float32), per_example=True)
+    assert report.ok, report.mismatches
+    assert report.layer_at_fault is None
+
+
+def test_misuse_is_named_where_it_enters():
+    with pytest.raises(
+        ValueError, match="path 'block' of Residual must be a list of .* got NoneType"
+    ):
+        Residual(None)
+    with pytest.raises(ValueError, match="must be a list of .* got str"):
+        Residual("conv")
+    net = Sequential(
+        [
+            Conv2D(2, 3),
+            Residual([Conv2D(2, 3, padding=1), BatchNormalization()]),
+            Flatten(),
+            Dense(10),
+        ],
+        input_shape=(6, 6, 1),
+    )
+    x, y = batch(2, (6, 6, 1))
+    with pytest.raises(ValueError, match=r"layer 1 \(Residual\) > block.1 \(BatchNormalization\)"):
+        net.loss_and_gradients(x.astype(np.float32), y, per_example=True)
+    shared = Conv2D(2, 3, padding=1)
+    net = Sequential([shared, Residual([shared]), Flatten(), Dense(10)], input_shape=(6, 6, 2))
+    text = net.summary(plan=False)
+    assert "(shared: w1, b1)" in text and text.count("    38") == 1  # counted once

@@ -354,21 +354,30 @@ def _own_check(
 
 
 def _per_example(layer, x_in, local, dout, need_dx, options) -> list[TensorCheck]:
-    """Each sample's own parameter gradients of the layer against per-sample tapes."""
+    """Each sample's own parameter gradients of the layer against per-sample tapes (for a
+    layer that draws random numbers, the whole batch's tape, one sample's dout kept)."""
     from tfhybrid._tf import tf
 
     _, cache = layer.forward(local, np.array(x_in), **options("forward"))
     _, manual = layer.backward_per_example(np.array(dout), cache, need_dx)
     refs = {dtype: {k: [] for k in local} for dtype in (tf.float64, tf.float32)}
+    # A layer that draws random numbers draws one mask for the whole batch: sample n's
+    # share is then the whole batch's tape with every other sample's dout zeroed (one
+    # sample alone would draw a mask of its own).
+    whole = layer.random or layer.takes("rng", "reference")
     for n in range(len(x_in)):
+        rows = slice(None) if whole else slice(n, n + 1)
+        upstream = np.zeros_like(dout) if whole else dout[rows]
+        if whole:
+            upstream[n] = dout[n]
         for dtype in refs:
             tensors = {k: tf.constant(v, dtype=dtype) for k, v in local.items()}
             with tf.GradientTape() as tape:
                 tape.watch(tensors)
                 out = layer.reference(
-                    tensors, tf.constant(x_in[n : n + 1], dtype=dtype), **options("reference")
+                    tensors, tf.constant(x_in[rows], dtype=dtype), **options("reference")
                 )
-                target = tf.reduce_sum(out * tf.constant(dout[n : n + 1], dtype=dtype))
+                target = tf.reduce_sum(out * tf.constant(upstream, dtype=dtype))
             grads = tape.gradient(
                 target, tensors, unconnected_gradients=tf.UnconnectedGradients.ZERO
             )

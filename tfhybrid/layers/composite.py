@@ -79,6 +79,11 @@ class Composite(Layer):
                 raise ValueError(f"a path name must be an identifier, got {path!r}")
             if isinstance(layers, Layer):
                 layers = [layers]
+            if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+                raise ValueError(
+                    f"path {path!r} of {type(self).__name__} must be a list of "
+                    f"tfhybrid.layers.Layer instances, got {type(layers).__name__}"
+                )
             layers = list(layers)
             bad = [type(x).__name__ for x in layers if not isinstance(x, Layer)]
             if bad:

@@ -550,10 +550,13 @@ class Sequential:
         if per_example:
             for index, layer in enumerate(self.layers):
                 if layer.couples_batch:
+                    where = f"layer {index} ({type(layer).__name__})"
+                    if isinstance(layer, Composite):  # name the layer inside that couples
+                        prefix, leaf = next((p, x) for p, x in layer.leaves() if x.couples_batch)
+                        where += f" > {prefix[:-1]} ({type(leaf).__name__})"
                     raise ValueError(
-                        f"per-example gradients are not defined for layer {index} "
-                        f"({type(layer).__name__}): its batch statistics couple the samples, "
-                        "so no sample has a gradient of its own"
+                        f"per-example gradients are not defined for {where}: its batch "
+                        "statistics couple the samples, so no sample has a gradient of its own"
                     )
         step = self._draw_step(step)
         result = self._whole(x, y, per_example, intermediates, step)

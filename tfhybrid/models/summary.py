@@ -19,14 +19,15 @@ HEADER = ("output", "layer", "output shape", "parameters", "count")
 def summary(net, plan: bool = True) -> str:
     """The table, the totals and (``plan``) the speed plan of ``net``, as text."""
     rows = [HEADER]
+    seen: set[str] = set()  # parameters listed already: a shared layer's count once
     for index, layer in enumerate(net.layers):
         keys, state = net.param_keys[index], net.state_keys[index]
         if isinstance(layer, Composite):
             rows.append(_row(net, net.names[index], layer, layer.__class__.__name__, {}, {}))
-            rows[-1] = (*rows[-1][:4], _count(net, keys.values()))
-            rows.extend(_tree(net, layer, keys, state, depth=1))
+            rows[-1] = (*rows[-1][:4], _count(net, set(keys.values()) - seen))
+            rows.extend(_tree(net, layer, keys, state, depth=1, seen=seen))
         else:
-            rows.append(_row(net, net.names[index], layer, type(layer).__name__, keys, state))
+            rows.append(_row(net, net.names[index], layer, type(layer).__name__, keys, state, seen))
     lines = _aligned(rows)
     trained = sum(int(np.prod(shape)) for shape in net.param_shapes.values())
     kept = sum(int(np.prod(shape)) for shape in net.state_shapes.values())
@@ -41,7 +42,16 @@ def summary(net, plan: bool = True) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _row(net, output: str, layer, label: str, keys: dict, state: dict) -> tuple[str, ...]:
+def _row(
+    net, output: str, layer, label: str, keys: dict, state: dict, seen: set | None = None
+) -> tuple[str, ...]:
+    """One layer's row; ``seen``: the parameters listed in earlier rows (a layer met
+    again is named shared, and counted once)."""
+    if seen is not None and keys and set(keys.values()) <= seen:
+        shared = ", ".join(dict.fromkeys(keys.values()))
+        return (output, label, _shape(layer), f"(shared: {shared})", "")
+    if seen is not None:
+        seen.update(keys.values())
     params = ", ".join(
         f"{key} {'x'.join(map(str, net.param_shapes[key]))}" for key in dict.fromkeys(keys.values())
     )
@@ -57,10 +67,11 @@ def _row(net, output: str, layer, label: str, keys: dict, state: dict) -> tuple[
 
 
 def _count(net, keys) -> str:
-    return f"{sum(int(np.prod(net.param_shapes[k])) for k in dict.fromkeys(keys)):,}"
+    total = sum(int(np.prod(net.param_shapes[k])) for k in dict.fromkeys(keys))
+    return f"{total:,}" if total else ""
 
 
-def _tree(net, composite: Composite, keys: dict, state: dict, depth: int) -> list[tuple]:
+def _tree(net, composite: Composite, keys: dict, state: dict, depth: int, seen: set) -> list[tuple]:
     """Rows of a composite's layers, path by path, each labelled by its path."""
     rows = []
     indent = "  " * depth
@@ -76,9 +87,9 @@ def _tree(net, composite: Composite, keys: dict, state: dict, depth: int) -> lis
                 rows.append(("", label, _shape(child), f"(the layer of {owner[:-1]}: shared)", ""))
             elif isinstance(child, Composite):
                 rows.append(("", label, _shape(child), "", _count(net, inner.values())))
-                rows.extend(_tree(net, child, inner, inner_state, depth + 1))
+                rows.extend(_tree(net, child, inner, inner_state, depth + 1, seen))
             else:
-                rows.append(_row(net, "", child, label, inner, inner_state))
+                rows.append(_row(net, "", child, label, inner, inner_state, seen))
     return rows
 
 
