@@ -299,7 +299,9 @@ def test_audit_every_epoch_is_recorded_and_changes_nothing(mnist_like_dir, tmp_p
         str(mnist_like_dir),
     )
     assert result.returncode == 0, result.stderr
-    assert "audit:" not in result.stdout  # db1's factor is the model's own rule, and stays
+    # db1's factor is the model's own rule, and stays: the line says so, no change named
+    assert "as expected: db1 (off by a constant factor 1/400)" in result.stdout
+    assert "changed from" not in result.stdout and "unexpected" not in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["audit_every"] == 1
     for row in metrics["epochs"]:
