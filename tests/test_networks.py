@@ -82,7 +82,16 @@ def test_registry_names_and_defaults():
     assert (
         set(MODEL_NAMES)
         == set(TRAINING_DEFAULTS)
-        == {"seed-cnn", "lenet5", "numpy-cnn", "conv8", "two-layer-net", "dlfs-deep", "bn-cnn"}
+        == {
+            "seed-cnn",
+            "lenet5",
+            "numpy-cnn",
+            "conv8",
+            "two-layer-net",
+            "dlfs-deep",
+            "bn-cnn",
+            "resnet-mnist",
+        }  # fmt: skip
     )
     assert build_model("seed-cnn", seed=0).name == "seed-cnn"
     for name in MODEL_NAMES:
