@@ -207,7 +207,7 @@ def test_from_reads_the_saved_weights(runs):
         assert all(np.array_equal(run.params[k], saved[k]) for k in saved.files)
     assert (run.model, run.options, run.seed) == (
         "seed-cnn",
-        {"dw_mode": "batched", "bias_grad": "seed"},
+        {"dw_mode": "batched", "conv": "tf", "bias_grad": "seed"},
         0,
     )
 
@@ -240,7 +240,9 @@ def test_from_with_an_agreeing_option_is_accepted(runs):
     args = cli.parse_options(
         ["--from", str(runs / "seed"), "--model", "seed-cnn", "--bias-grad", "seed"]
     )
-    assert args.options == {"dw_mode": "batched", "bias_grad": "seed"} and args.seed == 0
+    assert (
+        args.options == {"dw_mode": "batched", "conv": "tf", "bias_grad": "seed"} and args.seed == 0
+    )
 
 
 def damage(runs, tmp_path, how: str):

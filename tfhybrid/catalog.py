@@ -13,9 +13,16 @@ import importlib
 import inspect
 from collections.abc import Mapping
 
-from tfhybrid.choices import BIAS_GRAD_RULES, DROPOUT_RULES, DW_MODES, TIE_RULES, check_choice
+from tfhybrid.choices import (
+    BIAS_GRAD_RULES,
+    CONV_BACKENDS,
+    DROPOUT_RULES,
+    DW_MODES,
+    TIE_RULES,
+    check_choice,
+)
 
-__all__ = ["BIAS_GRAD_RULES", "DROPOUT_RULES", "DW_MODES", "TIE_RULES"]  # also from here
+__all__ = ["BIAS_GRAD_RULES", "CONV_BACKENDS", "DROPOUT_RULES", "DW_MODES", "TIE_RULES"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +39,9 @@ class Option:
     default: str
     help: str
     exact: str | None = None
+    # True when every choice gives the same result to float rounding, only computed
+    # another way: a saved run's network may then be audited (--from) with any choice.
+    computes_alike: bool = False
     layer: str = ""  # the class of the layers it configures ("Conv2D")
     argument: str = ""  # their constructor's keyword for it (default: ``keyword``)
 
@@ -55,7 +65,19 @@ DW_MODE = Option(
     "batched",
     "filter gradient: one TensorFlow call per batch (default), or each sample's "
     "own convolution as the article",
+    computes_alike=True,
     layer="Conv2D",
+)
+CONV = Option(
+    "conv",
+    CONV_BACKENDS,
+    "tf",
+    "who computes the convolutions: tf (default): TensorFlow's kernels; numpy: "
+    "tfhybrid.ops.conv_numpy, the formulas in NumPy as sources 002-004 write them "
+    "(several times slower, the same result to float rounding)",
+    computes_alike=True,
+    layer="Conv2D",
+    argument="backend",
 )
 BIAS_GRAD = Option(
     "bias_grad",
@@ -89,7 +111,7 @@ DROPOUT_RULE = Option(
 # audit's rules and settings and a network's recorded options all derive from these.
 # Adding one: its op, its layer's constructor keyword, an Option here (with ``layer``)
 # added to the ModelSpecs that take it; the builders pass it on (layer_options).
-OPTIONS = (DW_MODE, BIAS_GRAD, POOL_TIES, DROPOUT_RULE)
+OPTIONS = (DW_MODE, CONV, BIAS_GRAD, POOL_TIES, DROPOUT_RULE)
 
 
 def layer_options(layer_class: type, values: dict) -> dict:
@@ -249,7 +271,7 @@ MODELS = {
         ModelSpec(
             "seed-cnn",
             "tfhybrid.models.seed_cnn:seed_cnn",
-            (DW_MODE, BIAS_GRAD),
+            (DW_MODE, CONV, BIAS_GRAD),
             TrainingDefaults(
                 10, None, 100, "sgd", 0.1, None, None, 0.9695, "doc 000: the article's program"
             ),
@@ -257,7 +279,7 @@ MODELS = {
         ModelSpec(
             "lenet5",
             "tfhybrid.models.networks:lenet5",
-            (DW_MODE, POOL_TIES),
+            (DW_MODE, CONV, POOL_TIES),
             TrainingDefaults(
                 10,
                 None,
@@ -274,7 +296,7 @@ MODELS = {
         ModelSpec(
             "numpy-cnn",
             "tfhybrid.models.networks:numpy_cnn",
-            (DW_MODE, POOL_TIES),
+            (DW_MODE, CONV, POOL_TIES),
             TrainingDefaults(
                 15,
                 None,
@@ -290,7 +312,7 @@ MODELS = {
         ModelSpec(
             "conv8",
             "tfhybrid.models.networks:conv8",
-            (DW_MODE, POOL_TIES),
+            (DW_MODE, CONV, POOL_TIES),
             TrainingDefaults(
                 3,
                 None,
@@ -322,7 +344,7 @@ MODELS = {
         ModelSpec(
             "dlfs-deep",
             "tfhybrid.models.book:dlfs_deep",
-            (DW_MODE, DROPOUT_RULE),
+            (DW_MODE, CONV, DROPOUT_RULE),
             TrainingDefaults(
                 20,
                 None,
@@ -338,7 +360,10 @@ MODELS = {
         ModelSpec(
             "bn-cnn",
             "tfhybrid.models.book:bn_cnn",
-            (DW_MODE,),
+            (
+                DW_MODE,
+                CONV,
+            ),
             TrainingDefaults(
                 3,
                 None,
@@ -355,7 +380,10 @@ MODELS = {
         ModelSpec(
             "resnet-mnist",
             "tfhybrid.models.resnet:resnet_mnist",
-            (DW_MODE,),
+            (
+                DW_MODE,
+                CONV,
+            ),
             TrainingDefaults(
                 5,
                 None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 DW_MODES = ("batched", "per-sample")  # the filter gradient: one call per batch, or per sample
 BIAS_GRAD_RULES = ("seed", "exact")  # the article's db1 (1/400 of the true one), or the true one
+CONV_BACKENDS = ("tf", "numpy")  # who computes a convolution: TensorFlow's kernels, or NumPy
 TIE_RULES = ("first", "all")  # max-pool ties: the first maximum (true), or every one
 # Dropout's scaling: inverted (/ keep in training) or Deep Learning from Scratch's (x keep
 # in inference). Both are the true gradient of their own forward.

@@ -217,7 +217,14 @@ def saved_config(saved: dict, **overrides) -> TrainConfig:
     ``overrides``; keys this version does not know are left out. Not validated: the
     caller validates, and words the error for its own flag (``--resume``, ``--from``)."""
     known = {field.name for field in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{**{k: v for k, v in saved.items() if k in known}, **overrides})
+    kept = {k: v for k, v in saved.items() if k in known}
+    # A run saved before an option existed trained with its default, where its model takes it.
+    model = kept.get("model", "seed-cnn")
+    if model in MODELS:
+        for option in OPTIONS:
+            if option.keyword not in kept:
+                kept[option.keyword] = option.default if option in MODELS[model].options else None
+    return TrainConfig(**{**kept, **overrides})
 
 
 def resolve_data_dir(given: str | None) -> str | None:

@@ -240,6 +240,7 @@ def train_and_evaluate(
         f"({config.lr_origin()})"
         + (f", {config.lr_schedule} decay to 0" if config.lr_schedule != "constant" else "")
         + f", batch {config.batch_size}, seed {config.seed}"
+        + (", convolutions in NumPy (--conv numpy)" if config.conv == "numpy" else "")
     )
     from tfhybrid.runtime import tune_for_training
 

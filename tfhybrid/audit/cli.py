@@ -135,7 +135,8 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
             f"--batch must not exceed the {MNIST_TEST_SIZE} MNIST test images, got {args.batch}"
         )
     args.rules = _rules(args)
-    args.options = dict(args.run.options) if args.run is not None else dict(args.rules)
+    # A saved run's own options, but for one computed alike that the command line chose.
+    args.options = {**args.run.options, **args.rules} if args.run is not None else dict(args.rules)
     if args.plot is not None and Path(args.plot).suffix.lower() != ".png":
         raise ConfigError(f"--plot must name a .png file, got {args.plot!r}")
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
@@ -197,8 +198,8 @@ def _rules(args: argparse.Namespace) -> dict[str, str]:
                     f"{' or '.join(rule.models)}, not {args.model}"
                 )
             continue
-        if args.run is not None:
-            saved = args.run.options[rule.keyword]
+        if args.run is not None and not (rule.computes_alike and value is not None):
+            saved = args.run.options.get(rule.keyword, rule.default)
             if value is not None and value != saved:
                 raise ConfigError(
                     f"{rule.flag} {value} contradicts --from {args.run_dir}, "
@@ -270,7 +271,7 @@ def network(args: argparse.Namespace):
         check_mnist_shapes(model, args.model)
         return model, model, f"network: {args.model} ({model.name}, weights its own)"
     if args.run is not None:
-        model = saved_run.build_from_run(args.run)
+        model = saved_run.build_from_run(args.run, args.options)
         about = f"parameters: {args.run.source} ({args.run.model} {args.run.when})"
     else:
         model = registry.build(args.model, seed=args.seed, **args.options)

@@ -114,9 +114,10 @@ def _saved_config(flag: str, saved) -> TrainConfig:
         raise ConfigError(f"{flag}: the run's saved settings are not usable ({err})") from None
 
 
-def build_from_run(run: SavedRun):
-    """The run's model with its options and saved parameters (imports TensorFlow)."""
-    model = build(run.model, seed=run.seed, **run.options)
+def build_from_run(run: SavedRun, options: dict[str, str] | None = None):
+    """The run's model with its options (or ``options``, for one computed alike: the
+    convolution's backend) and saved parameters (imports TensorFlow)."""
+    model = build(run.model, seed=run.seed, **(run.options if options is None else options))
     params = dict(run.params)
     for key, shape in model.param_shapes.items():  # biases saved as [F] by version 0.1
         value = params.get(key)

@@ -1,14 +1,15 @@
-"""Conv2D: TensorFlow computes the output, dw and dx; NumPy sums db."""
+"""Conv2D: TensorFlow computes the output, dw and dx and NumPy sums db; or, with
+``backend="numpy"``, NumPy computes all four from their formulas."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from tfhybrid._tf import tf
-from tfhybrid.choices import BIAS_GRAD_RULES, DW_MODES, check_choice
+from tfhybrid.choices import BIAS_GRAD_RULES, CONV_BACKENDS, DW_MODES, check_choice
 from tfhybrid.layers import initializers
 from tfhybrid.layers.base import Layer, Shape
-from tfhybrid.ops import conv_plan, tf_kernels
+from tfhybrid.ops import conv_numpy, conv_plan, tf_kernels
 from tfhybrid.ops.conv import conv2d_backward, conv2d_forward
 
 
@@ -27,9 +28,16 @@ class Conv2D(Layer):
     ``bias_grad``: "exact" (the true db), or "seed": the article's program, which also
     averages db over the Ho x Wo output positions (1/400 of the true gradient there).
 
+    ``backend``: "tf" (TensorFlow's kernels compute the output, dw and dx) or "numpy"
+    (:mod:`tfhybrid.ops.conv_numpy`: the same convolution written as its formulas in
+    NumPy, to read and step through; several times slower). Both are exact: they agree
+    to float rounding, and the audit checks either against the tape.
+
     ``plan``: which exact TensorFlow formulation computes dw, each sample's dw and dx
     (:mod:`tfhybrid.ops.conv_plan`), chosen once by :meth:`choose_plan` when the network
-    is built (``Sequential.summary()`` names it); None until then.
+    is built (``Sequential.summary()`` names it); None until then, and for "numpy".
+
+    Raises ValueError for a size that is not a positive integer or an unknown choice.
     """
 
     fused = True
@@ -47,6 +55,7 @@ class Conv2D(Layer):
         use_bias: bool = True,
         dw_mode: str = "batched",
         bias_grad: str = "exact",
+        backend: str = "tf",
         kernel_init="he_normal",
         bias_init="zeros",
         name: str | None = None,
@@ -58,13 +67,20 @@ class Conv2D(Layer):
         self.padding = _positive_int("padding", padding, minimum=0)
         check_choice("dw_mode", dw_mode, DW_MODES)
         check_choice("bias_grad", bias_grad, BIAS_GRAD_RULES)
+        check_choice("backend", backend, CONV_BACKENDS)
         self.use_bias, self.dw_mode, self.bias_grad = bool(use_bias), dw_mode, bias_grad
+        self.backend = backend
+        if backend == "numpy":  # NumPy runs its forward: no compiled TensorFlow forward
+            self.fused = self.needs_tf = False
         self.kernel_init = initializers.get(kernel_init)
         self.bias_init = initializers.get(bias_init)
         self.plan: conv_plan.ConvPlan | None = None
 
-    def choose_plan(self, input_shape: Shape, dtype) -> conv_plan.ConvPlan:
-        """Pick the backward's formulations for inputs [N, *input_shape] of ``dtype``."""
+    def choose_plan(self, input_shape: Shape, dtype) -> conv_plan.ConvPlan | None:
+        """Pick the backward's formulations for inputs [N, *input_shape] of ``dtype``
+        (None for the NumPy backend, which has one)."""
+        if self.backend == "numpy":
+            return None
         shapes = self.param_shapes(input_shape)
         self.plan = conv_plan.choose(
             tuple(input_shape), shapes["w"], self.stride, self.padding, dtype
@@ -73,6 +89,8 @@ class Conv2D(Layer):
 
     def describe(self) -> str:
         """The formulations of its backward, for ``Sequential.summary()``."""
+        if self.backend == "numpy":
+            return "NumPy convolution (tfhybrid.ops.conv_numpy), a loop over the kernel's taps"
         return "" if self.plan is None else self.plan.describe()
 
     def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
@@ -98,6 +116,10 @@ class Conv2D(Layer):
         return (ho, wo, self.filters)
 
     def forward(self, params, x):
+        if self.backend == "numpy":
+            return conv_numpy.conv2d_forward(
+                x, params["w"], params.get("b"), self.stride, self.padding
+            )
         return conv2d_forward(x, params["w"], params.get("b"), self.stride, self.padding)
 
     def cache_from(self, params, x, out, batch):
@@ -111,14 +133,10 @@ class Conv2D(Layer):
         return self._backward(dout, cache, need_dx, per_example=True)
 
     def _backward(self, dout, cache, need_dx, per_example):
-        grads = conv2d_backward(
-            dout,
-            cache,
-            dw_mode=self.dw_mode,
-            need_dx=need_dx,
-            per_example=per_example,
-            plan=self.plan,
-        )
+        if self.backend == "numpy":  # per-sample dw_mode: the same sum, of the same terms
+            grads = conv_numpy.conv2d_backward(dout, cache, need_dx, per_example)
+        else:
+            grads = self._tf_backward(dout, cache, need_dx, per_example)
         mine = {"w": grads["dw"]}
         if "db" in grads:
             db = grads["db"]
@@ -126,6 +144,16 @@ class Conv2D(Layer):
                 db /= dout.shape[1] * dout.shape[2]
             mine["b"] = db
         return grads.get("dx"), mine
+
+    def _tf_backward(self, dout, cache, need_dx, per_example):
+        return conv2d_backward(
+            dout,
+            cache,
+            dw_mode=self.dw_mode,
+            need_dx=need_dx,
+            per_example=per_example,
+            plan=self.plan,
+        )
 
     def reference(self, params, x):
         out = tf.nn.conv2d(
