@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("hybrid", "per-example", "autodiff", "autodiff-xla", "per-example-peer")
-# The TensorFlow peer each hand-written method is compared with in the tables.
-PEERS = {"hybrid": "autodiff", "per-example": "per-example-peer"}
+METHODS = (
+    "hybrid",
+    "per-example",
+    "autodiff",
+    "autodiff-xla",
+    "per-example-peer",
+    "hybrid-numpy-conv",
+)
+# The peer each method is compared with in the tables: TensorFlow's for a hand-written
+# method; for the convolutions in NumPy (``--conv numpy``), the hybrid step on TensorFlow's.
+PEERS = {"hybrid": "autodiff", "per-example": "per-example-peer", "hybrid-numpy-conv": "hybrid"}
+NUMPY_CONV = "hybrid-numpy-conv"  # only for the networks with convolutions
 SEED = 0
 
 
@@ -119,7 +128,8 @@ def make_step(model: str, method: str, batch: int, seed: int = SEED):
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    net = build_model(model, seed=seed, dtype=np.float32)
+    conv = {"conv": "numpy"} if method == NUMPY_CONV else {}
+    net = build_model(model, seed=seed, dtype=np.float32, **conv)
     lr = TRAINING_DEFAULTS[model].lr
     x, y = random_batch(net, batch, seed)
     if method in ("autodiff", "autodiff-xla"):

@@ -13,7 +13,7 @@ from benchmarks.formulations import plans, time_formulations
 from benchmarks.full_run import full_run
 from benchmarks.machine import load_average, machine_info
 from benchmarks.memory import measure
-from benchmarks.steps import PEERS, SEED, make_step
+from benchmarks.steps import NUMPY_CONV, PEERS, SEED, make_step
 from benchmarks.timing import interleaved_times, summarise
 
 TRAIN_IMAGES = 55_000  # MNIST training images (the other 5,000 are the validation set)
@@ -34,7 +34,7 @@ def time_model(
     model: str, methods: tuple[str, ...], batch: int, steps: int, warmup: int, seed: int, log
 ) -> list[dict]:
     """One row per method: step-time summary, ratio to autodiff, seconds per epoch."""
-    from tfhybrid.catalog import TRAINING_DEFAULTS, build_model
+    from tfhybrid.catalog import MODEL_OPTIONS, TRAINING_DEFAULTS, build_model
 
     layers = build_model(model).layers
     if any(layer.couples_batch or layer.random for layer in layers):
@@ -47,6 +47,9 @@ def time_model(
                 f"{', '.join(left)} left out"
             )
         methods = tuple(m for m in methods if m not in left)
+    if NUMPY_CONV in methods and "conv" not in MODEL_OPTIONS[model]:
+        log(f"{model}: no convolution, so no {NUMPY_CONV}")
+        methods = tuple(m for m in methods if m != NUMPY_CONV)
 
     log(
         f"{model}: timing {', '.join(methods)} at batch {batch}, {steps} steps each after "
