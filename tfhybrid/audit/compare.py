@@ -125,6 +125,14 @@ def compare(
     )
 
 
+def with_atol(item: Comparison, atol: float) -> Comparison:
+    """``item``, made a match when every difference is within ``atol`` (the absolute
+    tolerance a caller of ``check_op`` may set beside the relative one)."""
+    if atol and item.verdict != MATCH and item.max_abs_error <= atol:
+        return dataclasses.replace(item, verdict=MATCH)
+    return item
+
+
 def readable_factor(c: float, rtol: float = 1e-4) -> str:
     """c as "4", "1/400" or "-1/8" when within ``rtol`` of k or 1/k; else 6 significant digits."""
     if not np.isfinite(c) or c == 0:
