@@ -5,7 +5,7 @@
 Three tables, each call's median ms over interleaved rounds (figures only):
 
 - **calling**: a trivial compiled function ([2, 4] inputs) called as TensorFlow's own
-  ``ConcreteFunction`` call, then through :func:`tfhybrid.ops.lean_call.lean`, with NumPy
+  ``ConcreteFunction`` call, then through :func:`tfhybrid.fast.lean_call.lean`, with NumPy
   arrays and with tensors: what the call's bookkeeping costs beside the graph;
 - **executor and XLA by batch**: each network's compiled forward (``FusedRun``) and each
   convolution's batch backward call at batches 1, 4, 16 and 100, on TensorFlow's default
@@ -13,7 +13,7 @@ Three tables, each call's median ms over interleaved rounds (figures only):
   measurements behind ``lean_call.EXECUTOR`` and ``conv_plan.XLA_MAX_BATCH``;
 - **padding**: the filter gradient of padded convolutions as ``Conv2DBackpropFilter``
   with explicit paddings (what autodiff of a padded ``tf.nn.conv2d`` runs) and as the
-  pre-padded input with "VALID" (what :func:`tfhybrid.ops.tf_kernels.filter_grad` runs).
+  pre-padded input with "VALID" (what :func:`tfhybrid.fast.tf_kernels.filter_grad` runs).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _median_ms(calls: dict, repeats: int) -> dict[str, float]:
 
 def calling(repeats: int) -> dict[str, float]:
     from tfhybrid._tf import tf
-    from tfhybrid.ops.lean_call import lean
+    from tfhybrid.fast.lean_call import lean
 
     spec = tf.TensorSpec([None, 4], tf.float32)
     concrete = tf.function(lambda a, b: a + b, input_signature=[spec, spec])
@@ -69,7 +69,7 @@ def calling(repeats: int) -> dict[str, float]:
 def _on(single_threaded: bool, call):
     """The step's lean call of the same function, on the single-threaded executor or on
     TensorFlow's default one."""
-    from tfhybrid.ops.lean_call import lean
+    from tfhybrid.fast.lean_call import lean
 
     return lean(call.concrete, single_threaded=single_threaded)
 
@@ -78,7 +78,7 @@ def executors(repeats: int) -> list[dict]:
     from benchmarks.steps import random_batch
     from tfhybrid._tf import tf
     from tfhybrid.catalog import build_model
-    from tfhybrid.ops import tf_kernels
+    from tfhybrid.fast import tf_kernels
 
     rows = []
     for model in NETWORKS:
@@ -133,7 +133,7 @@ def executors(repeats: int) -> list[dict]:
 
 def padding(repeats: int) -> list[dict]:
     from tfhybrid._tf import tf
-    from tfhybrid.ops import tf_kernels
+    from tfhybrid.fast import tf_kernels
 
     rows = []
     for shape, w_shape, stride, pad in PADDED:

@@ -1,7 +1,7 @@
 """Each convolution's backward formulations, timed against each other.
 
 For every ``Conv2D`` of a network: the plan it chose when built
-(:mod:`tfhybrid.ops.conv_plan`) and the time of every candidate backward call on a random
+(:mod:`tfhybrid.fast.conv_plan`) and the time of every candidate backward call on a random
 batch of the network's shape, interleaved: over the batch (dw, and dx where the network
 needs it, each formulation with and without XLA) and per sample (each sample's dw).
 """
@@ -46,7 +46,7 @@ def time_formulations(model: str, batch: int, repeats: int = 10, seed: int = 0) 
     """One row per convolution and call ("batch" or "per-sample"): the chosen
     candidate, and every candidate's median ms."""
     from tfhybrid.catalog import build_model
-    from tfhybrid.ops.conv_plan import time_candidates
+    from tfhybrid.fast.conv_plan import time_candidates
 
     net = build_model(model, dtype=np.float32)
     rows = []

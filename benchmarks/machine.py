@@ -15,7 +15,7 @@ def load_average() -> list[float] | None:
 def cpu_model() -> str:
     """The processor's name from /proc/cpuinfo (Linux), with ", AVX-512" where it has it
     (the convolution rule depends on it); else what ``platform`` reports."""
-    from tfhybrid.ops.conv_plan import cpu_has_avx512
+    from tfhybrid.fast.conv_plan import cpu_has_avx512
 
     name = ""
     try:

@@ -34,7 +34,7 @@ def profile(model: str, batch: int, steps: int, warmup: int = 5, seed: int = 0) 
     from benchmarks.timing import summarise
     from tfhybrid._tf import tf
     from tfhybrid.catalog import TRAINING_DEFAULTS, build_model
-    from tfhybrid.ops.conv import backward_fn
+    from tfhybrid.fast.conv import backward_fn
     from tfhybrid.ops.losses import sigmoid_cross_entropy, softmax_cross_entropy
     from tfhybrid.optimizers import build_optimizer
     from tfhybrid.runtime import tune_for_training

@@ -115,3 +115,12 @@ def run_train_script(*args: str, env_extra: dict | None = None, cwd: Path | None
         cwd=cwd or REPO,
         timeout=600,
     )
+
+
+@pytest.fixture
+def readable_path(monkeypatch):
+    """The layers run their definitions in tfhybrid/ops/ (as with TFHYBRID_READABLE=1), so a
+    bug a test plants in a definition is what the network runs; networks built after it."""
+    from tfhybrid import fast
+
+    monkeypatch.setattr(fast, "_readable", True)

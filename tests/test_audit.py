@@ -75,7 +75,7 @@ def test_update_check_under_the_exact_rule_passes_for_a_seed_rule_model():
     assert report.ok and report.mismatches == ["db1"]
 
 
-def test_missing_quarter_in_pool_backward(monkeypatch):
+def test_missing_quarter_in_pool_backward(monkeypatch, readable_path):
     real = pooling_layer.avg_pool_backward
     monkeypatch.setattr(
         pooling_layer, "avg_pool_backward", lambda dout, cache: 4 * real(dout, cache)
@@ -91,7 +91,7 @@ def test_missing_quarter_in_pool_backward(monkeypatch):
             assert item.manual.verdict == MATCH, name
 
 
-def test_filter_gradient_with_rotated_kernel(monkeypatch):
+def test_filter_gradient_with_rotated_kernel(monkeypatch, readable_path):
     real = conv_layer.conv2d_backward
 
     def rotated(*args, **kwargs):
@@ -133,7 +133,7 @@ def test_db2_summed_instead_of_averaged(monkeypatch):
     assert verdicts(report) == {name: FACTOR if name == "db2" else MATCH for name in ALL}
 
 
-def test_pool_gradient_sent_to_the_wrong_cell(monkeypatch):
+def test_pool_gradient_sent_to_the_wrong_cell(monkeypatch, readable_path):
     def top_left_only(dout, cache):
         x_shape, size, stride = cache
         dx = np.zeros(x_shape, dtype=dout.dtype)

@@ -10,8 +10,8 @@ import pytest
 
 from tests.helpers import assert_close
 from tfhybrid._tf import tf
-from tfhybrid.ops import conv_plan, tf_kernels
-from tfhybrid.ops.conv import conv2d_backward, conv2d_forward
+from tfhybrid.fast import conv_plan, tf_kernels
+from tfhybrid.fast.conv import conv2d_backward, conv2d_forward
 
 RTOL = 1e-12
 

@@ -6,7 +6,7 @@ that uses it). Before the first block the namespace holds what the pages say a r
 ``x`` (float32 images [N,28,28,1] in [0,1]) and its one-hot labels ``y`` (also named
 ``y_onehot``). The blocks run in a scratch folder that stands for the repository's root, with
 the real MNIST as ``../shared/mnist`` beside it (the layout the pages assume), so a plot a
-block writes lands there.
+block writes lands there, and ``examples/`` beside it.
 
 A few blocks are excerpts, not programs (a signature, a method shown inside its class, a
 call on a network built in the prose above it); ``EXCERPTS`` names each by its first line
@@ -19,6 +19,7 @@ topic (test_check_own.py, test_docs_commands.py, test_examples.py, test_composit
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,10 @@ def test_every_python_block_of_the_page_runs(page, request, tmp_path, monkeypatc
         (shared / "mnist").symlink_to(request.getfixturevalue("data_dir"))
     root = tmp_path / "repo"
     root.mkdir()
+    (root / "examples").symlink_to(ROOT / "examples")  # the pages import from examples/
     monkeypatch.chdir(root)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # a block may add examples/ to it
+    before = set(sys.modules)
     space = reader_namespace()
     for number, block in enumerate(code):
         if (page, first_line(block)) in EXCERPTS:
@@ -90,6 +94,11 @@ def test_every_python_block_of_the_page_runs(page, request, tmp_path, monkeypatc
         except Exception as error:  # name the block: the traceback alone points into exec
             pytest.fail(f"{page}, python block {number} ({first_line(block)!r}): {error!r}")
     capsys.readouterr()  # what the blocks print is the pages' business, not the log's
+    examples = str(ROOT / "examples")
+    for name in set(sys.modules) - before:
+        where = getattr(sys.modules[name], "__file__", None) or ""
+        if where.startswith(examples) or "/repo/examples/" in where:
+            del sys.modules[name]  # an example a block imported: none outlives its page
 
 
 def test_every_excerpt_is_still_on_its_page():

@@ -1,4 +1,4 @@
-"""The lean call of a compiled function (tfhybrid.ops.lean_call) gives TensorFlow's own
+"""The lean call of a compiled function (tfhybrid.fast.lean_call) gives TensorFlow's own
 results and errors, and steps aside where TensorFlow's bookkeeping is needed."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tfhybrid._tf import tf
-from tfhybrid.ops.lean_call import lean
+from tfhybrid.fast.lean_call import lean
 
 SPEC = tf.TensorSpec([None, 3], tf.float64)
 

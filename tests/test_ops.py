@@ -211,7 +211,7 @@ def test_every_op_pair_passes_the_gradient_check(rng, name):
     "shape,size", [((3, 8, 6, 5), 2), ((2, 9, 9, 4), 3), ((1, 4, 4, 1), 2), ((37, 20, 20, 20), 2)]
 )
 def test_avg_pool_sigmoid_backward_is_the_two_passes_bit_for_bit(rng, dtype, shape, size):
-    from tfhybrid.ops.pooling import avg_pool_sigmoid_backward
+    from tfhybrid.fast.pooling import avg_pool_sigmoid_backward
 
     s, _ = sigmoid_forward(rng.standard_normal(shape).astype(dtype) * 3)
     pooled, cache = avg_pool_forward(s, size, size)
@@ -241,7 +241,7 @@ def test_training_gradients_equal_the_layer_by_layer_ones(rng, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_aligned_arrays_reach_tensorflow_in_place_and_others_as_they_are(dtype):
-    from tfhybrid.ops import buffers
+    from tfhybrid.fast import buffers
 
     array = buffers.empty((3, 5, 7), dtype)
     assert array.ctypes.data % buffers.ALIGN == 0 and array.flags.c_contiguous

@@ -12,8 +12,8 @@ import tfhybrid
 from tests.helpers import assert_close
 from tfhybrid._tf import tf
 from tfhybrid.data import one_hot
+from tfhybrid.fast import conv_plan
 from tfhybrid.layers import Layer
-from tfhybrid.ops import conv_plan
 
 FLOAT32_RTOL = 1e-4  # float32 sums in another order: a few roundings of 6e-8 each
 

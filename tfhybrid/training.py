@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfhybrid import fast
 from tfhybrid.catalog import TRAINING_DEFAULTS, build_model
 from tfhybrid.checkpoint import (
     CHECKPOINT_NAME,
@@ -241,6 +242,7 @@ def train_and_evaluate(
         + (f", {config.lr_schedule} decay to 0" if config.lr_schedule != "constant" else "")
         + f", batch {config.batch_size}, seed {config.seed}"
         + (", convolutions in NumPy (--conv numpy)" if config.conv == "numpy" else "")
+        + ("" if fast.enabled() else f", readable path ({fast.READABLE_ENV}=1)")
     )
     from tfhybrid.runtime import tune_for_training
 

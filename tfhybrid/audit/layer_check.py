@@ -123,10 +123,21 @@ def check_layer(
     name = f"{type(layer).__name__} on [N,{','.join(map(str, shape))}]"
     if layer.takes("training") or layer.takes("training", "reference"):
         name += ", training mode" if training else ", inference mode"
-    runs = [(label, point, forward) for label, point in points]
+    runs = [(label, point, forward, backward) for label, point in points]
     if layer.fused:  # the compiled path builds the cache another way: check it too
         runs += [
-            (f"{label}, fused path" if label else "fused path", point, fused_forward)
+            (f"{label}, fused path" if label else "fused path", point, fused_forward, backward)
+            for label, point in points
+        ]
+    if layer.fast_path and type(layer).__module__.startswith("tfhybrid.layers"):
+        # Training runs tfhybrid.fast's variant: check the definition in tfhybrid.ops too.
+        runs += [
+            (
+                f"{label}, readable path" if label else "readable path",
+                point,
+                _on_readable_path(forward),
+                _on_readable_path(backward),
+            )
             for label, point in points
         ]
     inside = _Inside(layer, options, seed, fd_samples) if isinstance(layer, Composite) else None
@@ -134,18 +145,18 @@ def check_layer(
     reports = [
         _check_point(
             layer,
-            (path, backward, reference),
+            (path, path_backward, reference),
             _checked_inputs({"x": np.asarray(point, dtype=np.float64), **params}, False),
             np.random.default_rng(seed + index % len(points)),
             label,
             inside,
             **settings,
         )
-        for index, (label, point, path) in enumerate(runs)
+        for index, (label, point, path, path_backward) in enumerate(runs)
     ]
     rows = [
         dataclasses.replace(item, point=label)
-        for (label, _, _), report in zip(runs, reports, strict=True)
+        for (label, *_), report in zip(runs, reports, strict=True)
         for item in report.inputs
     ]
     first = reports[0]
@@ -155,6 +166,20 @@ def check_layer(
         precision=max((r.precision for r in reports), key=lambda p: p != "float64"),
     )
     return _with_parts(report, inside)
+
+
+def _on_readable_path(fn: Callable) -> Callable:
+    """``fn`` run with the layers on their definitions in tfhybrid.ops (tfhybrid.fast off)."""
+    from tfhybrid import fast
+
+    def on_readable_path(*args, **kwargs):
+        previous = fast.set_readable(True)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            fast.set_readable(previous)
+
+    return on_readable_path
 
 
 def check_layer_at(

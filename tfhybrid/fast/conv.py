@@ -1,11 +1,15 @@
-"""Convolution op pair: TensorFlow computes the forward, dw and dx; NumPy sums db."""
+"""The convolution op pair of :mod:`tfhybrid.ops.conv`, as the training step runs it: the
+forward, dw and dx as compiled TensorFlow calls (:mod:`tfhybrid.fast.tf_kernels`) in the
+formulation :mod:`tfhybrid.fast.conv_plan` chose for the shapes, dout handed over in place
+where aligned, and db as one matrix-vector product. Equal to the definition to float
+rounding (``tests/test_fast_equal.py``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from tfhybrid.choices import DW_MODES, check_choice
-from tfhybrid.ops import buffers, conv_plan, tf_kernels
+from tfhybrid.fast import buffers, conv_plan, tf_kernels
 
 
 def conv2d_forward(
@@ -36,7 +40,7 @@ def conv2d_backward(
     ``need_dx=False`` skips dx (the first layer's input needs no gradient).
     ``per_example=True``: dw [N,kh,kw,C,F] and db [N, *shape of b], each sample's own.
     ``x`` in the cache may be a NumPy array or a tensor. ``plan``: the TensorFlow
-    formulations (:mod:`tfhybrid.ops.conv_plan`; default: :func:`conv_plan.choose`'s).
+    formulations (:mod:`tfhybrid.fast.conv_plan`; default: :func:`conv_plan.choose`'s).
     """
     x, w, b_shape, stride, pad = cache
     check_choice("dw_mode", dw_mode, DW_MODES)

@@ -66,7 +66,7 @@ XLA_FORWARD_MAX_BATCH = 4  # and up to this size: the compiled forward under XLA
 @dataclasses.dataclass(frozen=True)
 class ConvPlan:
     """The formulations of one convolution's backward (keys of the tables in
-    :mod:`tfhybrid.ops.tf_kernels`) and how they were chosen."""
+    :mod:`tfhybrid.fast.tf_kernels`) and how they were chosen."""
 
     dw: str = "backprop-filter"
     per_sample: str = "vectorized"
@@ -157,8 +157,8 @@ def choose(x_shape: tuple, w_shape: tuple, stride: int, pad: int, dtype) -> Conv
 
 def candidates(per_sample: bool, need_dx: bool) -> list[dict]:
     """Every combination of formulations for one backward call, as keyword arguments
-    of :func:`tfhybrid.ops.tf_kernels.conv_backward_fn`."""
-    from tfhybrid.ops import tf_kernels
+    of :func:`tfhybrid.fast.tf_kernels.conv_backward_fn`."""
+    from tfhybrid.fast import tf_kernels
 
     dws = tf_kernels.PER_SAMPLE_FORMULATIONS if per_sample else tf_kernels.DW_FORMULATIONS
     dxs = tf_kernels.DX_FORMULATIONS if need_dx else ("backprop-input",)
@@ -183,7 +183,7 @@ def time_candidates(
     [{"dw", "dx", "xla", "seconds"}], in the order of ``rows`` (default
     :func:`candidates`)."""
     from tfhybrid._tf import tf
-    from tfhybrid.ops import tf_kernels
+    from tfhybrid.fast import tf_kernels
 
     rng = np.random.default_rng(seed)
     kh, kw, _, f = w_shape

@@ -2,7 +2,7 @@
 
 Each kernel is a concrete function built once per (dtype, shapes, stride, padding) with
 a fixed input signature, so a call costs no retracing, and takes tensors or NumPy arrays
-as they are; it is called through :func:`tfhybrid.ops.lean_call.lean`, which skips the
+as they are; it is called through :func:`tfhybrid.fast.lean_call.lean`, which skips the
 per-call argument binding. Arguments and results are NHWC; filters are
 [kh, kw, c_in, c_out] as in ``tf.nn.conv2d``. Padding is a symmetric zero-pad count
 ``pad`` (0 is TensorFlow's "VALID").
@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 
 from tfhybrid._tf import tf
-from tfhybrid.ops.lean_call import lean
+from tfhybrid.fast.lean_call import lean
 
 
 def padding(pad: int):

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfhybrid import fast
 from tfhybrid._tf import tf
 from tfhybrid.choices import check_number
+from tfhybrid.fast import activations as fast_activations
 from tfhybrid.layers.base import Layer, Shape
 from tfhybrid.ops.activations import (
     leaky_relu_backward,
@@ -23,6 +25,7 @@ from tfhybrid.ops.activations import (
 class ReLU(Layer):
     """max(x, 0); the backward passes dout where the input was > 0 (0 at 0, as TensorFlow)."""
 
+    fast_path = True
     fused = True
     fused_needs = ("out",)
     prefix = "a"
@@ -37,6 +40,8 @@ class ReLU(Layer):
         return np.asarray(out) > 0  # out > 0 exactly where the input was
 
     def backward(self, dout, cache, need_dx=True):
+        if fast.enabled():
+            return fast_activations.relu_backward(dout, cache), {}
         return relu_backward(dout, cache), {}
 
     def reference(self, params, x):
@@ -46,6 +51,7 @@ class ReLU(Layer):
 class Sigmoid(Layer):
     """1 / (1 + e^-x); the backward multiplies by s (1 - s) of the cached output s."""
 
+    fast_path = True
     fused = True
     fused_needs = ("out",)
     prefix = "s"
@@ -60,6 +66,8 @@ class Sigmoid(Layer):
         return np.asarray(out)
 
     def backward(self, dout, cache, need_dx=True):
+        if fast.enabled():
+            return fast_activations.sigmoid_backward(dout, cache), {}
         return sigmoid_backward(dout, cache), {}
 
     def reference(self, params, x):

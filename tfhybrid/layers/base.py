@@ -140,6 +140,9 @@ class Layer:
     # True for a layer whose forward only TensorFlow runs (the convolution): a run of fused
     # layers without one stays in NumPy, where a small network is faster.
     needs_tf: bool = False
+    # True for a built-in layer whose step runs a variant from tfhybrid.fast in place of
+    # its definition in tfhybrid.ops: check_layer then checks both (rows "readable path").
+    fast_path: bool = False
     # Output name prefix: Sequential names outputs PREFIX + the number of the latest
     # layer with parameters (z1, a1, p1, ...), unless ``name`` is given.
     prefix: str = "h"

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfhybrid import fast
 from tfhybrid._tf import tf
 from tfhybrid.choices import BIAS_GRAD_RULES, CONV_BACKENDS, DW_MODES, check_choice
+from tfhybrid.fast import conv as fast_conv
+from tfhybrid.fast import conv_plan, tf_kernels
 from tfhybrid.layers import initializers
 from tfhybrid.layers.base import Layer, Shape
-from tfhybrid.ops import conv_numpy, conv_plan, tf_kernels
+from tfhybrid.ops import conv_numpy
 from tfhybrid.ops.conv import conv2d_backward, conv2d_forward
 
 
@@ -34,12 +37,13 @@ class Conv2D(Layer):
     to float rounding, and the audit checks either against the tape.
 
     ``plan``: which exact TensorFlow formulation computes dw, each sample's dw and dx
-    (:mod:`tfhybrid.ops.conv_plan`), chosen once by :meth:`choose_plan` when the network
+    (:mod:`tfhybrid.fast.conv_plan`), chosen once by :meth:`choose_plan` when the network
     is built (``Sequential.summary()`` names it); None until then, and for "numpy".
 
     Raises ValueError for a size that is not a positive integer or an unknown choice.
     """
 
+    fast_path = True
     fused = True
     fused_needs = ("x",)
     needs_tf = True
@@ -71,7 +75,7 @@ class Conv2D(Layer):
         self.use_bias, self.dw_mode, self.bias_grad = bool(use_bias), dw_mode, bias_grad
         self.backend = backend
         if backend == "numpy":  # NumPy runs its forward: no compiled TensorFlow forward
-            self.fused = self.needs_tf = False
+            self.fused = self.needs_tf = self.fast_path = False
         self.kernel_init = initializers.get(kernel_init)
         self.bias_init = initializers.get(bias_init)
         self.plan: conv_plan.ConvPlan | None = None
@@ -120,7 +124,8 @@ class Conv2D(Layer):
             return conv_numpy.conv2d_forward(
                 x, params["w"], params.get("b"), self.stride, self.padding
             )
-        return conv2d_forward(x, params["w"], params.get("b"), self.stride, self.padding)
+        forward = fast_conv.conv2d_forward if fast.enabled() else conv2d_forward
+        return forward(x, params["w"], params.get("b"), self.stride, self.padding)
 
     def cache_from(self, params, x, out, batch):
         b = params.get("b")
@@ -146,7 +151,11 @@ class Conv2D(Layer):
         return grads.get("dx"), mine
 
     def _tf_backward(self, dout, cache, need_dx, per_example):
-        return conv2d_backward(
+        if not fast.enabled():  # the definition: one eager TensorFlow call per gradient
+            return conv2d_backward(
+                dout, cache, dw_mode=self.dw_mode, need_dx=need_dx, per_example=per_example
+            )
+        return fast_conv.conv2d_backward(
             dout,
             cache,
             dw_mode=self.dw_mode,

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfhybrid import fast
 from tfhybrid._tf import tf
 from tfhybrid.choices import TIE_RULES, check_choice
+from tfhybrid.fast import maxpool as fast_maxpool
+from tfhybrid.fast import pooling as fast_pooling
 from tfhybrid.layers.base import Layer, Shape
-from tfhybrid.ops.maxpool import (
-    check_pool_options,
-    max_pool_backward,
-    max_pool_cache,
-    max_pool_forward,
-    pool_output_size,
-)
-from tfhybrid.ops.pooling import avg_pool_backward, avg_pool_forward, avg_pool_sigmoid_backward
+from tfhybrid.ops import maxpool
+from tfhybrid.ops.maxpool import check_pool_options, pool_output_size
+from tfhybrid.ops.pooling import avg_pool_backward, avg_pool_forward
 
 
 class AvgPool2D(Layer):
     """Mean of each size x size window, VALID windows: [N,H,W,C] -> [N,Ho,Wo,C]."""
 
+    fast_path = True
     fused = True
     fused_needs = ()
     prefix = "p"
@@ -43,6 +42,8 @@ class AvgPool2D(Layer):
         return ((batch, *self.input_shape), self.size, self.stride)
 
     def backward(self, dout, cache, need_dx=True):
+        if fast.enabled():
+            return fast_pooling.avg_pool_backward(dout, cache), {}
         return avg_pool_backward(dout, cache), {}
 
     def backward_through(self, below, dout, cache, below_cache):
@@ -53,11 +54,13 @@ class AvgPool2D(Layer):
         Sequential uses it when the gradient between the two is not reported."""
         from tfhybrid.layers.activations import Sigmoid
 
-        if type(self).backward is not AvgPool2D.backward or (
-            type(below).backward is not Sigmoid.backward
+        if (
+            not fast.enabled()
+            or type(self).backward is not AvgPool2D.backward
+            or (type(below).backward is not Sigmoid.backward)
         ):
             return None
-        return avg_pool_sigmoid_backward(dout, cache, below_cache)
+        return fast_pooling.avg_pool_sigmoid_backward(dout, cache, below_cache)
 
     def reference(self, params, x):
         return tf.nn.avg_pool2d(x, ksize=self.size, strides=self.stride, padding="VALID")
@@ -71,6 +74,7 @@ class MaxPool2D(Layer):
     so the audit can show it is wrong).
     """
 
+    fast_path = True
     fused = True
     fused_needs = ("x", "out")
     prefix = "p"
@@ -101,10 +105,14 @@ class MaxPool2D(Layer):
         return (ho, wo, c)
 
     def forward(self, params, x):
-        return max_pool_forward(x, self.size, self.stride, self.padding, self.pad_value, self.ties)
+        ops = fast_maxpool if fast.enabled() else maxpool
+        return ops.max_pool_forward(
+            x, self.size, self.stride, self.padding, self.pad_value, self.ties
+        )
 
     def cache_from(self, params, x, out, batch):
-        return max_pool_cache(
+        ops = fast_maxpool if fast.enabled() else maxpool
+        return ops.max_pool_cache(
             np.asarray(x),
             np.asarray(out),
             self.size,
@@ -115,7 +123,8 @@ class MaxPool2D(Layer):
         )
 
     def backward(self, dout, cache, need_dx=True):
-        return max_pool_backward(dout, cache), {}
+        ops = fast_maxpool if fast.enabled() else maxpool
+        return ops.max_pool_backward(dout, cache), {}
 
     def reference(self, params, x):
         if self.padding:

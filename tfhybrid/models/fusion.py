@@ -18,8 +18,8 @@ import functools
 import numpy as np
 
 from tfhybrid._tf import tf
-from tfhybrid.ops.conv_plan import xla_max_batch
-from tfhybrid.ops.lean_call import lean
+from tfhybrid.fast.conv_plan import xla_max_batch
+from tfhybrid.fast.lean_call import lean
 
 
 @dataclasses.dataclass

@@ -23,7 +23,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from tfhybrid import fast
 from tfhybrid._tf import tf
+from tfhybrid.fast import buffers
 from tfhybrid.layers.base import (
     Layer,
     call_options,
@@ -32,7 +34,6 @@ from tfhybrid.layers.base import (
 )
 from tfhybrid.layers.composite import Composite, add_grads
 from tfhybrid.models.fusion import plan_runs
-from tfhybrid.ops import buffers
 from tfhybrid.ops.losses import sigmoid_cross_entropy, softmax_cross_entropy
 
 LOSSES = ("softmax_cross_entropy", "sigmoid_cross_entropy")
@@ -160,7 +161,12 @@ class Sequential:
         for key, shape in self.param_shapes.items():
             self._offsets[key], at = at, at + int(np.prod(shape))
         self._flat = buffers.zeros(at, self.dtype)  # every parameter, in order (aligned)
-        self.runs = plan_runs(layers, self.param_keys, self._offsets, self.first, self.dtype, at)
+        # The readable path (tfhybrid.fast): each layer runs its own forward, no compiled run.
+        self.runs = (
+            plan_runs(layers, self.param_keys, self._offsets, self.first, self.dtype, at)
+            if fast.enabled()
+            else []
+        )
         self._run_at = {run.start: run for run in self.runs}
         self._params: dict[str, np.ndarray] = {}
         self.params = self._init_params(seed) if params is None else params
