@@ -289,3 +289,19 @@ def test_ctrl_c_during_tensorflows_import_shows_none_of_its_notices():
     assert "KeyboardInterrupt" in result.stderr and "tensorflow" in result.stderr, result.stderr
     for notice in ("oneDNN", "cudart", "absl::InitializeLog"):
         assert notice not in result.stderr, result.stderr
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    from tfhybrid.checkpoint import atomic_write
+
+    target = tmp_path / "checkpoint.npz"
+    target.write_bytes(b"old")
+
+    def full_disk(handle):
+        handle.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        atomic_write(target, full_disk)
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]

@@ -67,11 +67,17 @@ def atomic_write(path: str | Path, write) -> Path:
     """Call ``write(binary_handle)`` on a temporary file, then rename it to ``path``."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # A failed write (a full disk) leaves no half-written file behind; the file at
+        # ``path``, if any, is untouched.
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_folder(path.parent)
     return path
 

@@ -505,7 +505,8 @@ def _check_resumable(meta: dict, config: TrainConfig, out: Path) -> None:
         )
     if meta.get("epoch", 1) > config.epoch_count() and (out / "metrics.json").exists():
         raise CheckpointError(
-            f"the run in {out} already finished its {config.epoch_count()} epochs; "
+            f"the run in {out} already finished its {config.epoch_count()} "
+            f"epoch{'' if config.epoch_count() == 1 else 's'}; "
             "pass a larger --epochs to train it further"
         )
 
