@@ -32,8 +32,11 @@ Importing this module imports TensorFlow and Keras, and registers :class:`Hybrid
 from __future__ import annotations
 
 import copy
+import functools
 import re
-from collections.abc import Iterable, Mapping
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -58,6 +61,7 @@ from tfhybrid.layers import (
     Tanh,
 )
 from tfhybrid.layers.base import call_options, layer_rng, output_shape_of
+from tfhybrid.runtime import one_blas_thread
 
 # isort: split
 import keras  # Keras 3, as TensorFlow ships it: after TensorFlow's quiet import
@@ -233,6 +237,103 @@ def _backward_results(dx, grads, names, ws, need_dx, dtype, dx_shape, owner) -> 
     if need_dx:
         results.insert(0, _as_array(dx, dtype, "dx", dx_shape, owner))
     return results
+
+
+# Results of a NumPy call at least this large are copied into held buffers (smaller ones
+# cost no page faults worth a copy); each call keeps at most this many such buffers per result.
+HANDOVER_BYTES = 2**18
+HANDOVER_KEEP = 3
+ALIGN = 64  # bytes: what TensorFlow needs to read an array in place (Eigen's alignment)
+
+
+def _aligned_empty(shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """An uninitialised C-ordered array whose data starts on an ALIGN-byte boundary."""
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(size + ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start : start + size].view(dtype).reshape(shape)
+
+
+class _Handover:
+    """The large arrays one NumPy call of the bridge hands to TensorFlow, copied into
+    buffers it holds and uses again once TensorFlow has let go of them.
+
+    Why: TensorFlow reads an aligned NumPy result in place and lets go of it later, several
+    at once, and glibc then gives the freed megabytes back to the kernel, so each step's
+    fresh arrays were page-faulted in again: about 1,800 faults a step for the article's
+    network, more than the pooling's and the sigmoid's arithmetic. ``tune_for_training``
+    stops that for a whole process (glibc's thresholds), which the bridge must not change
+    in a Keras user's process. Copying into held buffers stops it locally: the layer's own
+    fresh array is freed at once, in the thread that made it, where the next call finds
+    that memory again. A buffer is used again only when nothing but this pool refers to
+    it (counted as when it was made, so the count's baseline is this interpreter's); while
+    TensorFlow still holds all of a result's buffers, the result goes over as it is."""
+
+    def __init__(self):
+        self._pools: dict[int, list[np.ndarray]] = {}
+        self._free_count: dict[int, int] = {}  # the reference count of a buffer not in use
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _references(pool: list, index: int) -> int:
+        return sys.getrefcount(pool[index])
+
+    def _buffer_for(self, slot: int, array: np.ndarray) -> np.ndarray | None:
+        pool = self._pools.setdefault(slot, [])
+        free = self._free_count.get(slot)
+        idle = [i for i in range(len(pool)) if self._references(pool, i) == free]
+        for i in idle:
+            if pool[i].shape == array.shape and pool[i].dtype == array.dtype:
+                return pool[i]
+        if idle:  # another shape (a last, smaller batch): made again
+            del pool[idle[0]]
+        elif len(pool) >= HANDOVER_KEEP:
+            return None
+        pool.append(_aligned_empty(array.shape, array.dtype))
+        self._free_count[slot] = self._references(pool, len(pool) - 1)
+        return pool[-1]
+
+    def __call__(self, results, inputs=()):
+        """``results`` (an array, or a list of them) with each large C-ordered array
+        replaced by a held buffer holding a copy of it. A result that may share memory
+        with one of ``inputs`` (Flatten's dx, a view of its dout) is no fresh array and
+        goes over as it is."""
+        arrays = results if isinstance(results, list) else [results]
+        with self._lock:
+            handed = []
+            for slot, array in enumerate(arrays):
+                buffer = None
+                if (
+                    isinstance(array, np.ndarray)
+                    and array.nbytes >= HANDOVER_BYTES
+                    and array.flags.c_contiguous
+                    and not any(np.may_share_memory(array, given) for given in inputs)
+                ):
+                    buffer = self._buffer_for(slot, array)
+                if buffer is None:
+                    handed.append(array)
+                else:
+                    np.copyto(buffer, array)
+                    handed.append(buffer)
+        return handed if isinstance(results, list) else handed[0]
+
+
+def _numpy_call(function: Callable) -> Callable:
+    """``function`` (a NumPy forward or backward of the bridge) as ``tf.numpy_function``
+    gets it: run with NumPy's BLAS on one thread, the process's own limit restored after it
+    (:func:`tfhybrid.runtime.one_blas_thread`), and its large results handed over in held
+    buffers (:class:`_Handover`). The bridge runs in a Keras user's process, whose settings
+    are not its to change, so it sets what it needs around its own NumPy work alone: BLAS
+    threads left spinning after these small products fight TensorFlow's threads for the
+    cores, which with the page faults made a step 1.8-2 times Keras's own on 2 cores."""
+    handover = _Handover()
+
+    @functools.wraps(function)
+    def call(*args):
+        with one_blas_thread():
+            return handover(function(*args), args)
+
+    return call
 
 
 def _gradients(numpy_backward, inputs, x, ws, need_dx: bool, tf_dtype) -> tuple:
@@ -497,10 +598,12 @@ class HybridLayer(keras.layers.Layer):
         fused = self._fused
         needs = layer.fused_needs if fused else ()
 
+        @_numpy_call
         def numpy_forward(xa, *ws):
             out, _ = layer.forward(dict(zip(names, ws, strict=True)), xa)
             return _as_array(out, np_dtype, "the output", (len(xa), *out_tail), owner)
 
+        @_numpy_call
         def numpy_backward(dy, xa, out, *ws):
             params = dict(zip(names, ws, strict=True))
             if fused:
@@ -575,6 +678,7 @@ class HybridLayer(keras.layers.Layer):
             out, cache = layer.forward(dict(zip(names, args[:count], strict=True)), xa, **options)
             return out, cache, state
 
+        @_numpy_call
         def numpy_forward(xa, step_value, *args):
             out, _, state = run_forward(xa, step_value, args)
             results = [
@@ -587,6 +691,7 @@ class HybridLayer(keras.layers.Layer):
                 ]
             return results
 
+        @_numpy_call
         def numpy_backward(dy, xa, step_value, *args):
             _, cache, _ = run_forward(xa, step_value, args)  # the state it writes is dropped
             dx, grads = layer.backward(dy, cache, need_dx)

@@ -13,17 +13,24 @@ and NumPy. Two costs come from that alternation, not from the arithmetic
   the trim and mmap thresholds keeps freed memory in the heap for the next step. It does
   not raise the peak: that memory was in use a moment earlier. No library does this.
 
-:func:`tune_for_training` applies both, once; it is called by the training loop and the
-benchmark (for every method it times alike). Each setting is skipped where it does not
-apply (no glibc) or where the user chose otherwise (``OPENBLAS_NUM_THREADS``,
+:func:`tune_for_training` applies both, once, to the whole process; tfhybrid's own
+training loop calls it (and the benchmarks of that loop). Each setting is skipped where it
+does not apply (no glibc) or where the user chose otherwise (``OPENBLAS_NUM_THREADS``,
 ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, ``MALLOC_TRIM_THRESHOLD_``).
+
+Code that runs inside someone else's process (the Keras bridge, ``tfhybrid.keras``) must
+not change that process's settings. :func:`one_blas_thread` is the BLAS limit as a
+scope: one thread inside it, the process's own limit back on leaving it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
+import threading
+from collections.abc import Iterator
 
 M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
@@ -33,6 +40,11 @@ THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"
 
 _applied: dict[str, object] | None = None
 _limits = None  # keeps threadpoolctl's limit in force for the life of the process
+_blas = None  # one_blas_thread's controller of the BLAS libraries (False: none to limit)
+# Serialises the scopes: OpenBLAS's limit is one value for the whole process, so two
+# scopes open at once in two threads could restore in the wrong order (the second to
+# leave restoring the first's limit of 1 for good). Reentrant, for a scope inside one.
+_blas_lock = threading.RLock()
 
 
 def limit_blas_threads(threads: int = 1) -> list[str]:
@@ -76,3 +88,44 @@ def tune_for_training() -> dict[str, object]:
             ),
         }
     return _applied
+
+
+def _blas_controller():
+    """threadpoolctl's controller of the BLAS libraries loaded now, made once (finding
+    them walks the loaded libraries: about 1.5 ms, too slow for every call); None when
+    there is none, or when the user chose a thread count in the environment."""
+    global _blas
+    if _blas is None:
+        with _blas_lock:  # the first calls may come from several threads at once
+            if _blas is None:
+                found = False
+                if not any(name in os.environ for name in THREAD_VARIABLES):
+                    import numpy  # noqa: F401  (loads NumPy's BLAS for threadpoolctl to find)
+                    from threadpoolctl import ThreadpoolController
+
+                    controller = ThreadpoolController().select(user_api="blas")
+                    found = controller if controller.lib_controllers else False
+                _blas = found
+    return _blas or None
+
+
+@contextlib.contextmanager
+def one_blas_thread(threads: int = 1) -> Iterator[None]:
+    """NumPy's BLAS limited to ``threads`` threads inside the ``with`` block, and the
+    process's own limit restored when it ends (about 10 µs in all).
+
+    For NumPy work run inside a process whose settings are not tfhybrid's to change (a
+    Keras user's: :mod:`tfhybrid.keras` runs every hand-written forward and backward in
+    one): its small products are fastest on one thread, and BLAS threads left spinning
+    would fight TensorFlow's for the cores. Skipped, as :func:`tune_for_training` skips
+    it, when ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set.
+    Scopes in several threads run one at a time (see ``_blas_lock``). While another
+    thread is inside its own ``threadpool_limits`` block, threadpoolctl lets no other
+    thread change OpenBLAS's limit: the scope then changes nothing. The BLAS libraries
+    are those loaded at the first call (NumPy's among them)."""
+    controller = _blas_controller()
+    if controller is None:
+        yield
+        return
+    with _blas_lock, controller.limit(limits=threads):
+        yield
