@@ -277,7 +277,8 @@ def test_a_bias_mean_is_at_fault_alone_with_its_cause():
 @pytest.mark.parametrize(
     "change,needle",
     [
-        (lambda g: g * 4, "4 = N (the batch of 4)"),
+        # a literal 4 that equals N only by the shapes chosen: named, never confirmed
+        (lambda g: g * 4, "4: equals N (the batch of 4); unconfirmed"),
         (lambda g: g[::-1, ::-1], "rotated 180"),
         (lambda g: np.roll(g, 1, axis=0) * (np.arange(len(g)) > 0)[:, None], "shifted by +1"),
         (lambda g: np.repeat(g.mean(axis=0, keepdims=True), len(g), axis=0), "constant along"),
@@ -435,7 +436,11 @@ def test_a_float32_layer_in_a_float64_network_is_judged_at_float32_tolerance():
     [
         (lambda x, w: 2 * tf.matmul(x, w), "reference's output differs from forward's"),
         (lambda x, w: x.numpy() @ w.numpy(), "not a TensorFlow tensor"),
-        (lambda a, b: tf.matmul(a, b), "reference failed on inputs x [3, 4], w [4, 2]"),
+        (  # other names than the inputs': passed positionally, and one too many
+            lambda a: tf.matmul(a, a),
+            "reference failed on inputs x [3, 4], w [4, 2] (passed positionally: x, w)",
+        ),
+        (lambda x, w: tf.matmul(x, w)[:2], "reference=None"),  # the way out of a refusal
     ],
 )
 def test_a_reference_that_is_not_the_forward_is_one_clear_error(reference, needle):

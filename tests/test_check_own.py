@@ -306,6 +306,6 @@ def test_every_example_in_docs_check_your_own_runs():
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "check-your-own.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) == 5
+    assert len(blocks) == 9
     for block in blocks:
         exec(block, {})  # each block is self-contained and asserts what it shows

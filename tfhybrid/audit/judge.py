@@ -25,7 +25,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from tfhybrid.audit import tolerances as tol
+from tfhybrid.audit.causes import Quantity
 from tfhybrid.audit.compare import FACTOR, SIGN, Comparison, readable_factor
+from tfhybrid.audit.confirm import Rerun
 from tfhybrid.audit.judge_case import FD64, MANUAL, TAPE32, TAPE64, Case, Probe
 from tfhybrid.audit.judge_cause import Cause, name_cause
 from tfhybrid.audit.judge_kinks import KinkVerdict, judge_kinks
@@ -94,7 +96,8 @@ class TensorCheck:
     ``kinks``: the one-sided and directional tests at kink coordinates; ``departures``:
     coordinates where a valid subgradient differs from TensorFlow's. ``cause``: the
     likely cause of a mismatch; ``cause_equals``: the cause is a tensor the manual one
-    equals (one of the caller's candidates), whatever the verdict. ``per_example_norms``:
+    equals (one of the caller's candidates), whatever the verdict; ``cause_phrase``: the
+    cause is a whole phrase ("does not scale with dout: ..."). ``per_example_norms``:
     each sample's gradient norm.
     """
 
@@ -114,6 +117,7 @@ class TensorCheck:
     departures: int = 0
     cause: str | None = None
     cause_equals: bool = False
+    cause_phrase: bool = False
     per_example_norms: tuple[float, ...] = ()
     point: str = ""  # which input the check ran at, where it ran at several
     note: str = ""  # a line for the table's notes (why a departure from the tape matches)
@@ -177,8 +181,9 @@ def judge_tensor(
     manual_rtol: float = tol.RTOL_FLOAT64,
     fd_only_rtol: float | None = None,
     atol: float = 0.0,
-    counts: Mapping[str, int] | None = None,
+    counts: Mapping[str, float] | tuple[Quantity, ...] | None = None,
     candidates: Mapping[str, np.ndarray] | None = None,
+    rerun: Rerun | None = None,
 ) -> TensorCheck:
     """Judge ``manual`` against ``tape64`` (whole tensor; ``tape32`` beside it) and
     finite differences of ``probe`` (sampled coordinates), or against the finite
@@ -198,6 +203,7 @@ def judge_tensor(
         atol=atol,
         counts=counts,
         candidates=candidates,
+        rerun=rerun,
     )
     return judge(case)
 
@@ -252,6 +258,7 @@ def _record(
         vote=the_vote,
         cause=cause.text,
         cause_equals=cause.equals,
+        cause_phrase=cause.phrase,
         note=ZERO_NOTE if tape.zero else "",
         **found,
     )
@@ -351,7 +358,10 @@ def notes(items: list[TensorCheck]) -> list[str]:
 
 def cause_text(item: TensorCheck) -> str:
     """What follows a tensor's name on a "likely cause:" line: "is off by 1/400 = ..." (a
-    factor) or "equals the true gradient rotated ..."."""
+    factor), "equals the true gradient rotated ..." or a whole phrase ("does not scale
+    with dout: ...")."""
+    if item.cause_phrase:
+        return str(item.cause)
     if item.verdict.startswith((FACTOR, SIGN)) and not item.cause_equals:
         return f"is off by {item.cause}"
     return f"equals {item.cause}"

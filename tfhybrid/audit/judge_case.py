@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tfhybrid.audit import tolerances as tol
+
+if TYPE_CHECKING:
+    from tfhybrid.audit.causes import Quantity
+    from tfhybrid.audit.confirm import Rerun
 
 # The sources of one gradient that the vote weighs against each other.
 MANUAL, TAPE32, TAPE64, FD64 = "manual", "tape32", "tape64", "fd64"
@@ -50,8 +55,11 @@ class Case:
     (the precision the manual code computed in); ``fd_only_rtol``: the tolerance when the
     differences are the only reference (default: their own accuracy); ``atol``:
     differences up to this match. ``counts``: the layer's quantities a factor may equal
-    (:func:`tfhybrid.audit.causes.quantities`). ``candidates``: {description: array}, the
-    gradients a known slip would give (a fork's dx without one path's share).
+    (:func:`tfhybrid.audit.causes.layer_quantities`, or {description: value}).
+    ``candidates``: {description: array}, the gradients a known slip would give (a fork's
+    dx without one path's share). ``rerun``: what the check can run again to test a cause
+    (:class:`tfhybrid.audit.confirm.Rerun`: dout doubled, a second shape); without it a
+    factor is named after the counts it equals, untested.
     """
 
     name: str
@@ -65,8 +73,9 @@ class Case:
     manual_rtol: float = tol.RTOL_FLOAT64
     fd_only_rtol: float | None = None
     atol: float = 0.0
-    counts: Mapping[str, int] | None = None
+    counts: Mapping[str, float] | tuple[Quantity, ...] | None = None
     candidates: Mapping[str, np.ndarray] | None = None
+    rerun: Rerun | None = None
 
     def __post_init__(self) -> None:
         # Frozen: the normalised fields are set once, here, as the judge always did.

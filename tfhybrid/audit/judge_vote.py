@@ -38,6 +38,8 @@ def vote_sources(
     # The manual against the float64 tape as the kinks left it (a valid subgradient: a match).
     manual = kinks.judged if kinks is not None else tape.manual
     if samples is None or not samples.kept:
+        if case.tape32 is None:  # a reference that runs in float64 only: no third source
+            return None
         agree = tape_pairs(case, manual, tape)
         if kinks is not None and kinks.departures:
             agree[(MANUAL, TAPE32)] = True

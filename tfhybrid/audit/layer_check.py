@@ -14,7 +14,15 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from tfhybrid.audit.forks import shared_layers
-from tfhybrid.audit.layers import At, Scope, check_inside, composite_fault, composite_lines, locate
+from tfhybrid.audit.layers import (
+    At,
+    Scope,
+    check_inside,
+    composite_fault,
+    composite_lines,
+    locate,
+    varied_points,
+)
 from tfhybrid.audit.ops import (
     OP_FD_SAMPLES,
     OpReport,
@@ -22,6 +30,7 @@ from tfhybrid.audit.ops import (
     _checked_inputs,
     layer_pair,
     run_check,
+    second_shape_check,
     standalone_options,
 )
 from tfhybrid.layers.base import Layer
@@ -142,6 +151,16 @@ def check_layer(
         ]
     inside = _Inside(layer, options, seed, fd_samples) if isinstance(layer, Composite) else None
     settings = dict(seed=seed, rtol=rtol, atol=atol, fd_samples=fd_samples, name=name)
+    # A factor's cause is confirmed once, at another batch, image size and channel count
+    # (the parameters drawn afresh), for the rows of every point.
+    settings["second"] = second_shape_check(
+        forward,
+        backward,
+        reference,
+        lambda: varied_points(layer, np.shape(points[0][1]), seed),
+        cause_counts=getattr(layer, "cause_counts", None),
+        **settings,
+    )
     reports = [
         _check_point(
             layer,
@@ -206,19 +225,17 @@ def check_layer_at(
     layer.input_shape = tuple(values["x"].shape[1:])  # as check_layer does
     options = options or standalone_options(layer, seed=seed)
     inside = _Inside(layer, options, seed, fd_samples) if isinstance(layer, Composite) else None
-    report = _check_point(
-        layer,
-        layer_pair(layer, options=options),
-        values,
-        np.random.default_rng(seed),
-        "",
-        inside,
-        seed=seed,
-        rtol=rtol,
-        atol=atol,
-        fd_samples=fd_samples,
-        name=name or type(layer).__name__,
+    pair = layer_pair(layer, options=options)
+    settings = dict(seed=seed, rtol=rtol, atol=atol, fd_samples=fd_samples)
+    settings["name"] = name or type(layer).__name__
+    params = {k: v for k, v in values.items() if k != "x"}
+    settings["second"] = second_shape_check(  # another batch and size, these weights
+        *pair,
+        lambda: varied_points(layer, values["x"].shape, seed, params),
+        cause_counts=getattr(layer, "cause_counts", None),
+        **settings,
     )
+    report = _check_point(layer, pair, values, np.random.default_rng(seed), "", inside, **settings)
     return _with_parts(report, inside)
 
 

@@ -27,8 +27,8 @@ from typing import NamedTuple
 import numpy as np
 
 from tfhybrid.audit import tolerances as tol
-from tfhybrid.audit.causes import quantities
 from tfhybrid.audit.compare import MATCH
+from tfhybrid.audit.confirm import Borrowed, other_shapes, shape_text
 from tfhybrid.audit.forks import fork_causes, share_causes, shared_layers, trace, use_share
 from tfhybrid.audit.judge import (
     MANUAL,
@@ -40,7 +40,7 @@ from tfhybrid.audit.judge import (
     cause_text,
     judge_tensor,
 )
-from tfhybrid.audit.ops import OpReport, layer_pair, run_check
+from tfhybrid.audit.ops import OpReport, layer_pair, run_check, second_shape_check
 from tfhybrid.audit.vote import unanimous
 from tfhybrid.layers.composite import Composite
 
@@ -337,6 +337,17 @@ def _own_check(
 ) -> OpReport:
     values = {"x": np.array(x_in), **{k: np.array(v) for k, v in local.items()}}
     forward, backward, reference = layer_pair(layer, need_dx, options=options)
+    cause_counts = getattr(layer, "cause_counts", None)
+    settings = dict(fd_samples=scope.fd_samples, name=type(layer).__name__, seed=seed)
+    # A factor's cause is confirmed at another batch and image size, the weights kept.
+    second = second_shape_check(
+        forward,
+        backward,
+        reference,
+        lambda: varied_points(layer, np.shape(x_in), seed, local),
+        cause_counts=cause_counts,
+        **settings,
+    )
     return run_check(
         forward,
         backward,
@@ -344,13 +355,49 @@ def _own_check(
         reference,
         rng=np.random.default_rng(seed),
         dout=dout,
-        fd_samples=scope.fd_samples,
-        name=type(layer).__name__,
-        seed=seed,
-        counts=quantities(x_in.shape, dout.shape, getattr(layer, "cause_counts", None)),
         upstream=scope.upstream,
+        cause_counts=cause_counts,
         candidates=candidates,
+        second=second,
+        **settings,
     )
+
+
+def varied_points(
+    layer, x_shape: tuple[int, ...], seed: int, params: Mapping[str, np.ndarray] | None = None
+) -> list[tuple[dict[str, np.ndarray], str]]:
+    """A layer's inputs at the other shapes a cause is confirmed at
+    (:func:`~tfhybrid.audit.confirm.other_shapes`), each named ("x [3,10,10,2]"): a random
+    x, with ``params`` (its weights: the channels kept), or its parameters drawn afresh
+    for each shape (the channels varied too). A shape it cannot take is left out."""
+    rng = np.random.default_rng(seed + 1)
+    points = []
+    for shape in other_shapes(tuple(x_shape), channels=params is None):
+        try:
+            drawn = params if params is not None else layer.init_params(rng, shape[1:])
+        except Exception:  # a layer of one's own built for one shape: not this one
+            continue
+        values = {"x": rng.standard_normal(shape)}
+        values.update({k: np.array(v, dtype=np.float64) for k, v in drawn.items()})
+        points.append((values, shape_text(values)))
+    return points
+
+
+def borrowed_causes(verdicts: list[LayerVerdict], model, names) -> dict[str, Borrowed]:
+    """{network tensor: the causes its layer's own check gives it}: a factor is made by
+    the backward of the layer that computes the tensor (the owner of dKEY, the layer
+    above output dNAME), whose own check confirmed its cause at a second shape."""
+    own = {v.index: v for v in verdicts if not v.inside}
+    found = {}
+    for name in names:
+        index = _owner(name, model)
+        if index not in own:
+            continue
+        base = name.split(":")[0][1:]  # dKEY -> KEY, dNAME -> NAME
+        local = next((n for n, key in model.param_keys[index].items() if key == base), "x")
+        check = own[index].check
+        found[name] = Borrowed(check.input(local) if local in check.verdicts else None)
+    return found
 
 
 def _per_example(layer, x_in, local, dout, need_dx, options) -> list[TensorCheck]:

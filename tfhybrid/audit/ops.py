@@ -10,9 +10,11 @@ wrong element cannot hide), in float64:
 
 - always against float64 central finite differences of the NumPy forward itself, on up to
   ``fd_samples`` coordinates per input, each tested for a kink (as the model audit);
-- with ``reference(**tensors) -> out`` in TensorFlow ops, also against
-  ``tf.GradientTape`` of that reference in float64 (whole tensors) and float32, and the
-  three sources (manual, tape64, fd64) vote.
+- with ``reference(**tensors) -> out`` in TensorFlow ops (or any TensorFlow callable
+  taking the tensors positionally, in the order of the inputs: ``tf.nn.relu``, the
+  factories of :mod:`tfhybrid.audit.references`), also against ``tf.GradientTape`` of
+  that reference in float64 (whole tensors) and float32 (where the reference runs in
+  it), and the three sources (manual, tape64, fd64) vote.
 
 Each input gets a verdict: ``match``, ``off by a constant factor C``, ``sign flipped``,
 ``wrong``, ``not checked`` when the backward returns no gradient for it (it does not
@@ -40,8 +42,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from tfhybrid.audit import tolerances as tol
-from tfhybrid.audit.causes import quantities
+from tfhybrid.audit.causes import quantities_of
 from tfhybrid.audit.compare import compare, readable_factor
+from tfhybrid.audit.confirm import COULD_NOT_VARY, Rerun, SecondShape, second_shape, shape_text
 from tfhybrid.audit.judge import (
     HEADER as TABLE_HEADER,
 )
@@ -56,11 +59,27 @@ from tfhybrid.audit.judge import (
     notes,
     row,
 )
+from tfhybrid.audit.reference_call import (
+    call_reference,
+    dense,
+    describe_call,
+    factory_hint,
+    not_a_tensor,
+)
 
 OP_FD_SAMPLES = 24  # coordinates per input: an op is cheap, but every one costs 4 forwards
 InputCheck = TensorCheck  # the record of one input (the name of earlier releases)
 FD_ONLY = "finite differences only"
 TAPES = "tf.GradientTape (float64, float32) and finite differences"
+TAPE64_ONLY = (
+    "tf.GradientTape (float64; the reference does not run on float32 tensors) "
+    "and finite differences"
+)
+WITHOUT_REFERENCE = (
+    "To check the backward without a reference, leave it out (reference=None): the "
+    "gradients are then compared with finite differences of the forward alone; or pass "
+    "a reference of the forward's own function (the same scale, reduction and layout)"
+)
 FRESH_RANDOMNESS = (
     "the forward draws fresh random numbers on every call (two calls at the same point "
     "gave different outputs), so no difference of it means anything; draw them from an "
@@ -216,12 +235,16 @@ def check_op(
     fd_samples: int = OP_FD_SAMPLES,
     name: str | None = None,
     seed_global: bool = False,
+    make_inputs: Callable[[int], Mapping[str, np.ndarray]] | None = None,
 ) -> OpReport:
     """Check ``backward`` against finite differences (and ``reference``'s tape, if given).
 
     ``inputs``: name -> float array, passed to ``forward`` as keywords (as float64
-    copies). ``reference``: ``reference(**tensors) -> out`` in TensorFlow ops, or a Keras
-    layer; for a layer, ``weights`` names the inputs that are its weights, in
+    copies). ``reference``: ``reference(**tensors) -> out`` in TensorFlow ops, called by
+    name when its signature takes every input name, else positionally in the order of
+    the inputs (``tf.nn.relu``, :mod:`tfhybrid.audit.references`); it runs in float64,
+    and in float32 beside it where it can (sparse tape gradients are made dense); or a
+    Keras layer; for a layer, ``weights`` names the inputs that are its weights, in
     ``layer.weights`` order (a weight of the same size in another shape, such as a bias
     [1,M] for Keras's [M], is reshaped), and the one other input is its call input.
     ``rtol``: the largest relative error that matches (default: that of the precision
@@ -230,8 +253,12 @@ def check_op(
     too. ``seed``: the upstream gradient's, the finite differences' and the generator's
     handed to a ``forward``/``reference`` that takes ``rng`` (the same state every call);
     ``seed_global``: re-seed NumPy's global generator with ``seed`` before every call of
-    ``forward`` and ``reference`` (restored afterwards). Bad input raises one
-    ``ValueError`` that names the problem.
+    ``forward`` and ``reference`` (restored afterwards). ``make_inputs(batch) -> inputs``:
+    inputs like ``inputs`` for another batch size (and, for images, another size with it),
+    with which a likely cause "off by 1/N" is confirmed at a second shape before it is
+    printed (it is called with the first input's batch + 1, only when a cause asks);
+    without it such a line says "unconfirmed". Bad input raises one ``ValueError`` that
+    names the problem.
     """
     values = _checked_inputs(inputs)
     if "rng" in values:
@@ -244,10 +271,28 @@ def check_op(
             "reference must be a function of the inputs in TensorFlow ops or "
             f"a Keras layer, got {type(reference).__name__}"
         )
+    if make_inputs is not None and not callable(make_inputs):
+        raise ValueError(f"make_inputs must be a function of a batch size, got {make_inputs!r}")
     rng = np.random.default_rng(seed)
     forward = replayed(forward, seed, seed_global)
     if reference is not None and not _is_keras_layer(reference):
         reference = replayed(reference, seed, seed_global)
+    name = name or getattr(forward, "__name__", "op")
+    second = f"{COULD_NOT_VARY} (check_op's make_inputs lets it)"
+    if make_inputs is not None:
+        batch = next(iter(values.values())).shape[:1] or (1,)
+        second = second_shape_check(
+            forward,
+            backward,
+            reference,
+            lambda: [_named(_checked_inputs(make_inputs(batch[0] + 1)))],
+            weights=tuple(weights),
+            seed=seed,
+            rtol=rtol,
+            atol=atol,
+            fd_samples=fd_samples,
+            name=name,
+        )
     return run_check(
         forward,
         backward,
@@ -259,7 +304,8 @@ def check_op(
         rtol=rtol,
         atol=atol,
         fd_samples=fd_samples,
-        name=name or getattr(forward, "__name__", "op"),
+        name=name,
+        second=second,
     )
 
 
@@ -318,13 +364,16 @@ def run_check(
     upstream: str = "",
     cause_counts: Mapping[str, float] | None = None,
     candidates: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    second: Callable[[], SecondShape | str] | str | None = None,
 ) -> OpReport:
     """:func:`check_op` on checked float64 ``values``; ``dout``: the upstream gradient
     (default: drawn from ``rng``), as the per-layer checks of a network pass the tape's.
     ``counts``: the quantities a factor may be named after (default: those of the input
     and output shapes, and ``cause_counts``, a layer's own). ``candidates``: {input:
     {description: gradient}}, what a known slip would give for that input (a composite's
-    dx without one path's share), named as the likely cause when the manual one equals it."""
+    dx without one path's share), named as the likely cause when the manual one equals it.
+    ``second``: the check at a second shape that confirms a factor's cause
+    (:func:`second_shape_check`), or why there is none."""
     out, cache, out_dtype = _run_forward(forward, values)
     again = _run_forward(forward, values)[0]
     if _differs(out, again):  # not a function of its inputs: nothing can be differentiated
@@ -366,8 +415,12 @@ def run_check(
         loss_scale = float(np.sum(np.abs(dout * out)))
     manual_rtol = tol.rtol_for(precision) if rtol is None else float(rtol)
     if counts is None:
-        x_shape = next((v.shape for v in values.values() if v.ndim == 4), None)
-        counts = quantities(x_shape, out.shape, cause_counts)
+        counts = quantities_of(values, out.shape, cause_counts)
+    rerun = Rerun(  # what a likely cause may run again to be tested (confirm.py)
+        doubled=functools.partial(_doubled, forward, backward, values, dout),
+        second=second if callable(second) else None,
+        why_not=second if isinstance(second, str) else COULD_NOT_VARY,
+    )
     checks = []
     for key, value in values.items():
         if key not in manual:
@@ -379,7 +432,7 @@ def run_check(
                 INPUT,
                 manual[key],
                 tape64=tapes[0][key] if tapes else None,
-                tape32=tapes[1][key] if tapes else None,
+                tape32=tapes[1][key] if tapes and tapes[1] is not None else None,
                 probe=Probe(loss_at, values, key, loss, precision, loss_scale),
                 rng=rng,
                 fd_samples=fd_samples,
@@ -388,12 +441,17 @@ def run_check(
                 atol=atol,
                 counts=counts,
                 candidates=(candidates or {}).get(key),
+                rerun=rerun,
             )
         )
     label = (
         FD_ONLY
         if not tapes
-        else (f"keras {type(reference).__name__}: {TAPES}" if _is_keras_layer(reference) else TAPES)
+        else (
+            f"keras {type(reference).__name__}: {TAPES}"
+            if _is_keras_layer(reference)
+            else (TAPES if tapes[1] is not None else TAPE64_ONLY)
+        )
     )
     return OpReport(
         op=name,
@@ -404,6 +462,45 @@ def run_check(
         precision=str(precision),
         upstream=upstream,
     )
+
+
+def second_shape_check(
+    forward: Callable,
+    backward: Callable,
+    reference,
+    points: Callable[[], list[tuple[dict[str, np.ndarray], str]]],
+    *,
+    cause_counts: Mapping[str, float] | None = None,
+    **settings,
+) -> Callable[[], SecondShape | str]:
+    """The check run again at the first of ``points`` (float64 inputs at other shapes,
+    each with its name) the code runs at, once, when a likely cause asks
+    (:mod:`tfhybrid.audit.confirm`); ``settings``: :func:`run_check`'s. With a tape the
+    factor there is the tape's, so few finite differences are taken."""
+    if reference is not None:
+        settings["fd_samples"] = min(settings.get("fd_samples", OP_FD_SAMPLES), 4)
+
+    def again(other: dict[str, np.ndarray]) -> OpReport:
+        seed = settings.get("seed", 0)
+        return run_check(
+            forward, backward, other, reference, rng=np.random.default_rng(seed), **settings
+        )
+
+    def counts_at(other: dict[str, np.ndarray]):
+        out = forward(**{k: v.copy() for k, v in other.items()})[0]
+        return quantities_of(other, np.shape(out), cause_counts)
+
+    return second_shape(points, again, counts_at)
+
+
+def _named(values: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
+    return values, shape_text(values)
+
+
+def _doubled(forward, backward, values, dout) -> dict[str, np.ndarray]:
+    """The backward's gradients for dout doubled, from a fresh forward: a correct one
+    doubles them (the test of a backward that ignores its upstream gradient)."""
+    return _run_backward(backward, 2 * dout, _run_forward(forward, values)[1], values)[0]
 
 
 def _tolerances(rtol: float | None, atol: float, precision: np.dtype) -> dict[str, float]:
@@ -520,8 +617,13 @@ def _tapes(
     dout: np.ndarray,
     out_shape: tuple,
     forward_out: np.ndarray | None = None,
-) -> tuple[dict, dict]:
-    """(float64 tape gradients, float32 tape gradients) of sum(dout * reference(...))."""
+) -> tuple[dict, dict | None]:
+    """(float64 tape gradients, float32 tape gradients) of sum(dout * reference(...)).
+
+    The reference gets the inputs by name or positionally (:mod:`reference_call`). The
+    float64 tape is the reference; the float32 one only shows float32's rounding, so a
+    reference that runs in float64 alone (one holding float64 NumPy constants) gives
+    None there instead of an error."""
     from tfhybrid._tf import tf
 
     results = []
@@ -530,28 +632,28 @@ def _tapes(
         with tf.GradientTape() as tape:
             tape.watch(tensors)
             try:
-                out = reference(**tensors)
+                out = call_reference(reference, tensors)
             except Exception as err:  # the user's code: report it with what it was given
+                if dtype == tf.float32:  # it ran in float64: float32 is not its dtype
+                    results.append(None)
+                    break
                 raise ValueError(
-                    f"reference failed on inputs {_shapes(values)} (passed as keywords "
-                    f"{', '.join(values)}): {type(err).__name__}: {err}"
+                    f"reference failed on inputs {_shapes(values)} "
+                    f"({describe_call(reference, list(values))}): {type(err).__name__}: {err}"
+                    f"{factory_hint(reference)}"
                 ) from err
             if not tf.is_tensor(out):
-                raise ValueError(
-                    f"reference returned a {type(out).__name__}, not a TensorFlow tensor: "
-                    "write it in TensorFlow ops on its tensor inputs, which the tape can "
-                    "differentiate"
-                )
+                raise ValueError(not_a_tensor(out))
             if dtype == tf.float64:
                 _check_same_function(np.asarray(out, dtype=np.float64), forward_out)
             if tuple(out.shape) != tuple(out_shape):
                 raise ValueError(
                     f"reference's output has shape {list(out.shape)}, forward's "
-                    f"{list(out_shape)}: they must compute the same function"
+                    f"{list(out_shape)}: they must compute the same function. {WITHOUT_REFERENCE}"
                 )
             target = tf.reduce_sum(tf.cast(out, dtype) * tf.constant(dout, dtype=dtype))
         grads = tape.gradient(target, tensors, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        results.append({k: g.numpy().astype(np.float64) for k, g in grads.items()})
+        results.append({k: dense(g) for k, g in grads.items()})
     return results[0], results[1]
 
 
@@ -566,7 +668,7 @@ def _check_same_function(reference_out: np.ndarray, forward_out: np.ndarray | No
         raise ValueError(
             f"reference's output differs from forward's (rel err {result.rel_error:.1e} at "
             f"index {result.worst_index}, scale {readable_factor(result.scale)}): they must "
-            "compute the same function"
+            f"compute the same function. {WITHOUT_REFERENCE}"
         )
 
 
@@ -633,9 +735,7 @@ def _keras_tapes(
             target, [x, *copy.weights], unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
         named = {call: grads[0], **dict(zip(weights, grads[1:], strict=True))}
-        results.append(
-            {k: np.asarray(g, dtype=np.float64).reshape(values[k].shape) for k, g in named.items()}
-        )
+        results.append({k: dense(g).reshape(values[k].shape) for k, g in named.items()})
     return results[0], results[1]
 
 

@@ -69,8 +69,10 @@ def audit_per_example(
     fd_samples: int,
     rtol: float,
     counts: Mapping[str, Mapping[str, int]],
+    reruns: Mapping | None = None,
 ) -> tuple[list[TensorCheck], dict[str, list[float]]]:
-    """Records "dKEY:per-example" [N,*shape] and "dKEY:sum", and each sample's norms."""
+    """Records "dKEY:per-example" [N,*shape] and "dKEY:sum", and each sample's norms;
+    ``reruns``: {"dKEY": how its causes are tested} (those of the batch gradient dKEY)."""
     from tfhybrid._tf import tf
 
     if "per_example_grads" not in manual:
@@ -136,6 +138,7 @@ def audit_per_example(
                 fd_samples=fd_samples,
                 manual_rtol=rtol,
                 counts=counts.get(f"d{key}"),
+                rerun=(reruns or {}).get(f"d{key}"),
             )
         )
         records.append(
@@ -147,6 +150,7 @@ def audit_per_example(
                 tape32=tape32.grads[key],
                 manual_rtol=rtol,
                 counts=counts.get(f"d{key}"),
+                rerun=(reruns or {}).get(f"d{key}"),
             )
         )
         norms[key] = [float(v) for v in np.linalg.norm(manual_n.reshape(n, -1), axis=1)]

@@ -34,6 +34,7 @@ from tfhybrid.layers.base import (
 )
 from tfhybrid.layers.composite import Composite, add_grads
 from tfhybrid.models.fusion import plan_runs
+from tfhybrid.models.layer_results import check_backward, check_output
 from tfhybrid.ops.losses import sigmoid_cross_entropy, softmax_cross_entropy
 
 LOSSES = ("softmax_cross_entropy", "sigmoid_cross_entropy")
@@ -56,25 +57,6 @@ def _checked_step_number(value, name: str = "step") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"{name} must be an integer >= 0 (a training step), got {value!r}")
     return int(value)
-
-
-def _checked_step(result, layer: Layer, index: int, need_dx: bool, batch: int):
-    """A layer's backward result, (dx, grads), checked where it enters the network: one
-    ValueError naming the layer, instead of an error deep inside the next layer."""
-    where = f"layer {index} ({type(layer).__name__})'s backward"
-    if not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[1], dict):
-        raise ValueError(f"{where} must return (dx, grads), a pair; got {type(result).__name__}")
-    dx, grads = result
-    if need_dx:
-        expected = (batch, *layer.input_shape)
-        if dx is None:
-            raise ValueError(f"{where} returned dx None, but the layer below needs it")
-        if tuple(np.shape(dx)) != expected:
-            raise ValueError(
-                f"{where} returned dx of shape {list(np.shape(dx))}; its input has shape "
-                f"{list(expected)}"
-            )
-    return dx, grads
 
 
 def _shared_shapes(layer: Layer, first: tuple, where: str, shape: tuple) -> str:
@@ -152,6 +134,11 @@ class Sequential:
         if not self.param_shapes:
             raise ValueError("the network has no parameters to train")
         self.first = next(i for i, keys in enumerate(self.param_keys) if keys)
+        # Each layer's parameter shapes under its own names: its gradients are checked
+        # against them where they enter the network.
+        self._local_shapes = [
+            {name: self.param_shapes[key] for name, key in keys.items()} for keys in self.param_keys
+        ]
         self._pure = [layer.is_pure() for layer in layers]
         # What each layer's forward and reference take of training, state and rng.
         self._takes = [
@@ -446,6 +433,7 @@ class Sequential:
                 layer = self.layers[index]
                 extras = self._extras(index, training, step)
                 h, caches[index] = layer.forward(*self._arguments(index, h), **extras)
+                h = self._check_output(h, index, batch)
                 if training and "state" in extras:
                     self._keep_state(index, extras)
                 index += 1
@@ -472,6 +460,14 @@ class Sequential:
         if self._pure[index]:
             return params, h
         return {k: v.copy() for k, v in params.items()}, h.copy()
+
+    def _check_output(self, out, index: int, batch: int):
+        """Layer ``index``'s forward output, checked where it enters the network: of the
+        network's dtype and of the shape its reference gave when the network was built
+        (:mod:`tfhybrid.models.layer_results`). Returns it."""
+        layer = self.layers[index]
+        expected = (batch, *layer.output_shape_)
+        return check_output(out, layer, index, self.names[index], expected, self.dtype)
 
     def _flat_tensor(self):
         # Read in place (no copy): the call has returned before an optimizer writes it.
@@ -508,17 +504,18 @@ class Sequential:
                     continue
             step = layer.backward_per_example if per_example else layer.backward
             upstream = dout if self._pure[index] else np.array(dout)  # see Layer.pure
-            dout, local = _checked_step(
-                step(upstream, caches[index], need_dx), layer, index, need_dx, len(dlogits)
+            dout, local = check_backward(
+                step(upstream, caches[index], need_dx),
+                layer,
+                index,
+                self.names[index],
+                need_dx=need_dx,
+                batch=len(dlogits),
+                dtype=self.dtype,
+                shapes=self._local_shapes[index],
+                per_example=per_example,
             )
             keys = self.param_keys[index]
-            unknown = set(local) - set(keys)
-            if unknown:
-                raise ValueError(
-                    f"layer {index} ({type(layer).__name__}) returned gradients "
-                    f"{sorted(unknown)} for parameters it does not own "
-                    f"({sorted(keys) or 'none'})"
-                )
             # A layer used at two places: the gradients of its uses add up.
             add_grads(grads, {keys[name]: value for name, value in local.items()})
             if intermediates and need_dx and self.layers[index - 1].report_gradient:
@@ -661,6 +658,7 @@ class Sequential:
             if run is None:
                 extras = self._extras(index, False, self.step)
                 h, _ = self.layers[index].forward(*self._arguments(index, h), **extras)
+                h = self._check_output(h, index, len(x))
                 index += 1
             else:
                 h = run.predict_call(tf.convert_to_tensor(h), flat)[1]
