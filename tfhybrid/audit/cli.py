@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.png",
         help="write dw1 heatmaps and per-tensor error bars as PNG",
     )
+    parser.add_argument(
+        "--html",
+        default=None,
+        metavar="FILE.html",
+        help="write the backward-pass page: one self-contained HTML file, each layer "
+        "as the chain rule in pictures, manual beside the tape (opens offline)",
+    )
     return parser
 
 
@@ -139,7 +146,9 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.options = {**args.run.options, **args.rules} if args.run is not None else dict(args.rules)
     if args.plot is not None and Path(args.plot).suffix.lower() != ".png":
         raise ConfigError(f"--plot must name a .png file, got {args.plot!r}")
-    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+    if args.html is not None and Path(args.html).suffix.lower() not in (".html", ".htm"):
+        raise ConfigError(f"--html must name a .html file, got {args.html!r}")
+    for flag, path in (("--json", args.json), ("--plot", args.plot), ("--html", args.html)):
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise ConfigError(f"{flag}: the folder of {path!r} does not exist")
         if path is not None:
@@ -280,7 +289,8 @@ def network(args: argparse.Namespace):
 
 
 def check_gradients(args: argparse.Namespace, out=None):
-    """Run the audit the options describe; print the table; write JSON and plot if asked."""
+    """Run the audit the options describe; print the table; write JSON, plot and page if
+    asked."""
     from tfhybrid.audit.core import audit
     from tfhybrid.audit.table import format_table
 
@@ -324,6 +334,10 @@ def check_gradients(args: argparse.Namespace, out=None):
         from tfhybrid.audit.plots import plot_report
 
         plot_report(report, args.plot)
+    if args.html:
+        from tfhybrid.audit.html import write_html
+
+        write_html(report, args.html, title=args.model)
     return report
 
 

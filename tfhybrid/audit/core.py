@@ -9,8 +9,9 @@ from collections.abc import Iterable
 import numpy as np
 
 from tfhybrid.audit import tolerances as tol
-from tfhybrid.audit.causes import quantities
+from tfhybrid.audit.causes import layer_quantities
 from tfhybrid.audit.compare import TINY
+from tfhybrid.audit.confirm import Borrowed
 from tfhybrid.audit.judge import (
     FD64,
     INTERMEDIATE,
@@ -23,6 +24,7 @@ from tfhybrid.audit.judge import (
     Probe,
     judge_tensor,
 )
+from tfhybrid.audit.page.source import PageSource
 from tfhybrid.audit.reference import TapeResult, loss_function, tape_gradients
 from tfhybrid.audit.report import AuditReport, LossCheck
 from tfhybrid.audit.update import update_check
@@ -97,7 +99,8 @@ def audit(
             "every evaluation"
         )
         report = dataclasses.replace(report, notes=[*report.notes, note])
-    return report
+    # Kept for the backward-pass page (report.to_html), which draws what the audit saw.
+    return dataclasses.replace(report, source=PageSource.capture(model, x, y, step))
 
 
 def _replay(stack: contextlib.ExitStack, model, step: int | None = None) -> int | None:
@@ -150,7 +153,7 @@ def _audit(
     sequential = layers and hasattr(model, "layers") and hasattr(model, "param_keys")
     layer_checks, shared = [], {}
     if sequential:  # first: a layer that computes in float32 sets the network's tolerance
-        from tfhybrid.audit.layers import check_layers, shared_candidates
+        from tfhybrid.audit.layers import borrowed_causes, check_layers, shared_candidates
 
         layer_checks = check_layers(model, x, y, seed=seed, per_example=per_example)
         # A layer used at several places: its gradient with one use's share alone.
@@ -169,6 +172,11 @@ def _audit(
     values64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     rng = np.random.default_rng(seed)
     counts = _layer_counts(model, len(x))
+    # A network tensor's factor is made by its layer's own backward: the cause that
+    # layer's own check confirmed (at a second shape) is the tensor's.
+    names = [f"d{key}" for key in params] + list(tape64.intermediates)
+    reruns = borrowed_causes(layer_checks, model, names) if sequential else {}
+    reruns = {name: reruns.get(name, Borrowed(None)) for name in names}
     tensors = [
         judge_tensor(
             f"d{key}",
@@ -182,6 +190,7 @@ def _audit(
             manual_rtol=rtol,
             counts=counts.get(f"d{key}"),
             candidates=shared.get(key),
+            rerun=reruns[f"d{key}"],
         )
         for key in params
     ]
@@ -194,6 +203,7 @@ def _audit(
             tape32=tape32.intermediates[name],
             manual_rtol=rtol,
             counts=counts.get(name),
+            rerun=reruns[name],
         )
         for name in tape64.intermediates
     ]
@@ -202,7 +212,7 @@ def _audit(
         from tfhybrid.audit.per_example import audit_per_example
 
         per_example_records, norms = audit_per_example(
-            model, x, y, manual, tape64, tape32, rng, fd_samples, rtol, counts
+            model, x, y, manual, tape64, tape32, rng, fd_samples, rtol, counts, reruns
         )
 
     loss = LossCheck(
@@ -275,16 +285,25 @@ def _noise(item):
     )
 
 
-def _layer_counts(model, batch: int) -> dict[str, dict[str, int]]:
-    """Tensor name -> the quantities of the layer that computes it (for causes)."""
+def _layer_counts(model, batch: int) -> dict[str, tuple]:
+    """Tensor name -> the quantities of the layer that computes it (for causes): those its
+    own check names (:func:`tfhybrid.audit.causes.quantities_of`), its kernel included."""
     if not hasattr(model, "layers") or not hasattr(model, "param_keys"):
         return {}
     found = {}
     shape = tuple(model.input_shape)
     for index, layer in enumerate(model.layers):
         out_shape = tuple(layer.output_shape_)
-        counts = quantities(
-            (batch, *shape), (batch, *out_shape), getattr(layer, "cause_counts", None)
+        kernel = next(
+            (
+                s
+                for s in (model.param_shapes[k] for k in model.param_keys[index].values())
+                if len(s) == 4 and len(shape) == 3 and s[2] == shape[2]
+            ),
+            None,
+        )
+        counts = layer_quantities(
+            (batch, *shape), (batch, *out_shape), getattr(layer, "cause_counts", None), kernel
         )
         for key in model.param_keys[index].values():
             found[f"d{key}"] = counts

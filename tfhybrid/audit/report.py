@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +20,9 @@ from tfhybrid.audit.judge import (
     TensorCheck,
 )
 from tfhybrid.audit.update import UpdateCheck
+
+if TYPE_CHECKING:  # for the hints only: the page's modules load when a page is drawn
+    from tfhybrid.audit.html import BackwardPage, Caps
 
 __all__ = [
     "FD64",
@@ -83,6 +89,10 @@ class AuditReport:
     )
     # Why no gradient could be judged (a forward that draws fresh random numbers).
     problem: str = ""
+    # What the backward-pass page recomputes its pictures from (the network, the batch,
+    # the weights, state and draw audited: tfhybrid.audit.page.source.PageSource); None
+    # for a report built otherwise. Left out of to_dict(), like the gradients.
+    source: object = dataclasses.field(default=None, repr=False, compare=False)
 
     def tensor(self, name: str) -> TensorCheck:
         for item in (*self.tensors, *self.per_example):
@@ -128,6 +138,30 @@ class AuditReport:
     def layer_at_fault(self):
         """The first layer in backward order whose own backward is wrong, or None."""
         return next((v for v in self.layers if v.status == "at fault"), None)
+
+    def to_html(
+        self,
+        path: str | os.PathLike | None = None,
+        caps: Caps | None = None,
+        title: str | None = None,
+    ) -> str:
+        """The backward-pass page of this audit as one self-contained HTML string, also
+        written to ``path`` when given (:mod:`tfhybrid.audit.html`). ``caps``: a
+        :class:`tfhybrid.audit.html.Caps` (samples, channels, matrix rows kept; default:
+        as many as keep the page small); ``title``: the network's name on the page."""
+        from tfhybrid.audit.html import render_html
+
+        text = render_html(self, caps, title)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def page(self, caps: Caps | None = None) -> BackwardPage:
+        """The backward-pass page, displayed inline when a notebook shows it (a
+        :class:`tfhybrid.audit.html.BackwardPage`; ``.save(path)`` writes it)."""
+        from tfhybrid.audit.html import BackwardPage
+
+        return BackwardPage(self, caps)
 
     def __str__(self) -> str:
         from tfhybrid.audit.table import format_table
