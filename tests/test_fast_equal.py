@@ -87,6 +87,44 @@ def test_max_pool_routes_and_backward_are_bit_for_bit_the_definition(
     )
 
 
+@pytest.mark.parametrize("ties", ["first", "all"])
+@pytest.mark.parametrize("shape,size", [((2, 8, 8, 3), 2), ((2, 9, 7, 2), 2), ((1, 9, 9, 2), 3)])
+def test_max_pool_merged_with_the_relu_below_is_bit_for_bit_the_two_definitions(
+    rng, shape, size, ties
+):
+    # A ReLU's output: many zeros, so windows whose maximum is 0 (tied), where the mask
+    # is 0 however the route goes.
+    z = rng.integers(-2, 3, size=shape).astype(np.float32)
+    a, mask = activations.relu_forward(z)
+    out, cache = maxpool.max_pool_forward(a, size, size, 0, 0.0, ties)
+    _, fast_cache = fast_maxpool.max_pool_forward(a, size, size, 0, 0.0, ties)
+    dout = rng.normal(size=out.shape).astype(np.float32)
+    merged = fast_maxpool.max_pool_relu_backward(dout, fast_cache)
+    definition = activations.relu_backward(maxpool.max_pool_backward(dout, cache), mask)
+    assert_same(merged, definition, "max pool + relu")
+    _, padded = fast_maxpool.max_pool_forward(a, size, size, 1, 0.0, ties)
+    assert fast_maxpool.max_pool_relu_backward(dout, padded) is None  # not the rows cache
+
+
+def test_training_merges_the_max_pool_with_the_relu_below_to_the_same_gradients(rng, monkeypatch):
+    from tfhybrid.catalog import build_model
+
+    net = build_model("lenet5", seed=1, dtype=np.float32)  # ReLU then MaxPool2D, twice
+    x = rng.random((3, *net.input_shape)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 3)]
+    merges = []
+    merged = fast_maxpool.max_pool_relu_backward
+    monkeypatch.setattr(
+        fast_maxpool, "max_pool_relu_backward", lambda *a: merges.append(1) or merged(*a)
+    )
+    lean = net.loss_and_gradients(x, y, intermediates=False)["grads"]
+    assert len(merges) == 2
+    layer_by_layer = net.loss_and_gradients(x, y)["grads"]
+    assert len(merges) == 2  # the reported gradients between the two: no merge
+    for key, value in layer_by_layer.items():
+        np.testing.assert_array_equal(lean[key], value, err_msg=key)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1), (1, 2)])
 @pytest.mark.parametrize("dw_mode", ["batched", "per-sample"])

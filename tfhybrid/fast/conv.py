@@ -6,6 +6,8 @@ rounding (``tests/test_fast_equal.py``)."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from tfhybrid.choices import DW_MODES, check_choice
@@ -48,7 +50,9 @@ def conv2d_backward(
     fn = backward_fn(
         dout.dtype, tuple(x.shape[1:]), w.shape, stride, pad, need_dx, per_sample, plan, len(dout)
     )
-    dw, dx = fn(x, buffers.as_tensor(dout), w)  # dout read in place where aligned
+    # dout and w read in place where aligned; without dx the call never reads w
+    w_in = buffers.as_tensor(w) if need_dx else unused_filter(w.shape, dout.dtype)
+    dw, dx = fn(x, buffers.as_tensor(dout), w_in)
     dw = np.asarray(dw)
     grads = {"dw": dw if per_example or not per_sample else dw.sum(axis=0)}
     if b_shape is not None:
@@ -79,6 +83,17 @@ def backward_fn(dtype, x_shape, w_shape, stride, pad, need_dx, per_sample, plan=
         dx=plan.dx,
         xla=xla,
     )
+
+
+@functools.cache
+def unused_filter(shape: tuple, dtype):
+    """A zero tensor of the filter's shape, made once, for the backward call's ``w``
+    argument when it computes no dx and so never reads it: handing over the layer's
+    own w would convert (copy) it on every call, about 60 µs."""
+    from tfhybrid._tf import tf
+
+    with tf.init_scope():  # an eager tensor, even if first asked for while tracing
+        return tf.zeros(tuple(shape), np.dtype(dtype))
 
 
 def bias_gradient(dout: np.ndarray, b_shape: tuple, per_example: bool = False) -> np.ndarray:
@@ -118,5 +133,5 @@ def filter_gradient(
         plan,
         len(dout),
     )
-    dw = np.asarray(fn(x, dout, np.zeros(filter_shape, dout.dtype))[0])
+    dw = np.asarray(fn(x, dout, unused_filter(filter_shape, dout.dtype))[0])
     return dw.sum(axis=0) if dw_mode == "per-sample" else dw

@@ -68,7 +68,7 @@ def _tiled_cache(x: np.ndarray, out: np.ndarray, size: int, ties: str) -> tuple:
         np.greater(hits, left if taken is None else left | taken, out=hits)  # hits & ~...
         if i < size - 1:
             taken = row_any if taken is None else taken | row_any
-    return ("rows", x.shape, size, routes)
+    return ("rows", x.shape, size, routes, out)
 
 
 def _neighbours(hits: np.ndarray, c: int, size: int, column: np.ndarray, toward: str):
@@ -85,7 +85,7 @@ def _neighbours(hits: np.ndarray, c: int, size: int, column: np.ndarray, toward:
 def max_pool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     """:func:`tfhybrid.ops.maxpool.max_pool_backward` for either cache, into aligned buffers."""
     if cache[0] == "rows":  # windows that tile the input: routed row by row
-        _, x_shape, size, routes = cache
+        _, x_shape, size, routes, _ = cache
         n, h, w, c = x_shape
         _, ho, wo, _ = dout.shape
         exact = ho * size == h and wo * size == w
@@ -108,3 +108,21 @@ def max_pool_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     for q, view in enumerate(definition._window_views(dxp, size, stride, ho, wo)):
         np.multiply(dout, routes[q], out=view)
     return dxp[:, pad : pad + h, pad : pad + w, :]
+
+
+def max_pool_relu_backward(dout: np.ndarray, cache: tuple) -> np.ndarray | None:
+    """The max pool's backward and the ReLU's below it in one pass, or None.
+
+    The ReLU's backward multiplies the pool's dx [N,H,W,C] by its mask z > 0. A route
+    ends where the ReLU's output equals the window's maximum, so the mask there is
+    out > 0 of the pool's own output [N,Ho,Wo,C]: dL/dz = routes · spread(dout · [out > 0]),
+    the mask applied to the pooled gradient, a quarter of the values for 2x2 windows.
+    Every factor is 0 or 1, so the values equal those of
+    :func:`max_pool_backward` then :func:`tfhybrid.ops.activations.relu_backward` (a zero
+    may carry dout's sign, as in :func:`max_pool_backward`). Only for windows that tile
+    the input (the "rows" cache); None otherwise (the caller runs the two backward passes in turn).
+    """
+    if cache[0] != "rows":
+        return None
+    out = np.asarray(cache[4])
+    return max_pool_backward(np.multiply(dout, out > 0), cache)

@@ -126,6 +126,24 @@ class MaxPool2D(Layer):
         ops = fast_maxpool if fast.enabled() else maxpool
         return ops.max_pool_backward(dout, cache), {}
 
+    def backward_through(self, below, dout, cache, below_cache):
+        """This backward and that of the layer ``below`` it in one pass, or None.
+
+        A built-in ReLU below windows that tile its output: the ReLU's mask applied to
+        dout at the pooled size, then routed (the same numbers, see
+        :func:`tfhybrid.fast.maxpool.max_pool_relu_backward`). Sequential uses it when
+        the gradient between the two is not reported."""
+        from tfhybrid.layers.activations import ReLU
+
+        if (
+            not fast.enabled()
+            or type(self).backward is not MaxPool2D.backward
+            or type(self).cache_from is not MaxPool2D.cache_from
+            or type(below).backward is not ReLU.backward
+        ):
+            return None
+        return fast_maxpool.max_pool_relu_backward(dout, cache)
+
     def reference(self, params, x):
         if self.padding:
             p = self.padding

@@ -144,8 +144,11 @@ class Sequential:
         self._takes = [
             {m: layer.options_taken(m) for m in ("forward", "reference")} for layer in layers
         ]
-        self._offsets, at = {}, 0
+        # Each parameter starts on a 64-byte boundary of the flat buffer (the gaps stay
+        # zero): a layer's weights then reach TensorFlow in place (buffers.as_tensor).
+        self._offsets, at, step = {}, 0, buffers.ALIGN // np.dtype(self.dtype).itemsize
         for key, shape in self.param_shapes.items():
+            at = -(-at // step) * step
             self._offsets[key], at = at, at + int(np.prod(shape))
         self._flat = buffers.zeros(at, self.dtype)  # every parameter, in order (aligned)
         # The readable path (tfhybrid.fast): each layer runs its own forward, no compiled run.
@@ -257,7 +260,7 @@ class Sequential:
                 )
         # Copies into this network's own flat buffer: two networks built from one dict
         # must not train the same arrays, and the compiled forward reads the buffer whole.
-        flat = buffers.empty(self._flat.shape, self._flat.dtype)
+        flat = buffers.zeros(self._flat.shape, self._flat.dtype)
         self._params = {}
         for key, shape in self.param_shapes.items():
             at = self._offsets[key]
@@ -375,15 +378,18 @@ class Sequential:
             self._state[key][...] = value
 
     def flat_params(self) -> np.ndarray:
-        """Every parameter in one vector, in the order of :attr:`params`.
+        """Every parameter in one vector, in the order of :attr:`params`, each from a
+        64-byte boundary (zeros between them).
 
         The parameters are views of one buffer, which optimizers update in place; if a
         caller replaced an array in the dict, the vector is assembled afresh."""
         if all(self._params.get(k) is v for k, v in self._views.items()):
             return self._flat
-        return np.concatenate(
-            [np.asarray(self._params[k], self.dtype).ravel() for k in self.param_shapes]
-        )
+        flat = buffers.zeros(self._flat.shape, self.dtype)
+        for key, shape in self.param_shapes.items():
+            at = self._offsets[key]
+            flat[at : at + int(np.prod(shape))] = np.asarray(self._params[key], self.dtype).ravel()
+        return flat
 
     def layer_params(self, index: int, params: dict | None = None) -> dict:
         """Layer ``index``'s parameters under its own names ("w", "b")."""
