@@ -89,9 +89,7 @@ def test_max_pool_routes_and_backward_are_bit_for_bit_the_definition(
 
 @pytest.mark.parametrize("ties", ["first", "all"])
 @pytest.mark.parametrize("shape,size", [((2, 8, 8, 3), 2), ((2, 9, 7, 2), 2), ((1, 9, 9, 2), 3)])
-def test_max_pool_merged_with_the_relu_below_is_bit_for_bit_the_two_definitions(
-    rng, shape, size, ties
-):
+def test_max_pool_merged_with_the_relu_below_equals_the_two_definitions(rng, shape, size, ties):
     # A ReLU's output: many zeros, so windows whose maximum is 0 (tied), where the mask
     # is 0 however the route goes.
     z = rng.integers(-2, 3, size=shape).astype(np.float32)

@@ -260,14 +260,19 @@ class Sequential:
                 )
         # Copies into this network's own flat buffer: two networks built from one dict
         # must not train the same arrays, and the compiled forward reads the buffer whole.
+        self._flat, self._params = self._pack(values)
+        self._views = dict(self._params)
+
+    def _pack(self, values: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``values`` copied into a new flat buffer at :attr:`_offsets` (zeros between
+        them) -> (the buffer, each parameter as a view of it)."""
         flat = buffers.zeros(self._flat.shape, self._flat.dtype)
-        self._params = {}
+        views = {}
         for key, shape in self.param_shapes.items():
             at = self._offsets[key]
-            view = flat[at : at + int(np.prod(shape))].reshape(shape)
-            view[...] = np.asarray(values[key])
-            self._params[key] = view
-        self._flat, self._views = flat, dict(self._params)
+            views[key] = flat[at : at + int(np.prod(shape))].reshape(shape)
+            views[key][...] = np.asarray(values[key])
+        return flat, views
 
     # --- state ----------------------------------------------------------------------
     def initial_state(self) -> dict[str, np.ndarray]:
@@ -385,11 +390,7 @@ class Sequential:
         caller replaced an array in the dict, the vector is assembled afresh."""
         if all(self._params.get(k) is v for k, v in self._views.items()):
             return self._flat
-        flat = buffers.zeros(self._flat.shape, self.dtype)
-        for key, shape in self.param_shapes.items():
-            at = self._offsets[key]
-            flat[at : at + int(np.prod(shape))] = np.asarray(self._params[key], self.dtype).ravel()
-        return flat
+        return self._pack(self._params)[0]
 
     def layer_params(self, index: int, params: dict | None = None) -> dict:
         """Layer ``index``'s parameters under its own names ("w", "b")."""
